@@ -1,0 +1,36 @@
+# sipd: `make demo` and `make test` each set up what they need first.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test demo proto lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+# Lint, the generated-code check (inside pytest) and the whole suite.
+test: install
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q
+
+# sipd on embedded defaults plus the full label -> train -> test -> predict example.
+demo: install
+	$(PY) -m sipd.demo
+
+proto: install
+	$(PY) proto/generate.py
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+bench: install
+	$(VENV)/bin/sipctl bench
+
+clean:
+	rm -rf $(VENV) demo-data bench-data .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""sipctl: the command-line client of sipd."""

@@ -1,0 +1,1 @@
+"""sipctl's commands, one module per area; each has register(subparsers)."""

@@ -1,0 +1,96 @@
+"""The worker process: the only process that touches the device.
+
+It receives ("run", job_id, type, params) over a pipe, runs the handler for
+`type`, and sends back progress events and one final message:
+("done", id, result) | ("cancelled", id, reason) | ("failed", id, code, message).
+State that should stay warm between jobs (inference sessions) lives in
+module globals of sipd.jobs.handlers, which only this process imports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+from sipd.errors import SipError
+from sipd.jobs.context import JobCancelled, JobContext, ProgressEvent
+
+
+def worker_main(conn: Any, cancel_event: Any, device: str, settings: dict[str, Any]) -> None:
+    # Ctrl-C in a terminal reaches the whole process group; the daemon decides
+    # how the running job ends, so the worker ignores SIGINT.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(
+        level=settings.get("log_level", "INFO").upper(),
+        format="%(asctime)s %(levelname)s worker[%(process)d] %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    threads = int(settings.get("threads") or 0)
+    if threads:
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    from sipd.jobs import handlers  # after the environment is set for torch/onnxruntime
+
+    send_lock = threading.Lock()
+
+    def send(message: tuple[Any, ...]) -> None:
+        with send_lock:
+            conn.send(message)
+
+    _exit_with_parent()
+    send(("ready", os.getpid(), device))
+    log = logging.getLogger("sipd.worker")
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return  # the daemon is gone
+        if message[0] == "stop":
+            return
+        _, job_id, job_type, params = message
+
+        def emit(event: ProgressEvent, job_id: int = job_id) -> None:
+            send(("progress", job_id, dataclasses.asdict(event)))
+
+        ctx = JobContext(
+            device, emit, cancel_event, logging.getLogger(f"sipd.job.{job_id}"), settings
+        )
+        try:
+            result = handlers.run(job_type, params, ctx)
+        except JobCancelled as exc:
+            send(("cancelled", job_id, str(exc)))
+        except SipError as exc:
+            send(("failed", job_id, exc.code, str(exc)))
+        except MemoryError:
+            send(
+                (
+                    "failed",
+                    job_id,
+                    "RESOURCE_EXHAUSTED",
+                    "out of memory; try a smaller tile or batch size",
+                )
+            )
+        except Exception as exc:  # a bug: keep the worker alive, report it, log the trace
+            log.error("job %s (%s) failed:\n%s", job_id, job_type, traceback.format_exc())
+            send(("failed", job_id, "INTERNAL", f"internal error: {type(exc).__name__}: {exc}"))
+        else:
+            send(("done", job_id, result))
+
+
+def _exit_with_parent() -> None:
+    """If the daemon dies (even by SIGKILL), end this process instead of
+    finishing a job whose result nobody will record."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()

@@ -1,0 +1,76 @@
+"""`sipd`: start the daemon."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import yaml
+
+from sipd import __version__
+from sipd.config import load_config
+from sipd.errors import SipError
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="sipd",
+        description="Local daemon for pixel-level image classification from a few drawn examples. "
+        "Options override SIPD_* environment variables, which override the config file, "
+        "which overrides the embedded defaults.",
+    )
+    p.add_argument(
+        "--listen", help="gRPC address HOST:PORT (default 127.0.0.1:50051; port 0 = any free port)"
+    )
+    p.add_argument("--data-dir", help="where state lives (default: the per-user data folder)")
+    p.add_argument("--config", help="YAML config file (default: $SIPD_CONFIG, else none)")
+    p.add_argument(
+        "--metrics-listen", help="Prometheus /metrics address HOST:PORT; '' turns it off"
+    )
+    p.add_argument("--device", help="auto, cpu or cuda:N")
+    p.add_argument("--log-level", help="debug, info, warning or error")
+    p.add_argument(
+        "--allowed-root",
+        action="append",
+        dest="allowed_roots",
+        metavar="DIR",
+        help="folder the daemon may read and write (repeatable; replaces the default roots)",
+    )
+    p.add_argument(
+        "--print-config", action="store_true", help="print the merged configuration and exit"
+    )
+    p.add_argument("--version", action="version", version=f"sipd {__version__}")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    overrides = {
+        key: value
+        for key, value in vars(args).items()
+        if key not in ("config", "print_config") and value is not None
+    }
+    try:
+        config = load_config(args.config, overrides=overrides)
+    except SipError as exc:
+        print(f"sipd: {exc}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(yaml.safe_dump(config.as_dict(), sort_keys=False), end="")
+        return 0
+
+    from sipd.server import Daemon, configure_logging
+
+    configure_logging(config.log_level)
+    try:
+        daemon = Daemon(config)
+        daemon.start()
+    except SipError as exc:
+        print(f"sipd: {exc}", file=sys.stderr)
+        return 1
+    daemon.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

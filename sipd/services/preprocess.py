@@ -1,0 +1,45 @@
+"""PreprocessService: raster inspection now; sensor preprocessors are planned."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import grpc
+
+from sipd.api.sip.v1 import common_pb2, preprocess_pb2, preprocess_pb2_grpc
+from sipd.raster import open_raster
+from sipd.services.common import job_to_proto, rpc, unimplemented
+
+if TYPE_CHECKING:
+    from sipd.server import Daemon
+
+
+class PreprocessServicer(preprocess_pb2_grpc.PreprocessServiceServicer):
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    @rpc
+    def InspectRaster(
+        self, request: preprocess_pb2.InspectRasterRequest, context: grpc.ServicerContext
+    ) -> common_pb2.Job:
+        path = self.daemon.policy.check(request.path, "raster path")
+        # Open once here so a missing or unreadable file is INVALID_ARGUMENT now,
+        # not a failed job later.
+        with open_raster(path):
+            pass
+        job = self.daemon.engine.submit(
+            "inspect", {"path": str(path), "statistics": request.statistics}
+        )
+        return job_to_proto(job)
+
+    @rpc
+    def ListPreprocessors(
+        self, request: preprocess_pb2.ListPreprocessorsRequest, context: grpc.ServicerContext
+    ) -> preprocess_pb2.ListPreprocessorsResponse:
+        return preprocess_pb2.ListPreprocessorsResponse()
+
+    Preprocess = unimplemented(
+        "PreprocessService",
+        "Preprocess",
+        "sensor preprocessors are planned; ListPreprocessors lists those present",
+    )

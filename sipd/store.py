@@ -1,0 +1,251 @@
+"""Durable state in SQLite (WAL): projects, scenes, ROIs, jobs, watches.
+
+One connection guarded by a lock: the daemon's writes are small and few, and
+a single connection keeps transactions simple. The worker process never
+opens the store; it receives resolved parameters and returns results.
+Schema changes are numbered migrations, applied in order at open and
+recorded in PRAGMA user_version.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+MIGRATIONS: list[str] = [
+    # 1: projects, scenes, ROIs, jobs
+    """
+    CREATE TABLE projects (
+        id TEXT PRIMARY KEY,
+        description TEXT NOT NULL DEFAULT '',
+        classes TEXT NOT NULL,          -- JSON [{value, name, color}]
+        bands TEXT NOT NULL,            -- JSON [name]
+        revision INTEGER NOT NULL DEFAULT 0,  -- bumped on every scene/ROI change
+        create_time REAL NOT NULL
+    );
+    CREATE TABLE scenes (
+        project TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        id TEXT NOT NULL,
+        path TEXT NOT NULL,
+        background_mask TEXT NOT NULL DEFAULT '',
+        info TEXT NOT NULL,             -- JSON raster metadata (sipd.raster.raster_info)
+        create_time REAL NOT NULL,
+        PRIMARY KEY (project, id)
+    );
+    CREATE TABLE rois (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        project TEXT NOT NULL,
+        scene TEXT NOT NULL,
+        class_name TEXT NOT NULL,
+        split TEXT NOT NULL,            -- train | val | test
+        wkt TEXT NOT NULL,              -- pixel coordinates (column, row)
+        width REAL NOT NULL,
+        source TEXT NOT NULL DEFAULT '',
+        create_time REAL NOT NULL,
+        FOREIGN KEY (project, scene) REFERENCES scenes(project, id) ON DELETE CASCADE
+    );
+    CREATE INDEX rois_scene ON rois(project, scene);
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        type TEXT NOT NULL,
+        state TEXT NOT NULL,            -- QUEUED RUNNING SUCCEEDED FAILED CANCELLED
+        project TEXT NOT NULL DEFAULT '',
+        params TEXT NOT NULL,           -- JSON
+        result TEXT,                    -- JSON, set when SUCCEEDED
+        progress TEXT,                  -- JSON of the latest progress event
+        error TEXT NOT NULL DEFAULT '',
+        error_code TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL DEFAULT 'api',
+        create_time REAL NOT NULL,
+        start_time REAL,
+        end_time REAL
+    );
+    CREATE INDEX jobs_state ON jobs(state, id);
+    """,
+]
+
+FINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELLED")
+
+
+class Store:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(
+            str(self.path), check_same_thread=False, isolation_level=None, timeout=30
+        )
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode loses nothing when the process is killed; only an
+        # OS crash can drop the last transactions.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    # -- plumbing -----------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        with self._lock:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise RuntimeError(
+                    f"store {self.path} has schema version {version}, newer than this sipd "
+                    f"knows ({len(MIGRATIONS)}); upgrade sipd or use another data dir"
+                )
+            for number in range(version, len(MIGRATIONS)):
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in MIGRATIONS[number].split(";"):
+                        if statement.strip():
+                            self._db.execute(statement)
+                    self._db.execute(f"PRAGMA user_version={number + 1}")
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def query_one(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Row | None:
+        with self._lock:
+            return self._db.execute(sql, args).fetchone()
+
+    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._db.execute(sql, args)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- projects -----------------------------------------------------------------
+
+    def bump_revision(self, db: sqlite3.Connection, project: str) -> None:
+        db.execute("UPDATE projects SET revision = revision + 1 WHERE id = ?", (project,))
+
+    # -- jobs ---------------------------------------------------------------------
+
+    def insert_job(self, type_: str, project: str, params: dict[str, Any], source: str) -> int:
+        cur = self.execute(
+            "INSERT INTO jobs (type, state, project, params, source, create_time) "
+            "VALUES (?, 'QUEUED', ?, ?, ?, ?)",
+            (type_, project, json.dumps(params), source, time.time()),
+        )
+        return int(cur.lastrowid or 0)
+
+    def get_job(self, job_id: int) -> dict[str, Any] | None:
+        row = self.query_one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return job_row(row) if row else None
+
+    def next_queued_job(self) -> dict[str, Any] | None:
+        row = self.query_one("SELECT * FROM jobs WHERE state = 'QUEUED' ORDER BY id LIMIT 1")
+        return job_row(row) if row else None
+
+    def count_jobs(self, state: str) -> int:
+        row = self.query_one("SELECT COUNT(*) FROM jobs WHERE state = ?", (state,))
+        return int(row[0]) if row else 0
+
+    def mark_running(self, job_id: int) -> bool:
+        cur = self.execute(
+            "UPDATE jobs SET state = 'RUNNING', start_time = ? WHERE id = ? AND state = 'QUEUED'",
+            (time.time(), job_id),
+        )
+        return cur.rowcount == 1
+
+    def set_progress(self, job_id: int, progress: dict[str, Any]) -> None:
+        self.execute(
+            "UPDATE jobs SET progress = ? WHERE id = ? AND state = 'RUNNING'",
+            (json.dumps(progress), job_id),
+        )
+
+    def finish_job(
+        self,
+        job_id: int,
+        state: str,
+        *,
+        result: dict[str, Any] | None = None,
+        error: str = "",
+        error_code: str = "",
+    ) -> bool:
+        """Move a job to a final state; False when it already was in one."""
+        cur = self.execute(
+            "UPDATE jobs SET state = ?, result = ?, error = ?, error_code = ?, end_time = ? "
+            "WHERE id = ? AND state IN ('QUEUED', 'RUNNING')",
+            (
+                state,
+                json.dumps(result) if result is not None else None,
+                error,
+                error_code,
+                time.time(),
+                job_id,
+            ),
+        )
+        return cur.rowcount == 1
+
+    def fail_interrupted_jobs(self) -> list[int]:
+        """At start: jobs a killed daemon left RUNNING can't be resumed mid-way."""
+        with self.transaction() as db:
+            ids = [r[0] for r in db.execute("SELECT id FROM jobs WHERE state = 'RUNNING'")]
+            db.execute(
+                "UPDATE jobs SET state = 'FAILED', error_code = 'ABORTED', end_time = ?, "
+                "error = 'interrupted: the daemon stopped while this job was running; "
+                "submit it again' WHERE state = 'RUNNING'",
+                (time.time(),),
+            )
+        return ids
+
+    def list_jobs(
+        self,
+        *,
+        state: str = "",
+        type_: str = "",
+        project: str = "",
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        where, args = ["1=1"], []
+        for column, value in (("state", state), ("type", type_), ("project", project)):
+            if value:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if before_id is not None:
+            where.append("id < ?")
+            args.append(before_id)
+        rows = self.query(
+            f"SELECT * FROM jobs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
+            (*args, limit),
+        )
+        return [job_row(r) for r in rows]
+
+
+def job_row(row: sqlite3.Row) -> dict[str, Any]:
+    job = dict(row)
+    job["params"] = json.loads(job["params"]) if job["params"] else {}
+    job["result"] = json.loads(job["result"]) if job["result"] else None
+    job["progress"] = json.loads(job["progress"]) if job["progress"] else None
+    return job
