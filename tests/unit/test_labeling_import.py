@@ -15,7 +15,8 @@ from shapely.geometry import LineString, MultiPoint, Point, Polygon, box, mappin
 from sipd.errors import InvalidArgument, NotFound
 from sipd.labeling import RoiSpec, export_geojson, import_rois, pixel_to_scene
 
-SIP_DIR = Path("/work/shared/reference/sip_rois")
+# A real SIP ROI pair drawn on a 2610 x 2674 Sentinel-1 HV scene (from shared/reference).
+SIP_DIR = Path(__file__).resolve().parents[1] / "data" / "sip_rois"
 CLASSES = ["ice", "water"]
 # A UTM 33N scene of 100 x 80 ten-metre pixels whose column 50 lies on the zone's
 # central meridian (15 E, easting 500000), so lon/lat positions are known exactly.
