@@ -42,6 +42,8 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
 
 def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
     """Open a raster for reading, turning GDAL's errors into a clear InvalidArgument."""
+    if "://" not in str(path) and not str(path).startswith("/vsi") and not os.path.exists(path):
+        raise InvalidArgument(f"raster {path} does not exist")
     try:
         return rasterio.open(path)
     except RasterioIOError as exc:
@@ -49,6 +51,20 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
             f"cannot read raster {path}: {exc}; accepted: any GDAL-readable raster "
             "(GeoTIFF/COG, JP2, ENVI, HDF5, netCDF, NITF, PNG, SAFE, RS2)"
         ) from exc
+
+
+def check_readable(path: str | os.PathLike[str]) -> None:
+    """Read the first and the last block of every band: a truncated or corrupt
+    file fails here, when it is registered, rather than halfway through a job."""
+    with open_raster(path) as ds:
+        windows = list(ds.block_windows(1))
+        try:
+            for _, window in (windows[0], windows[-1]) if windows else ():
+                ds.read(window=window)
+        except (RasterioIOError, rasterio.errors.RasterioError) as exc:
+            raise InvalidArgument(
+                f"raster {path} is corrupt or truncated: {exc}; write or copy it again"
+            ) from exc
 
 
 def raster_info(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -42,7 +42,9 @@ from sipd.config import Config
 from sipd.device import resolve_device
 from sipd.errors import FailedPrecondition
 from sipd.jobs.engine import JobEngine
+from sipd.modelrepo import ModelRepository
 from sipd.paths import PathPolicy, default_roots
+from sipd.projects import Projects
 from sipd.raster import atomic_path
 from sipd.services.common import unimplemented
 from sipd.store import Store
@@ -85,6 +87,8 @@ class Daemon:
         self.start_time = time.time()
         self.policy = PathPolicy(config.allowed_roots or default_roots(config.data_dir))
         self.store = Store(self.data_dir / "sipd.db")
+        self.projects = Projects(self.store, self.policy, self.data_dir)
+        self.models = ModelRepository(self.data_dir / "models")
         self.device = resolve_device(config.device)
         self.engine = JobEngine(
             self.store,
@@ -162,9 +166,12 @@ class Daemon:
     def _servicers(self) -> dict[str, Any]:
         from sipd.services.jobs import JobServicer
         from sipd.services.preprocess import PreprocessServicer
+        from sipd.services.projects import LabelingServicer, ProjectServicer
         from sipd.services.system import SystemServicer
 
         return {
+            "ProjectService": ProjectServicer(self),
+            "LabelingService": LabelingServicer(self),
             "JobService": JobServicer(self),
             "SystemService": SystemServicer(self),
             "PreprocessService": PreprocessServicer(self),

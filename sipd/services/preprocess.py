@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from sipd.api.sip.v1 import common_pb2, preprocess_pb2, preprocess_pb2_grpc
-from sipd.raster import open_raster
+from sipd.raster import check_readable
 from sipd.services.common import job_to_proto, rpc, unimplemented
 
 if TYPE_CHECKING:
@@ -25,8 +25,7 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServiceServicer):
         path = self.daemon.policy.check(request.path, "raster path")
         # Open once here so a missing or unreadable file is INVALID_ARGUMENT now,
         # not a failed job later.
-        with open_raster(path):
-            pass
+        check_readable(path)
         job = self.daemon.engine.submit(
             "inspect", {"path": str(path), "statistics": request.statistics}
         )

@@ -1,0 +1,511 @@
+"""Projects, scenes and ROIs: validation and storage (no gRPC here).
+
+A project fixes the classes (values 1..K, 0 = background) and the bands a
+scene must carry. Scenes are rasters read in place. ROIs are stored in pixel
+coordinates of their scene. Every change to scenes or ROIs bumps the
+project's revision, which tells whether a prepared dataset is stale.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from sipd.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from sipd.labeling import (
+    SPLITS,
+    RoiSpec,
+    background_mask,
+    export_geojson,
+    import_rois,
+    parse_wkt,
+    scene_to_pixel,
+    validate_roi,
+)
+from sipd.labeling.masks import scene_masks
+from sipd.paths import PathPolicy
+from sipd.raster import SCENE_DTYPES, atomic_path, check_readable, raster_info
+from sipd.store import Store
+
+PROJECT_ID = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+SCENE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+CLASS_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$")
+HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+# CSS colour names people type most; anything else as #rrggbb.
+NAMED_COLORS = {
+    "black": "#000000",
+    "white": "#ffffff",
+    "gray": "#808080",
+    "grey": "#808080",
+    "red": "#ff0000",
+    "darkred": "#8b0000",
+    "orange": "#ffa500",
+    "yellow": "#ffff00",
+    "gold": "#ffd700",
+    "green": "#008000",
+    "lime": "#00ff00",
+    "darkgreen": "#006400",
+    "olive": "#808000",
+    "teal": "#008080",
+    "cyan": "#00ffff",
+    "blue": "#0000ff",
+    "navy": "#000080",
+    "skyblue": "#87ceeb",
+    "indigo": "#4b0082",
+    "purple": "#800080",
+    "violet": "#ee82ee",
+    "magenta": "#ff00ff",
+    "pink": "#ffc0cb",
+    "brown": "#a52a2a",
+    "tan": "#d2b48c",
+    "beige": "#f5f5dc",
+    "salmon": "#fa8072",
+    "coral": "#ff7f50",
+}
+# Distinct colours for classes created without one.
+PALETTE = [
+    "#e6194b",
+    "#3cb44b",
+    "#4363d8",
+    "#f58231",
+    "#911eb4",
+    "#46f0f0",
+    "#f032e6",
+    "#bcf60c",
+    "#fabebe",
+    "#008080",
+    "#e6beff",
+    "#9a6324",
+    "#800000",
+    "#aaffc3",
+]
+
+
+def normalize_color(color: str, index: int) -> str:
+    if not color:
+        return PALETTE[index % len(PALETTE)]
+    lowered = color.strip().lower()
+    if HEX_COLOR.match(lowered):
+        return lowered
+    if lowered in NAMED_COLORS:
+        return NAMED_COLORS[lowered]
+    raise InvalidArgument(
+        f"colour {color!r} is not #rrggbb or one of: {', '.join(sorted(NAMED_COLORS))}"
+    )
+
+
+class Projects:
+    def __init__(self, store: Store, policy: PathPolicy, data_dir: Path) -> None:
+        self.store = store
+        self.policy = policy
+        self.data_dir = data_dir
+
+    # -- projects -----------------------------------------------------------------
+
+    def create(
+        self, project_id: str, description: str, classes: list[tuple[str, str]], bands: list[str]
+    ) -> dict[str, Any]:
+        if not PROJECT_ID.match(project_id or ""):
+            raise InvalidArgument(
+                f"project id {project_id!r} is not valid: 1-63 lowercase letters, digits, '-' "
+                "or '_', starting with a letter"
+            )
+        if not classes:
+            raise InvalidArgument("a project needs at least one class, e.g. --classes ice,water")
+        if len(classes) > 254:
+            raise InvalidArgument(f"{len(classes)} classes; at most 254 fit in a uint8 label map")
+        seen: set[str] = set()
+        defs = []
+        for i, (name, color) in enumerate(classes):
+            if not CLASS_NAME.match(name) or name.lower() == "background":
+                raise InvalidArgument(
+                    f"class name {name!r} is not valid: letters, digits, '_', '-', '.', starting "
+                    "with a letter; 'background' is reserved for value 0"
+                )
+            if name.lower() in seen:
+                raise InvalidArgument(f"class {name!r} is given twice")
+            if name.rsplit("_", 1)[-1].lower() in SPLITS:
+                raise InvalidArgument(
+                    f"class name {name!r} ends in a split suffix; SIP labels such as "
+                    f"'{name}' would read as class and split"
+                )
+            seen.add(name.lower())
+            defs.append({"value": i + 1, "name": name, "color": normalize_color(color, i)})
+        if len(set(bands)) != len(bands) or any(not b for b in bands):
+            raise InvalidArgument(f"band names must be unique and non-empty, got {bands}")
+        try:
+            self.store.execute(
+                "INSERT INTO projects (id, description, classes, bands, create_time) "
+                "VALUES (?,?,?,?,?)",
+                (project_id, description, json.dumps(defs), json.dumps(bands), time.time()),
+            )
+        except Exception as exc:
+            if "UNIQUE" in str(exc):
+                raise AlreadyExists(f"project {project_id!r} already exists") from None
+            raise
+        return self.get(project_id)
+
+    def get(self, project_id: str) -> dict[str, Any]:
+        row = self.store.query_one("SELECT * FROM projects WHERE id = ?", (project_id,))
+        if row is None:
+            raise NotFound(
+                f"project {project_id!r} does not exist; create it with `sipctl project create`"
+            )
+        project = dict(row)
+        project["classes"] = json.loads(project["classes"])
+        project["bands"] = json.loads(project["bands"])
+        project["scene_count"] = self._count("scenes", project_id)
+        project["roi_count"] = self._count("rois", project_id)
+        return project
+
+    def _count(self, table: str, project_id: str) -> int:
+        row = self.store.query_one(f"SELECT COUNT(*) FROM {table} WHERE project = ?", (project_id,))
+        return int(row[0]) if row else 0
+
+    def list(self) -> list[dict[str, Any]]:
+        return [self.get(r["id"]) for r in self.store.query("SELECT id FROM projects ORDER BY id")]
+
+    def delete(self, project_id: str, delete_models: bool) -> None:
+        self.get(project_id)
+        busy = self.store.query_one(
+            "SELECT id FROM jobs WHERE project = ? AND state IN ('QUEUED','RUNNING') LIMIT 1",
+            (project_id,),
+        )
+        if busy:
+            raise FailedPrecondition(
+                f"project {project_id!r} has job jobs/{busy[0]} queued or running; cancel it first"
+            )
+        with self.store.transaction() as db:
+            db.execute("DELETE FROM rois WHERE project = ?", (project_id,))
+            db.execute("DELETE FROM scenes WHERE project = ?", (project_id,))
+            db.execute("DELETE FROM projects WHERE id = ?", (project_id,))
+        shutil.rmtree(self.project_dir(project_id), ignore_errors=True)
+        if delete_models:
+            shutil.rmtree(self.data_dir / "models" / project_id, ignore_errors=True)
+
+    def project_dir(self, project_id: str) -> Path:
+        return self.data_dir / "projects" / project_id
+
+    def class_names(self, project: dict[str, Any]) -> list[str]:
+        return [c["name"] for c in project["classes"]]
+
+    # -- scenes -------------------------------------------------------------------
+
+    def add_scene(self, project_id: str, scene_id: str, path: str, mask: str) -> dict[str, Any]:
+        project = self.get(project_id)
+        resolved = self.policy.check(path, "scene path")
+        if not scene_id:
+            scene_id = re.sub(r"[^A-Za-z0-9._-]", "_", resolved.stem)[:63] or "scene"
+        if not SCENE_ID.match(scene_id):
+            raise InvalidArgument(
+                f"scene id {scene_id!r} is not valid: letters, digits, '.', '_' or '-'"
+            )
+        info = raster_info(resolved)
+        self._check_scene(project, info)
+        check_readable(resolved)
+        mask_path = str(self.policy.check(mask, "background mask")) if mask else ""
+        if mask_path:
+            background_mask(resolved, mask_path)  # refuses a wrong size or an unreadable file now
+        with self.store.transaction() as db:
+            if db.execute(
+                "SELECT 1 FROM scenes WHERE project=? AND id=?", (project_id, scene_id)
+            ).fetchone():
+                raise AlreadyExists(
+                    f"scene {scene_id!r} already exists in project {project_id!r}; "
+                    "pick another --name or remove it first"
+                )
+            if not project["bands"]:
+                bands = [n or f"B{i + 1}" for i, n in enumerate(info["band_names"])]
+                db.execute(
+                    "UPDATE projects SET bands = ? WHERE id = ?", (json.dumps(bands), project_id)
+                )
+            db.execute(
+                "INSERT INTO scenes (project, id, path, background_mask, info, create_time) "
+                "VALUES (?,?,?,?,?,?)",
+                (project_id, scene_id, str(resolved), mask_path, json.dumps(info), time.time()),
+            )
+            self.store.bump_revision(db, project_id)
+        return self.get_scene(project_id, scene_id)
+
+    def _check_scene(self, project: dict[str, Any], info: dict[str, Any]) -> None:
+        if info["dtype"] not in SCENE_DTYPES:
+            raise InvalidArgument(
+                f"{info['path']} has pixel type {info['dtype']}; "
+                f"accepted: {', '.join(SCENE_DTYPES)} "
+                "(convert it, e.g. with gdal_translate -ot Float32)"
+            )
+        bands = project["bands"]
+        if bands and info["band_count"] != len(bands):
+            raise InvalidArgument(
+                f"{info['path']} has {info['band_count']} band(s) but project {project['id']!r} "
+                f"expects {len(bands)}: {', '.join(bands)}"
+            )
+        names = info["band_names"]
+        if bands and all(names) and [n.lower() for n in names] != [b.lower() for b in bands]:
+            raise InvalidArgument(
+                f"{info['path']} has bands {', '.join(names)} but project {project['id']!r} "
+                f"expects {', '.join(bands)} in that order"
+            )
+
+    def get_scene(self, project_id: str, scene_id: str) -> dict[str, Any]:
+        row = self.store.query_one(
+            "SELECT * FROM scenes WHERE project=? AND id=?", (project_id, scene_id)
+        )
+        if row is None:
+            self.get(project_id)
+            raise NotFound(f"scene {scene_id!r} does not exist in project {project_id!r}")
+        return self._scene(row)
+
+    def _scene(self, row: Any) -> dict[str, Any]:
+        scene = dict(row)
+        scene["info"] = json.loads(scene["info"])
+        count = self.store.query_one(
+            "SELECT COUNT(*) FROM rois WHERE project=? AND scene=?", (scene["project"], scene["id"])
+        )
+        scene["roi_count"] = int(count[0]) if count else 0
+        return scene
+
+    def list_scenes(self, project_id: str) -> list[dict[str, Any]]:
+        self.get(project_id)
+        rows = self.store.query("SELECT * FROM scenes WHERE project=? ORDER BY id", (project_id,))
+        return [self._scene(r) for r in rows]
+
+    def delete_scene(self, project_id: str, scene_id: str) -> None:
+        self.get_scene(project_id, scene_id)
+        with self.store.transaction() as db:
+            db.execute("DELETE FROM rois WHERE project=? AND scene=?", (project_id, scene_id))
+            db.execute("DELETE FROM scenes WHERE project=? AND id=?", (project_id, scene_id))
+            self.store.bump_revision(db, project_id)
+        shutil.rmtree(self.project_dir(project_id) / "masks" / scene_id, ignore_errors=True)
+
+    # -- ROIs ---------------------------------------------------------------------
+
+    def add_roi(
+        self,
+        project_id: str,
+        scene_id: str,
+        *,
+        class_name: str,
+        split: str,
+        wkt: str,
+        coordinates: str,
+        width: float,
+        source: str = "drawn",
+    ) -> dict[str, Any]:
+        project = self.get(project_id)
+        scene = self.get_scene(project_id, scene_id)
+        geom = parse_wkt(wkt)
+        if coordinates == "scene":
+            geom = scene_to_pixel(geom, scene["info"]["transform"])
+        if width <= 0:
+            width = 1.0
+        roi = RoiSpec(class_name, split, geom, width, source, coordinates)
+        self._validate(project, scene, roi, f"({class_name}, {split})")
+        with self.store.transaction() as db:
+            rid = self._insert(db, project_id, scene_id, roi)
+            self.store.bump_revision(db, project_id)
+        return self.get_roi(project_id, scene_id, rid)
+
+    def _validate(
+        self, project: dict[str, Any], scene: dict[str, Any], roi: RoiSpec, source: str
+    ) -> None:
+        info = scene["info"]
+        validate_roi(roi, info["width"], info["height"], self.class_names(project), source)
+
+    def _insert(self, db: Any, project_id: str, scene_id: str, roi: RoiSpec) -> int:
+        cur = db.execute(
+            "INSERT INTO rois (project, scene, class_name, split, wkt, width, source, create_time) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            (
+                project_id,
+                scene_id,
+                roi.class_name,
+                roi.split,
+                roi.geometry.wkt,
+                roi.width,
+                roi.source,
+                time.time(),
+            ),
+        )
+        return int(cur.lastrowid)
+
+    def get_roi(self, project_id: str, scene_id: str, roi_id: int) -> dict[str, Any]:
+        row = self.store.query_one(
+            "SELECT * FROM rois WHERE project=? AND scene=? AND id=?",
+            (project_id, scene_id, roi_id),
+        )
+        if row is None:
+            raise NotFound(
+                f"ROI {roi_id} does not exist on scene {scene_id!r} of project {project_id!r}"
+            )
+        return dict(row)
+
+    def list_rois(
+        self, project_id: str, scene_id: str | None, split: str = "", class_name: str = ""
+    ) -> list[dict[str, Any]]:
+        if scene_id is None:
+            self.get(project_id)
+        else:
+            self.get_scene(project_id, scene_id)
+        where, args = ["project = ?"], [project_id]
+        for column, value in (("scene", scene_id), ("split", split), ("class_name", class_name)):
+            if value:
+                where.append(f"{column} = ?")
+                args.append(value)
+        rows = self.store.query(
+            f"SELECT * FROM rois WHERE {' AND '.join(where)} ORDER BY id", tuple(args)
+        )
+        return [dict(r) for r in rows]
+
+    def delete_roi(self, project_id: str, scene_id: str, roi_id: int) -> None:
+        self.get_roi(project_id, scene_id, roi_id)
+        with self.store.transaction() as db:
+            db.execute("DELETE FROM rois WHERE id = ?", (roi_id,))
+            self.store.bump_revision(db, project_id)
+
+    def import_rois(
+        self,
+        project_id: str,
+        scene_id: str,
+        path: str,
+        *,
+        default_split: str,
+        fields: dict[str, str],
+        default_width: float,
+        replace: bool,
+        validate_only: bool,
+    ) -> dict[str, Any]:
+        project = self.get(project_id)
+        scene = self.get_scene(project_id, scene_id)
+        resolved = self.policy.check(path, "ROI file")
+        info = scene["info"]
+        rois = import_rois(
+            resolved,
+            width=info["width"],
+            height=info["height"],
+            transform=info["transform"],
+            crs=info["crs"],
+            class_names=self.class_names(project),
+            default_split=default_split,
+            default_width=default_width or 1.0,
+            **fields,
+        )
+        objects: dict[str, dict[str, int]] = {}
+        for roi in rois:
+            per_class = objects.setdefault(roi.split, {})
+            per_class[roi.class_name] = per_class.get(roi.class_name, 0) + 1
+        if not validate_only:
+            # All or nothing: one transaction for the replace and every insert.
+            with self.store.transaction() as db:
+                if replace:
+                    db.execute(
+                        "DELETE FROM rois WHERE project=? AND scene=?", (project_id, scene_id)
+                    )
+                for roi in rois:
+                    self._insert(db, project_id, scene_id, roi)
+                self.store.bump_revision(db, project_id)
+        return {"imported": len(rois), "objects": objects, "format": _format_name(resolved)}
+
+    def export_rois(
+        self, project_id: str, scene_id: str, path: str, coordinates: str
+    ) -> dict[str, Any]:
+        scene = self.get_scene(project_id, scene_id)
+        rows = self.list_rois(project_id, scene_id)
+        info = scene["info"]
+        if not coordinates:
+            coordinates = "scene" if info["crs"] else "pixel"
+        specs = [
+            (
+                r["id"],
+                RoiSpec(r["class_name"], r["split"], parse_wkt(r["wkt"]), r["width"], r["source"]),
+            )
+            for r in rows
+        ]
+        doc = export_geojson(
+            specs, transform=info["transform"], crs=info["crs"], coordinates=coordinates
+        )
+        text = json.dumps(doc)
+        if not path:
+            return {"count": len(rows), "geojson": text, "path": ""}
+        resolved = self.policy.check(path, "export path")
+        with atomic_path(resolved) as tmp:
+            tmp.write_text(text)
+        return {"count": len(rows), "geojson": "", "path": str(resolved)}
+
+    # -- masks and job snapshots --------------------------------------------------
+
+    def masks_dir(self, project_id: str, scene_id: str) -> Path:
+        return self.project_dir(project_id) / "masks" / scene_id
+
+    def compute_masks(self, project_id: str, scene_ids: list[str]) -> list[dict[str, Any]]:
+        project = self.get(project_id)
+        scenes = (
+            [self.get_scene(project_id, s) for s in scene_ids]
+            if scene_ids
+            else self.list_scenes(project_id)
+        )
+        out = []
+        for scene in scenes:
+            rois = self.list_rois(project_id, scene["id"])
+            result = scene_masks(
+                scene, rois, project["classes"], self.masks_dir(project_id, scene["id"])
+            )
+            out.append({"scene": scene["id"], **result})
+        return out
+
+    def snapshot(self, project_id: str, splits: tuple[str, ...] = SPLITS) -> dict[str, Any]:
+        """Everything a worker job needs about a project, as plain data, at submit time."""
+        project = self.get(project_id)
+        scenes = []
+        for scene in self.list_scenes(project_id):
+            rois = [
+                {k: r[k] for k in ("class_name", "split", "wkt", "width")}
+                for r in self.list_rois(project_id, scene["id"])
+                if r["split"] in splits
+            ]
+            if rois:
+                scenes.append(
+                    {
+                        "name": scene["id"],
+                        "path": scene["path"],
+                        "background_mask": scene["background_mask"],
+                        "info": scene["info"],
+                        "rois": rois,
+                        "masks_dir": str(self.masks_dir(project_id, scene["id"])),
+                    }
+                )
+        return {
+            "project": project_id,
+            "classes": project["classes"],
+            "bands": project["bands"],
+            "revision": project["revision"],
+            "scenes": scenes,
+        }
+
+    def count_rois(self, project_id: str, split: str) -> int:
+        row = self.store.query_one(
+            "SELECT COUNT(*) FROM rois WHERE project = ? AND split = ?", (project_id, split)
+        )
+        return int(row[0]) if row else 0
+
+
+def _format_name(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return "sip-csv"
+    if suffix in (".gpkg", ".shp"):
+        return "gpkg" if suffix == ".gpkg" else "shapefile"
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return "json"
+    if isinstance(doc, dict) and "objects" in doc:
+        return "sip-json"
+    if isinstance(doc, dict) and "shapes" in doc:
+        return "labelme"
+    return "geojson"
