@@ -9,6 +9,7 @@ runs, so the transcript doubles as a tutorial.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -41,8 +42,15 @@ class Demo:
         self.address = ""
 
     def start_daemon(self) -> None:
-        args = [sys.executable, "-m", "sipd", "--data-dir", str(self.state),
-                "--allowed-root", str(self.root)]
+        args = [
+            sys.executable,
+            "-m",
+            "sipd",
+            "--data-dir",
+            str(self.state),
+            "--allowed-root",
+            str(self.root),
+        ]
         if not _free("127.0.0.1:50051"):
             print("127.0.0.1:50051 is in use (another sipd?); the demo daemon takes a free port")
             args += ["--listen", "127.0.0.1:0"]
@@ -59,12 +67,14 @@ class Demo:
             time.sleep(0.1)
         self.address = address_file.read_text().strip()
 
-    def sipctl(self, *args: str) -> str:
+    def sipctl(self, *args: str, quiet: bool = False) -> str:
         print(f"\n$ sipctl {shlex.join(args)}", flush=True)
         env = {**os.environ, "SIPCTL_ADDRESS": self.address}
-        result = subprocess.run([sys.executable, "-m", "sipctl", *args], env=env,
-                                stdout=subprocess.PIPE, text=True)
-        print(result.stdout, end="", flush=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "sipctl", *args], env=env, stdout=subprocess.PIPE, text=True
+        )
+        if not quiet:
+            print(result.stdout, end="", flush=True)
         if result.returncode != 0:
             raise SystemExit(f"demo step failed: sipctl {shlex.join(args)}")
         return result.stdout
@@ -93,18 +103,137 @@ def main() -> int:
     return 0
 
 
-def run_example(demo: Demo) -> None:
-    import numpy as np
-    import rasterio
-    from rasterio.transform import from_origin
+def write_geojson_rois(
+    path: Path, rois: list[dict], transform: object, crs: str, classes: list[str]
+) -> None:
+    """ROIs as a GeoJSON FeatureCollection in the scene's CRS (what QGIS users draw)."""
+    features = []
+    for roi in rois:
+        coords = [list(transform * (c, r)) for c, r in roi["coords"]]  # type: ignore[operator]
+        geometry = (
+            {"type": "Point", "coordinates": coords[0]}
+            if roi["kind"] == "point"
+            else {"type": "LineString", "coordinates": coords}
+        )
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": geometry,
+                "properties": {"class": classes[roi["class_value"] - 1], "split": roi["split"]},
+            }
+        )
+    epsg = crs.split(":")[1]
+    doc = {
+        "type": "FeatureCollection",
+        "features": features,
+        "crs": {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{epsg}"}},
+    }
+    path.write_text(json.dumps(doc, indent=1))
 
-    scene = demo.root / "scene_a.tif"
-    data = np.random.default_rng(1).integers(0, 4000, (4, 512, 512), dtype=np.uint16)
-    profile = {"driver": "GTiff", "width": 512, "height": 512, "count": 4, "dtype": "uint16",
-               "crs": "EPSG:32633", "transform": from_origin(500000, 7000000, 10, 10)}
-    with rasterio.open(scene, "w", **profile) as ds:
-        ds.write(data)
-    demo.sipctl("inspect", str(scene), "--stats")
+
+def write_sip_csv(
+    path: Path, rois: list[dict], width: int, height: int, classes: list[str]
+) -> None:
+    """ROIs in SIP's own CSV format: one row per vertex, label = class_split."""
+    rows = [",width,height,Object,X,Y,Type,Label"]
+    n = 0
+    for obj, roi in enumerate(rois, start=1):
+        kind = "Point" if roi["kind"] == "point" else "Line"
+        label = f"{classes[roi['class_value'] - 1]}_{roi['split']}"
+        for c, r in roi["coords"]:
+            rows.append(f"{n},{width},{height},{obj},{c},{r},{kind},{label}")
+            n += 1
+    path.write_text("\n".join(rows) + "\n")
+
+
+def run_example(demo: Demo) -> None:
+    import rasterio
+
+    from sipd.synthetic import make_scene as make
+    from sipd.synthetic import sample_rois
+
+    root = demo.root
+    classes = ["water", "ice", "land"]
+    size = 1024
+    # Scene A carries train and val examples, scene B only test examples (held out).
+    truth_a = make(root / "scene_a.tif", width=size, height=size, bands=4, seed=1)
+    truth_b = make(
+        root / "scene_b.tif", width=size, height=size, bands=4, seed=2, origin=(520000.0, 7000000.0)
+    )
+    rois_a = sample_rois(
+        truth_a,
+        seed=1,
+        n_lines_per_class=6,
+        n_points_per_class=10,
+        splits={"train": 0.75, "val": 0.25},
+    )
+    rois_b = sample_rois(
+        truth_b, seed=2, n_lines_per_class=6, n_points_per_class=10, splits={"test": 1.0}
+    )
+    with rasterio.open(root / "scene_a.tif") as ds:
+        write_geojson_rois(
+            root / "rois_a.geojson", rois_a, ds.transform, ds.crs.to_string(), classes
+        )
+    write_sip_csv(root / "rois_b.csv", rois_b, size, size, classes)
+    print(
+        f"generated {root}/scene_a.tif and scene_b.tif ({size} x {size}, 4 bands, uint16, "
+        "3 classes), rois_a.geojson (train/val), rois_b.csv (SIP CSV, test)"
+    )
+
+    demo.sipctl(
+        "project",
+        "create",
+        "demo",
+        "--classes",
+        ",".join(classes),
+        "--colors",
+        "navy,skyblue,olive",
+        "--bands",
+        "B1,B2,B3,B4",
+    )
+    demo.sipctl("scene", "add", "demo", str(root / "scene_a.tif"), "--name", "a")
+    demo.sipctl("scene", "add", "demo", str(root / "scene_b.tif"), "--name", "b")
+    demo.sipctl("roi", "import", "demo", str(root / "rois_a.geojson"), "--scene", "a")
+    demo.sipctl("roi", "import", "demo", str(root / "rois_b.csv"), "--scene", "b")
+    demo.sipctl(
+        "roi",
+        "add",
+        "demo",
+        "--scene",
+        "a",
+        "--class",
+        "land",
+        "--split",
+        "train",
+        "--wkt",
+        _land_point(truth_a),
+        "--width",
+        "3",
+    )
+    counts = json.loads(demo.sipctl("--json", "mask", "demo", quiet=True))["counts"]
+    labeled = sum(n for per in counts.values() for c, n in per.items() if c != "background")
+    print(
+        f"labeled pixels: {labeled} of {2 * size * size} ({100 * labeled / (2 * size * size):.2f}%)"
+    )
+    demo.sipctl("dataset", "prepare", "demo")
+    demo.sipctl("train", "demo", "--epochs", "12", "--seed", "0")
+    demo.sipctl("test", "demo")
+    out = root / "scene_b_labels.tif"
+    demo.sipctl(
+        "predict", "demo", str(root / "scene_b.tif"), "-o", str(out), "--confidence", "--quicklook"
+    )
+    demo.sipctl("models", "list", "demo")
+    print(f"\nlabel map: {out.resolve()}")
+
+
+def _land_point(truth: object) -> str:
+    """One hand-placed point inside the 'land' class, as an analyst would add."""
+    import numpy as np
+
+    rows, cols = np.nonzero(np.asarray(truth) == 3)
+    mid = len(rows) // 2
+    r, c = int(rows[mid]), int(cols[mid])
+    return f"POINT ({c + 0.5} {r + 0.5})"
 
 
 if __name__ == "__main__":

@@ -42,12 +42,15 @@ from sipd.config import Config
 from sipd.device import resolve_device
 from sipd.errors import FailedPrecondition
 from sipd.jobs.engine import JobEngine
+from sipd.metrics import Metrics
 from sipd.modelrepo import ModelRepository
 from sipd.paths import PathPolicy, default_roots
+from sipd.pipeline import Pipeline
 from sipd.projects import Projects
 from sipd.raster import atomic_path
 from sipd.services.common import unimplemented
 from sipd.store import Store
+from sipd.watch.manager import WatchManager
 
 log = logging.getLogger("sipd")
 
@@ -101,6 +104,24 @@ class Daemon:
                 "inference": vars(config.inference),
             },
         )
+        self.pipeline = Pipeline(config, self.projects, self.models, self.engine, self.policy)
+        self.metrics = Metrics(
+            self.store,
+            device=self.device,
+            engine_status=self.engine.status,
+            watch_queue_limit=config.watch.queue_limit,
+        )
+        self.engine.add_listener(self.metrics.on_job)
+        self.watches = WatchManager(
+            store=self.store,
+            engine=self.engine,
+            models=self.models,
+            projects=self.projects,
+            policy=self.policy,
+            config=config.watch,
+            events=self.metrics,
+        )
+        self.metrics.set_watch_stats(self.watches.stats)
         self.address = ""
         self.metrics_address = ""
         self.server: grpc.Server | None = None
@@ -121,10 +142,16 @@ class Daemon:
         return handle
 
     def active_watch_count(self) -> int:
-        return 0
+        return self.watches.active_count()
 
     def start(self) -> None:
         self.engine.start()
+        self.watches.start()
+        if self.config.metrics_listen:
+            self.metrics_address = self.metrics.serve(self.config.metrics_listen)
+            with atomic_path(self.data_dir / "sipd.metrics_address") as tmp:
+                tmp.write_text(self.metrics_address + "\n")
+            log.info("metrics on http://%s/metrics", self.metrics_address)
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="rpc"),
             options=[
@@ -165,16 +192,22 @@ class Daemon:
 
     def _servicers(self) -> dict[str, Any]:
         from sipd.services.jobs import JobServicer
+        from sipd.services.pipeline import DatasetServicer, PredictionServicer, TrainingServicer
         from sipd.services.preprocess import PreprocessServicer
         from sipd.services.projects import LabelingServicer, ProjectServicer
         from sipd.services.system import SystemServicer
+        from sipd.services.watch import WatchServicer
 
         return {
             "ProjectService": ProjectServicer(self),
             "LabelingService": LabelingServicer(self),
+            "DatasetService": DatasetServicer(self),
+            "TrainingService": TrainingServicer(self),
+            "PredictionService": PredictionServicer(self),
             "JobService": JobServicer(self),
             "SystemService": SystemServicer(self),
             "PreprocessService": PreprocessServicer(self),
+            "WatchService": WatchServicer(self),
         }
 
     def stop(self) -> None:
@@ -184,11 +217,14 @@ class Daemon:
         log.info("stopping")
         self.health.enter_graceful_shutdown()
         stopped = self.server.stop(grace=2.0) if self.server else None
+        self.watches.stop()
         self.engine.shutdown(self.config.jobs.shutdown_grace_seconds)
+        self.metrics.stop()
         if stopped is not None:
             stopped.wait(5)
         self.store.close()
         (self.data_dir / "sipd.address").unlink(missing_ok=True)
+        (self.data_dir / "sipd.metrics_address").unlink(missing_ok=True)
         self._lock_file.close()
         self._stopped.set()
         log.info("stopped")

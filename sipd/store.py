@@ -68,6 +68,42 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX jobs_state ON jobs(state, id);
     """,
+    # 2: watched inbox folders and their durable queue of scenes (sipd/watch/queue.py)
+    """
+    CREATE TABLE watches (
+        id TEXT PRIMARY KEY,
+        spec TEXT NOT NULL,             -- JSON sipd.watch.spec.WatchSpec
+        state TEXT NOT NULL DEFAULT 'ACTIVE',  -- ACTIVE | PAUSED
+        from_config INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT '',
+        last_error_time REAL,
+        create_time REAL NOT NULL
+    );
+    CREATE TABLE watch_files (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        watch TEXT NOT NULL REFERENCES watches(id) ON DELETE CASCADE,
+        path TEXT NOT NULL,             -- the unit: a file or a product folder
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        state TEXT NOT NULL,            -- QUEUED SUBMITTING RUNNING DONE FAILED
+        attempts INTEGER NOT NULL DEFAULT 0,   -- transient failures so far
+        solo INTEGER NOT NULL DEFAULT 0,       -- 1: never batched with others again
+        not_before REAL NOT NULL DEFAULT 0,    -- retry backoff
+        job INTEGER,                    -- the predict job while SUBMITTING/RUNNING
+        job_floor INTEGER,              -- highest job id before the submit (recovery)
+        stopping INTEGER NOT NULL DEFAULT 0,   -- its job was stopped by a daemon shutdown
+        model TEXT NOT NULL DEFAULT '',
+        dest TEXT NOT NULL DEFAULT '',  -- where the input is being moved (processed/, failed/)
+        error TEXT NOT NULL DEFAULT '',
+        result TEXT,                    -- JSON summary, set when DONE
+        detect_time REAL NOT NULL,
+        start_time REAL,
+        end_time REAL,
+        UNIQUE (watch, path, size, mtime_ns)
+    );
+    CREATE INDEX watch_files_state ON watch_files(state, watch, id);
+    CREATE INDEX watch_files_job ON watch_files(job);
+    """,
 ]
 
 FINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELLED")

@@ -29,8 +29,12 @@ class Sipd:
         roots: list[Path],
         extra_args: list[str] | None = None,
         env: dict[str, str] | None = None,
+        metrics: bool = False,
     ) -> None:
         self.data_dir = data_dir
+        # Prometheus endpoint on a free port (its address in `metrics_address`); off by default.
+        self.metrics = metrics
+        self.metrics_address = ""
         self.roots = roots
         self.extra_args = extra_args or []
         self.env = env or {}
@@ -52,7 +56,7 @@ class Sipd:
             "--data-dir",
             str(self.data_dir),
             "--metrics-listen",
-            "",
+            "127.0.0.1:0" if self.metrics else "",
         ]
         for root in self.roots:
             args += ["--allowed-root", str(root)]
@@ -68,6 +72,8 @@ class Sipd:
                 raise RuntimeError(f"sipd did not start:\n{self.log()}")
             time.sleep(0.05)
         self.address = address_file.read_text().strip()
+        if self.metrics:
+            self.metrics_address = (self.data_dir / "sipd.metrics_address").read_text().strip()
         self._client = None
         self.wait_worker()
         return self

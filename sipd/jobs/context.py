@@ -70,6 +70,17 @@ class JobContext:
             event = ProgressEvent(stage, max(0.0, min(1.0, fraction)), message, metrics or {})
             self._emit(event)
 
+    def child(self, start: float, span: float) -> JobContext:
+        """A context for one step of a larger job: its 0..1 maps to start..start+span
+        of this job, so a job of several steps reports one steadily rising fraction."""
+
+        def emit(event: ProgressEvent) -> None:
+            if self._emit is not None:
+                event.fraction = start + span * event.fraction
+                self._emit(event)
+
+        return JobContext(self.device, emit, self._cancel, self.log, self.settings)
+
     def cancel(self) -> None:
         self._cancel.set()
 

@@ -8,9 +8,11 @@ onnxruntime) happen inside handlers so the worker starts fast.
 
 from __future__ import annotations
 
+import json
 import platform
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sipd.errors import InvalidArgument
@@ -125,3 +127,216 @@ def _usable_providers(device: str) -> list[str]:
     from sipd.inference.engine import usable_providers
 
     return usable_providers(device)
+
+
+# -- the learning pipeline ------------------------------------------------------------
+# Params are snapshots made by the daemon at submit time (sipd.projects.snapshot):
+# the job trains/tests on the ROIs that existed when it was asked for.
+
+_sessions: Any = None  # SessionCache, warm across jobs in this worker process
+
+
+def session_cache(ctx: JobContext) -> Any:
+    global _sessions
+    if _sessions is None:
+        from sipd.inference.engine import SessionCache
+
+        conf = ctx.settings.get("inference", {})
+        _sessions = SessionCache(
+            max_sessions=int(conf.get("session_cache_size", 4)),
+            device=ctx.device,
+            intra_op_threads=int(conf.get("intra_op_threads") or ctx.settings.get("threads") or 0),
+            enable_tensorrt=bool(conf.get("tensorrt", False)),
+            fp16=bool(conf.get("fp16", False)),
+        )
+    return _sessions
+
+
+def _batch_size(params: dict[str, Any], ctx: JobContext) -> int:
+    return int(params.get("batch_size") or ctx.settings.get("inference", {}).get("batch_size") or 4)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    from sipd.raster import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2))
+
+
+def _masks(
+    params: dict[str, Any], ctx: JobContext, splits: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """Rasterize each scene's ROI snapshot into mask GeoTIFFs."""
+    from sipd.labeling.masks import scene_masks
+
+    out = []
+    scenes = params["scenes"]
+    for i, scene in enumerate(scenes):
+        ctx.check_cancelled()
+        ctx.progress("mask", i / len(scenes), f"scene {scene['name']}", force=True)
+        result = scene_masks(scene, scene["rois"], params["classes"], scene["masks_dir"], splits)
+        out.append({"name": scene["name"], "path": scene["path"], "masks": result["paths"]})
+    return out
+
+
+def _prepare(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    from sipd.dataset.prepare import prepare_dataset
+
+    scenes = _masks(params, ctx.child(0.0, 0.2), ("train", "val"))
+    summary = prepare_dataset(
+        scenes,
+        out_dir=params["dataset_dir"],
+        bands=params["bands"],
+        chip_size=int(params["chip_size"]),
+        ctx=ctx.child(0.2, 0.8),
+    )
+    # Which labels the dataset was made from: the daemon compares this with
+    # the project's revision to tell whether the dataset is stale.
+    _write_json(
+        Path(params["dataset_dir"]) / "source.json",
+        {"revision": params["revision"], "chip_size": int(params["chip_size"])},
+    )
+    names = {int(c["value"]): c["name"] for c in params["classes"]}
+    labeled = [
+        {
+            "class_name": names.get(int(v), str(v)),
+            "split": f"SPLIT_{split.upper()}",
+            "pixels": int(n),
+        }
+        for split, per_class in summary["labeled_pixels"].items()
+        for v, n in per_class.items()
+    ]
+    return {
+        "chips": summary["chips"],
+        "chip_size": summary["chip_size"],
+        "labeled_pixels": labeled,
+        "normalization_mean": summary["normalization"]["mean"],
+        "normalization_std": summary["normalization"]["std"],
+        "scenes": [f"projects/{params['project']}/scenes/{s['name']}" for s in params["scenes"]],
+    }
+
+
+@handler("prepare")
+def prepare(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    return _prepare(params, ctx)
+
+
+@handler("train")
+def train(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    from sipd.training.train import train_model
+
+    step = ctx
+    if params.get("prepare"):
+        _prepare(params, ctx.child(0.0, 0.15))
+        step = ctx.child(0.15, 0.85)
+    result = train_model(
+        dataset_dir=params["dataset_dir"],
+        models_root=params["models_root"],
+        project=params["project"],
+        classes=params["classes"],
+        bands=params["bands"],
+        arch=params["arch"],
+        epochs=int(params["epochs"]),
+        batch_size=int(params["batch_size"]),
+        learning_rate=float(params["learning_rate"]),
+        seed=int(params["seed"]),
+        class_weights=params.get("class_weights"),
+        augment=bool(params["augment"]),
+        patience=params.get("patience"),
+        ctx=step,
+    )
+    return {k: result[k] for k in _TRAIN_RESULT if k in result}
+
+
+_TRAIN_RESULT = (
+    "model",
+    "version",
+    "epochs_run",
+    "best_epoch",
+    "best_val_accuracy",
+    "history",
+    "onnx_max_abs_diff",
+    "seconds",
+)
+
+
+@handler("test")
+def test(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    from sipd.inference.evaluate import evaluate_model
+
+    model = session_cache(ctx).get(params["model_dir"])
+    scenes = [
+        {"name": s["name"], "path": s["path"], "test_mask": s["masks"]["test"]}
+        for s in _masks(params, ctx.child(0.0, 0.1), ("test",))
+    ]
+    report = evaluate_model(
+        model, scenes, ctx=ctx.child(0.1, 0.9), batch_size=_batch_size(params, ctx)
+    )
+    report["model"] = params["model"]
+    report["scenes"] = [f"projects/{params['project']}/scenes/{s['name']}" for s in scenes]
+    # The latest test report travels with the model folder.
+    metrics_path = Path(params["model_dir"]) / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    metrics["test"] = report
+    _write_json(metrics_path, metrics)
+    return report
+
+
+@handler("predict")
+def predict(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    from sipd.inference.predictor import predict_scene
+    from sipd.inference.writers import write_quicklook
+    from sipd.labeling import background_mask
+
+    started = time.perf_counter()
+    model = session_cache(ctx).get(params["model_dir"])
+    inputs = params["inputs"]
+    scenes = []
+    provider = ""
+    for i, item in enumerate(inputs):
+        step = ctx.child(i / len(inputs), 1 / len(inputs))
+        ctx.check_cancelled()
+        background = None
+        if params.get("background_mask"):
+            background = background_mask(item["path"], params["background_mask"])
+        result = predict_scene(
+            model,
+            item["path"],
+            item["output"],
+            confidence_path=item.get("confidence") or None,
+            probabilities_path=item.get("probabilities") or None,
+            background=background,
+            tile_size=int(params.get("tile_size") or 0) or None,
+            batch_size=_batch_size(params, ctx),
+            ctx=step,
+        )
+        if item.get("quicklook"):
+            write_quicklook(item["output"], item["quicklook"])
+        provider = result.get("provider", provider)
+        scenes.append(
+            {
+                "input": item["path"],
+                "output": item["output"],
+                "confidence": item.get("confidence", ""),
+                "probabilities": item.get("probabilities", ""),
+                "quicklook": item.get("quicklook", ""),
+                **{k: result[k] for k in _SCENE_RESULT if k in result},
+            }
+        )
+    return {
+        "model": params["model"],
+        "scenes": scenes,
+        "provider": provider,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+_SCENE_RESULT = (
+    "width",
+    "height",
+    "pixels",
+    "class_pixels",
+    "class_area_m2",
+    "seconds",
+    "mpx_per_s",
+)

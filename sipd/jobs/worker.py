@@ -37,6 +37,11 @@ def worker_main(conn: Any, cancel_event: Any, device: str, settings: dict[str, A
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     from sipd.jobs import handlers  # after the environment is set for torch/onnxruntime
 
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
     send_lock = threading.Lock()
 
     def send(message: tuple[Any, ...]) -> None:

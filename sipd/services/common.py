@@ -186,8 +186,15 @@ def job_to_proto(job: dict[str, Any]) -> common_pb2.Job:
         msg.progress.fraction = 1.0
     field = _RESULT_FIELDS.get(job["type"])
     if job["result"] is not None and field:
-        json_format.ParseDict(job["result"], getattr(msg, field), ignore_unknown_fields=True)
+        result = accuracy_report(job["result"]) if field == "test" else job["result"]
+        json_format.ParseDict(result, getattr(msg, field), ignore_unknown_fields=True)
     return msg
+
+
+def accuracy_report(report: dict[str, Any]) -> dict[str, Any]:
+    """A metrics.json test report in AccuracyReport's shape (matrix rows as messages)."""
+    rows = report.get("confusion_matrix", [])
+    return {**report, "confusion_matrix": [{"counts": [int(n) for n in row]} for row in rows]}
 
 
 def label_counts(counts: dict[str, dict[str, int]]) -> list[common_pb2.LabelCount]:

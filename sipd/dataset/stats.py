@@ -1,0 +1,85 @@
+"""Per-band mean/std over valid pixels, streamed strip by strip."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+# Pixels per strip read: bounds memory to a few tens of MB for any width.
+STRIP_PIXELS = 1 << 21
+# Beyond this many pixels a scene is sampled by taking every k-th strip:
+# exact enough for normalization, and bounded in time.
+MAX_EXACT_PIXELS = 64_000_000
+
+
+class RunningStats:
+    """Count, mean and sum of squared deviations per band (Chan et al. merge).
+
+    Merging per-strip moments avoids the cancellation of sum(x^2) - n*mean^2
+    on float data with a large offset.
+    """
+
+    def __init__(self, bands: int) -> None:
+        self.n = np.zeros(bands, dtype=np.float64)
+        self.mean = np.zeros(bands, dtype=np.float64)
+        self.m2 = np.zeros(bands, dtype=np.float64)
+
+    def add(self, band: int, values: np.ndarray) -> None:
+        if values.size == 0:
+            return
+        v = values.astype(np.float64, copy=False)
+        n_b = float(v.size)
+        mean_b = float(v.mean())
+        m2_b = float(np.square(v - mean_b).sum())
+        n_a, mean_a = self.n[band], self.mean[band]
+        n = n_a + n_b
+        delta = mean_b - mean_a
+        self.mean[band] = mean_a + delta * n_b / n
+        self.m2[band] += m2_b + delta * delta * n_a * n_b / n
+        self.n[band] = n
+
+    def result(self) -> tuple[list[float], list[float]]:
+        """Means and population stds; a constant or empty band gets std 1 (no scaling)."""
+        std = np.sqrt(np.divide(self.m2, self.n, out=np.zeros_like(self.m2), where=self.n > 0))
+        std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(self.mean)), std, 1.0)
+        return [float(m) for m in self.mean], [float(s) for s in std]
+
+
+def strips(ds: rasterio.DatasetReader) -> Iterator[Window]:
+    """Row strips aligned to the raster's block height, at most ~STRIP_PIXELS each,
+    thinned to every k-th strip for scenes above MAX_EXACT_PIXELS."""
+    block_h = ds.block_shapes[0][0] if ds.block_shapes else 1
+    rows = max(block_h, (STRIP_PIXELS // max(ds.width, 1)) // block_h * block_h)
+    step = max(1, math.ceil(ds.width * ds.height / MAX_EXACT_PIXELS))
+    for i, r0 in enumerate(range(0, ds.height, rows)):
+        if i % step == 0:
+            yield Window(0, r0, ds.width, min(rows, ds.height - r0))
+
+
+def accumulate_scene(
+    ds: rasterio.DatasetReader,
+    indexes: list[int],
+    acc: RunningStats,
+    on_strip: Callable[[float], None],
+) -> None:
+    """Add the valid pixels of `indexes` to `acc`; on_strip(fraction) after each strip."""
+    windows = list(strips(ds))
+    for i, window in enumerate(windows):
+        data, valid = read_valid(ds, indexes, window)
+        for b in range(len(indexes)):
+            acc.add(b, data[b][valid[b]])
+        on_strip((i + 1) / len(windows))
+
+
+def read_valid(
+    ds: rasterio.DatasetReader, indexes: list[int], window: Window
+) -> tuple[np.ndarray, np.ndarray]:
+    """float32 data [C, h, w] and per-band validity (GDAL mask and finite values)."""
+    masked = ds.read(indexes, window=window, masked=True, out_dtype="float32")
+    data = np.asarray(masked.data, dtype=np.float32)
+    valid = ~np.ma.getmaskarray(masked) & np.isfinite(data)
+    return data, valid

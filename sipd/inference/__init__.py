@@ -1,0 +1,19 @@
+"""Streaming tiled prediction on onnxruntime: one code path for predict, test,
+watched folders and benchmarks."""
+
+from sipd.inference.engine import LoadedModel, SessionCache, load_model
+from sipd.inference.evaluate import evaluate_model
+from sipd.inference.predictor import predict_scene
+from sipd.inference.spec import ModelSpec, read_model_spec
+from sipd.inference.writers import write_quicklook
+
+__all__ = [
+    "LoadedModel",
+    "ModelSpec",
+    "SessionCache",
+    "evaluate_model",
+    "load_model",
+    "predict_scene",
+    "read_model_spec",
+    "write_quicklook",
+]

@@ -1,0 +1,293 @@
+"""onnxruntime sessions for model folders: provider choice and a warm LRU cache.
+
+The worker keeps sessions warm across jobs (creating one costs from tens of
+milliseconds on CPU to minutes for a TensorRT engine), so sessions live in a
+SessionCache keyed by model folder and the mtime of model.onnx: a re-exported
+graph gets a new session, an unchanged one is reused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnxruntime as ort
+
+from sipd.errors import FailedPrecondition, InvalidArgument
+from sipd.inference.spec import ClassInfo, ModelSpec, TileSpec, read_model_spec
+
+log = logging.getLogger("sipd.inference")
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+TENSORRT = "TensorrtExecutionProvider"
+
+# Devices whose GPU providers failed to initialise in this process. Library
+# availability does not change while the process runs, so later sessions go
+# straight to CPU instead of repeating onnxruntime's error spew and our log line.
+_failed_devices: set[str] = set()
+_failed_lock = threading.Lock()
+
+
+@dataclass
+class LoadedModel:
+    """A model folder ready to run: its parsed model.yaml, session and provider."""
+
+    spec: ModelSpec
+    session: ort.InferenceSession
+    provider: str  # the execution provider actually running the graph
+    device: str  # what was asked for ("cpu", "cuda:0", "auto")
+
+    @property
+    def path(self) -> Path:
+        return self.spec.path
+
+    @property
+    def classes(self) -> tuple[ClassInfo, ...]:
+        return self.spec.classes
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        return self.spec.bands
+
+    @property
+    def tile(self) -> TileSpec:
+        return self.spec.tile
+
+    @property
+    def outputs(self) -> dict[str, str]:
+        return self.spec.outputs
+
+
+def parse_device(device: str) -> tuple[str, int]:
+    """'cpu' | 'auto' | 'cuda' | 'cuda:N' -> (kind, device_id)."""
+    d = (device or "cpu").strip().lower()
+    if d in ("cpu", "auto"):
+        return d, 0
+    if d == "cuda":
+        return "cuda", 0
+    if d.startswith("cuda:") and d[5:].isdigit():
+        return "cuda", int(d[5:])
+    raise InvalidArgument(f"device {device!r} is not one of: cpu, auto, cuda, cuda:N")
+
+
+def _provider_list(
+    kind: str, device_id: int, enable_tensorrt: bool, fp16: bool, trt_cache_dir: str | None
+) -> list[Any]:
+    if kind == "cpu":
+        return [CPU]
+    available = ort.get_available_providers()
+    if kind == "auto" and CUDA not in available:
+        return [CPU]
+    providers: list[Any] = []
+    if enable_tensorrt and TENSORRT in available:
+        cache = trt_cache_dir or os.path.join(tempfile.gettempdir(), "sipd-trt-cache")
+        providers.append(
+            (
+                TENSORRT,
+                {
+                    "device_id": device_id,
+                    "trt_fp16_enable": bool(fp16),
+                    # Engine builds take minutes; caching them makes restarts cheap.
+                    "trt_engine_cache_enable": True,
+                    "trt_engine_cache_path": cache,
+                },
+            )
+        )
+    providers.append((CUDA, {"device_id": device_id}))
+    providers.append(CPU)
+    return providers
+
+
+def _session_options(intra_op_threads: int, quiet: bool, spin: bool) -> ort.SessionOptions:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = max(0, int(intra_op_threads))
+    # One graph at a time: parallelism comes from intra-op threads, and the
+    # predictor's reader/writer threads need the remaining CPU.
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Spinning intra-op threads busy-wait between operators; on a small CPU
+    # that steals the cores the reader/writer threads need (measured: ~10%
+    # slower end to end with spinning on 2 cores).
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    if quiet:
+        so.log_severity_level = 3
+    return so
+
+
+def _create_session(
+    onnx_path: Path, providers: list[Any], intra_op_threads: int, spin: bool
+) -> ort.InferenceSession:
+    gpu = providers != [CPU]
+    so = _session_options(intra_op_threads, quiet=gpu, spin=spin)
+    # onnxruntime prints its own provider fallback banner on stdout; our one log
+    # line says the same in the daemon's log, so keep the banner out of it.
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink):
+        session = ort.InferenceSession(str(onnx_path), sess_options=so, providers=providers)
+    if sink.getvalue().strip():
+        log.debug("onnxruntime: %s", sink.getvalue().strip())
+    return session
+
+
+def _check_graph(spec: ModelSpec, session: ort.InferenceSession) -> None:
+    where = spec.path / "model.onnx"
+    inputs = {i.name: i for i in session.get_inputs()}
+    if spec.input_name not in inputs:
+        raise FailedPrecondition(
+            f"{where}: graph has no input {spec.input_name!r} (has {sorted(inputs)}); "
+            "model.yaml input.name must match the graph"
+        )
+    shape = inputs[spec.input_name].shape
+    if len(shape) == 4 and isinstance(shape[1], int) and shape[1] != len(spec.bands):
+        raise FailedPrecondition(
+            f"{where}: graph expects {shape[1]} channels but model.yaml lists "
+            f"{len(spec.bands)} bands {list(spec.bands)}"
+        )
+    names = {o.name for o in session.get_outputs()}
+    missing = [f"{role}={name}" for role, name in spec.outputs.items() if name not in names]
+    if missing:
+        raise FailedPrecondition(
+            f"{where}: graph lacks outputs named in model.yaml: {', '.join(missing)} "
+            f"(graph outputs: {sorted(names)})"
+        )
+
+
+def load_model(
+    model_dir: str | os.PathLike[str],
+    *,
+    device: str = "cpu",
+    intra_op_threads: int = 0,
+    enable_tensorrt: bool = False,
+    fp16: bool = False,
+    trt_cache_dir: str | None = None,
+    allow_spinning: bool = False,
+) -> LoadedModel:
+    """Validate a model folder and open a new session for it (no caching).
+
+    GPU providers are tried when asked ("cuda:N", or "auto" when onnxruntime
+    lists CUDA); which one runs is read back from the session, and a CUDA
+    provider that did not initialise falls back to CPU with one log line.
+    `fp16` only affects TensorRT (CUDA and CPU run the graph as exported).
+    """
+    spec = read_model_spec(model_dir)
+    kind, device_id = parse_device(device)
+    with _failed_lock:
+        known_bad = device in _failed_devices
+    providers = (
+        [CPU]
+        if known_bad
+        else _provider_list(kind, device_id, enable_tensorrt, fp16, trt_cache_dir)
+    )
+    onnx_path = spec.path / "model.onnx"
+    try:
+        session = _create_session(onnx_path, providers, intra_op_threads, allow_spinning)
+    except Exception as exc:  # onnxruntime raises several unrelated types for a bad graph
+        raise FailedPrecondition(f"{onnx_path}: onnxruntime cannot load the graph: {exc}") from exc
+    used = session.get_providers()[0]
+    if providers != [CPU] and used == CPU:
+        with _failed_lock:
+            first = device not in _failed_devices
+            _failed_devices.add(device)
+        if first:
+            level = logging.INFO if kind == "auto" else logging.WARNING
+            log.log(
+                level,
+                "device %s: onnxruntime could not initialise %s (CUDA/cuDNN libraries missing "
+                "or no usable GPU); running models on CPU",
+                device,
+                CUDA,
+            )
+    _check_graph(spec, session)
+    return LoadedModel(spec=spec, session=session, provider=used, device=device)
+
+
+class SessionCache:
+    """At most `max_sessions` warm sessions, least recently used evicted first.
+
+    Thread-safe; a model folder whose model.onnx changed (new mtime) gets a
+    fresh session replacing the stale one.
+    """
+
+    def __init__(
+        self,
+        max_sessions: int = 4,
+        device: str = "cpu",
+        intra_op_threads: int = 0,
+        enable_tensorrt: bool = False,
+        fp16: bool = False,
+        trt_cache_dir: str | None = None,
+        allow_spinning: bool = False,
+    ) -> None:
+        if max_sessions < 1:
+            raise InvalidArgument(f"max_sessions must be >= 1, got {max_sessions}")
+        parse_device(device)  # refuse a bad device at construction, not at first use
+        self.max_sessions = max_sessions
+        self.device = device
+        self.intra_op_threads = intra_op_threads
+        self.enable_tensorrt = enable_tensorrt
+        self.fp16 = fp16
+        self.trt_cache_dir = trt_cache_dir
+        self.allow_spinning = allow_spinning
+        self._entries: OrderedDict[str, tuple[int, LoadedModel]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, model_dir: object) -> bool:
+        if not isinstance(model_dir, str | os.PathLike):
+            return False
+        return self._key(model_dir) in self._entries
+
+    @staticmethod
+    def _key(model_dir: str | os.PathLike[str]) -> str:
+        return str(Path(model_dir).resolve())
+
+    def get(self, model_dir: str | os.PathLike[str]) -> LoadedModel:
+        """The warm model for a folder, loading it on first use."""
+        key = self._key(model_dir)
+        onnx_path = Path(key) / "model.onnx"
+        try:
+            stamp = onnx_path.stat().st_mtime_ns
+        except OSError:
+            stamp = -1  # let load_model report the missing file properly
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None and hit[0] == stamp:
+                self._entries.move_to_end(key)
+                return hit[1]
+            # Loading under the lock keeps two jobs from building the same
+            # session twice; loads are rare next to predictions.
+            model = load_model(
+                key,
+                device=self.device,
+                intra_op_threads=self.intra_op_threads,
+                enable_tensorrt=self.enable_tensorrt,
+                fp16=self.fp16,
+                trt_cache_dir=self.trt_cache_dir,
+                allow_spinning=self.allow_spinning,
+            )
+            self._entries[key] = (stamp, model)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_sessions:
+                evicted, _ = self._entries.popitem(last=False)
+                log.debug("session cache: evicted %s", evicted)
+            return model
+
+    def evict(self, model_dir: str | os.PathLike[str]) -> bool:
+        with self._lock:
+            return self._entries.pop(self._key(model_dir), None) is not None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()

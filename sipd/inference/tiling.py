@@ -1,0 +1,231 @@
+"""The tile grid and reading one batch of tiles from a scene.
+
+A scene is cut into a grid of core windows (tile_size x tile_size, the last
+row/column clipped at the border). Each core is read with `halo` pixels of
+context on every side, so the graph sees enough that the cropped cores join
+without seams. All tiles have one shape, so they batch together.
+
+At the scene border the tile is shifted inwards rather than padded: the
+graph then meets the scene edge exactly where a whole-image pass meets it
+(with the same zero padding inside its convolutions), so tiled labels equal
+the labels of one forward pass over the whole scene. Only when the scene size
+is not a multiple of `multiple` are the last few rows/columns mirrored
+(reflection) to reach the next multiple.
+
+Tile size, halo and shifts are multiples of `multiple`, which keeps every
+tile on the pooling grid of a whole-image pass: a down-sampling net sees the
+same pixels per pooling cell either way.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio
+from rasterio.enums import MaskFlags
+from rasterio.windows import Window
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One core window and how to build its input array.
+
+    `row`/`col`/`height`/`width` are the core in scene pixels (clipped at the
+    border); `offset` is where the core starts inside the input array. `read`
+    is the scene window to read and `pad` (bottom, right) the mirrored rows
+    and columns added to reach the tile shape.
+    """
+
+    index: int
+    row: int
+    col: int
+    height: int
+    width: int
+    offset: tuple[int, int]
+    read: Window
+    pad: tuple[int, int]
+
+    @property
+    def core(self) -> Window:
+        return Window(self.col, self.row, self.width, self.height)
+
+
+def _place(start: int, tile: int, halo: int, padded: int) -> int:
+    """First input row/col of a tile whose core starts at `start` (1-D)."""
+    # Shifted inwards at either border so the tile never leaves the
+    # (multiple-padded) scene; see the module docstring.
+    return max(0, min(start - halo, padded - tile))
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    width: int
+    height: int
+    core_h: int  # core edge per axis (the tile size, or less for a small scene)
+    core_w: int
+    halo: int  # context per side (>= the model's halo, a multiple of `multiple`)
+    multiple: int
+
+    @property
+    def padded_shape(self) -> tuple[int, int]:
+        return (round_up(self.height, self.multiple), round_up(self.width, self.multiple))
+
+    @property
+    def tile_shape(self) -> tuple[int, int]:
+        ph, pw = self.padded_shape
+        return (min(self.core_h + 2 * self.halo, ph), min(self.core_w + 2 * self.halo, pw))
+
+    @property
+    def rows(self) -> int:
+        return math.ceil(self.height / self.core_h)
+
+    @property
+    def cols(self) -> int:
+        return math.ceil(self.width / self.core_w)
+
+    def __len__(self) -> int:
+        return self.rows * self.cols
+
+    def tile(self, index: int) -> Tile:
+        r0 = (index // self.cols) * self.core_h
+        c0 = (index % self.cols) * self.core_w
+        th, tw = self.tile_shape
+        ph, pw = self.padded_shape
+        top = _place(r0, th, self.halo, ph)
+        left = _place(c0, tw, self.halo, pw)
+        bottom = min(self.height, top + th)
+        right = min(self.width, left + tw)
+        return Tile(
+            index=index,
+            row=r0,
+            col=c0,
+            height=min(self.core_h, self.height - r0),
+            width=min(self.core_w, self.width - c0),
+            offset=(r0 - top, c0 - left),
+            read=Window(left, top, right - left, bottom - top),
+            pad=(top + th - bottom, left + tw - right),
+        )
+
+    def tiles(self) -> list[Tile]:
+        return [self.tile(i) for i in range(len(self))]
+
+
+def round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def make_grid(width: int, height: int, tile_size: int, halo: int, multiple: int) -> TileGrid:
+    """The grid for a scene; a scene smaller than a tile gets a smaller tile."""
+    size = round_up(max(1, tile_size), multiple)
+    return TileGrid(
+        width=width,
+        height=height,
+        # A 300 px scene is one 304 px tile, not a mostly mirrored 512 px one.
+        core_h=min(size, round_up(height, multiple)),
+        core_w=min(size, round_up(width, multiple)),
+        halo=round_up(halo, multiple),
+        multiple=multiple,
+    )
+
+
+class TileReader:
+    """Reads tiles of one scene into float32 arrays, with their invalid-pixel masks.
+
+    Not thread-safe (a rasterio dataset handle is not): each reader thread
+    makes its own. Invalid pixels (nodata in any band, non-finite values) are
+    replaced by the band's normalization mean before the graph sees them, so
+    a fill value like -9999 or NaN does not bleed into valid neighbours.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        fill: np.ndarray,
+        background: np.ndarray | str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.ds = rasterio.open(path)
+        self.fill = np.asarray(fill, dtype=np.float32).reshape(-1, 1, 1)
+        self._bg_array: np.ndarray | None = None
+        self._bg_ds: rasterio.DatasetReader | None = None
+        if isinstance(background, np.ndarray):
+            self._bg_array = background
+        elif background is not None:
+            self._bg_ds = rasterio.open(background)
+        flags = self.ds.mask_flag_enums
+        self._float = np.issubdtype(np.dtype(self.ds.dtypes[0]), np.floating)
+        if all(f == [MaskFlags.all_valid] for f in flags):
+            self._mask_mode = "none"
+        elif all(MaskFlags.nodata in f for f in flags):
+            # Comparing values we already hold is much cheaper than asking
+            # GDAL for masks, which re-reads and re-compares the same blocks.
+            self._mask_mode = "nodata"
+        else:
+            self._mask_mode = "gdal"  # alpha band or internal/external mask
+        self._nodata = [
+            v if v is not None else self.ds.nodata for v in self.ds.nodatavals
+        ]
+
+    def close(self) -> None:
+        self.ds.close()
+        if self._bg_ds is not None:
+            self._bg_ds.close()
+
+    def __enter__(self) -> TileReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _invalid(self, data: np.ndarray, window: Window) -> np.ndarray | None:
+        invalid: np.ndarray | None = None
+        if self._mask_mode == "gdal":
+            invalid = (self.ds.read_masks(window=window) == 0).any(axis=0)
+        elif self._mask_mode == "nodata":
+            invalid = np.zeros(data.shape[1:], dtype=bool)
+            for b, nd in enumerate(self._nodata):
+                if nd is None:
+                    continue
+                invalid |= np.isnan(data[b]) if math.isnan(nd) else data[b] == np.float32(nd)
+        if self._float:
+            bad = ~np.isfinite(data).all(axis=0)
+            if bad.any():
+                invalid = bad if invalid is None else invalid | bad
+        if invalid is not None and not invalid.any():
+            return None
+        return invalid
+
+    def _background(self, tile: Tile) -> np.ndarray | None:
+        rows = slice(tile.row, tile.row + tile.height)
+        cols = slice(tile.col, tile.col + tile.width)
+        if self._bg_array is not None:
+            bg = self._bg_array[rows, cols].astype(bool, copy=False)
+        elif self._bg_ds is not None:
+            bg = self._bg_ds.read(1, window=tile.core) != 0
+        else:
+            return None
+        return bg if bg.any() else None
+
+    def read_into(self, tile: Tile, out: np.ndarray) -> np.ndarray | None:
+        """Fill `out` [C, H, W] with the tile's input; return its core's invalid mask or None."""
+        data = self.ds.read(window=tile.read, out_dtype="float32")
+        invalid = self._invalid(data, tile.read)
+        if invalid is not None:
+            np.copyto(data, np.broadcast_to(self.fill, data.shape), where=invalid[None])
+        bottom, right = tile.pad
+        if bottom or right:
+            data = np.pad(data, ((0, 0), (0, bottom), (0, right)), mode="reflect")
+        out[...] = data
+        core_invalid = None
+        if invalid is not None:
+            r = tile.row - int(tile.read.row_off)
+            c = tile.col - int(tile.read.col_off)
+            core_invalid = invalid[r : r + tile.height, c : c + tile.width]
+            if not core_invalid.any():
+                core_invalid = None
+        bg = self._background(tile)
+        if bg is not None:
+            core_invalid = bg if core_invalid is None else core_invalid | bg
+        return core_invalid

@@ -1,0 +1,68 @@
+"""Deciding when a unit is complete: unchanged for a quiet period, or declared by a sentinel."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sipd.watch.files import Signature, has_sentinel, signature
+
+
+@dataclass
+class _Seen:
+    signature: Signature | None
+    since: float  # monotonic time the signature last changed
+
+
+class Settler:
+    """Units seen in one inbox that are not queued yet.
+
+    Each `poll` re-reads every pending unit: a writer appending in chunks
+    keeps changing size or mtime, so the unit stays pending until it has
+    been still for `quiet` seconds. Nothing here trusts event order or
+    timestamps from the writer's clock, which is what makes rescans of
+    network filesystems work the same as local events.
+    """
+
+    def __init__(
+        self,
+        quiet: float,
+        require_sentinel: bool,
+        read_signature: Callable[[Path], Signature | None] = signature,
+        sentinel: Callable[[Path], bool] = has_sentinel,
+    ) -> None:
+        self.quiet = quiet
+        self.require_sentinel = require_sentinel
+        self._signature = read_signature
+        self._sentinel = sentinel
+        self._pending: dict[Path, _Seen] = {}
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def __contains__(self, unit: object) -> bool:
+        return unit in self._pending
+
+    def touch(self, unit: Path, now: float) -> None:
+        """Something happened at `unit`: (re)start watching it."""
+        if unit not in self._pending:
+            self._pending[unit] = _Seen(None, now)
+
+    def forget(self, unit: Path) -> None:
+        self._pending.pop(unit, None)
+
+    def poll(self, now: float) -> list[tuple[Path, Signature]]:
+        """Units that are complete now, with the signature they were taken at."""
+        ready = []
+        for unit, seen in list(self._pending.items()):
+            sig = self._signature(unit)
+            if sig is None:
+                del self._pending[unit]  # gone: deleted, or renamed to another unit
+                continue
+            if sig != seen.signature:
+                seen.signature, seen.since = sig, now
+            # A sentinel is the writer saying "complete": no need to wait.
+            if self._sentinel(unit) or not self.require_sentinel and now - seen.since >= self.quiet:
+                ready.append((unit, sig))
+        return ready

@@ -1,0 +1,148 @@
+"""Model folders and sessions: validation, provider fallback, the LRU session cache."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sipd.errors import FailedPrecondition, InvalidArgument
+from sipd.inference import SessionCache, engine, load_model, read_model_spec
+from sipd.inference.tiling import make_grid
+from tests.unit.test_inference_support import make_tiny_model
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "1")
+
+
+def _copy(model_dir: Path, dest: Path) -> Path:
+    shutil.copytree(model_dir, dest)
+    return dest
+
+
+def _edit_yaml(folder: Path, **changes) -> None:
+    doc = yaml.safe_load((folder / "model.yaml").read_text())
+    doc.update(changes)
+    (folder / "model.yaml").write_text(yaml.safe_dump(doc))
+
+
+def test_spec_reads_model_yaml(model_dir):
+    spec = read_model_spec(model_dir)
+    assert spec.class_names == ["ice", "water", "land"]
+    assert spec.class_values == [1, 2, 3]
+    assert spec.classes[0].color == (0xFF, 0xA5, 0x00)
+    assert spec.bands == ("B1", "B2", "B3", "B4")
+    assert (spec.tile.size, spec.tile.halo, spec.tile.multiple) == (256, 8, 8)
+    assert spec.outputs["confidence"] == "confidence"
+
+
+def test_load_model_reports_what_is_missing(model_dir, tmp_path):
+    with pytest.raises(FailedPrecondition, match="does not exist"):
+        load_model(tmp_path / "nope")
+    broken = _copy(model_dir, tmp_path / "no_onnx")
+    (broken / "model.onnx").unlink()
+    with pytest.raises(FailedPrecondition, match=r"missing model\.onnx"):
+        load_model(broken)
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"classes": [{"value": 2, "name": "a", "color": "#000000"}]}, "values must be 1..K"),
+        ({"bands": []}, "bands"),
+        ({"outputs": {"confidence": "confidence"}}, "labels"),
+        ({"tile": {"size": 100, "halo": 8, "multiple": 8}}, "multiple of 8"),
+        ({"normalization": {"mean": [1, 2], "std": [1, 2]}}, "normalization.mean"),
+        ({"classes": [{"value": 1, "name": "a", "color": "red"}]}, "colour"),
+    ],
+)
+def test_bad_model_yaml_is_invalid_argument(model_dir, tmp_path, change, needle):
+    folder = _copy(model_dir, tmp_path / "bad")
+    _edit_yaml(folder, **change)
+    with pytest.raises(InvalidArgument, match=needle) as err:
+        load_model(folder)
+    assert "model.yaml" in str(err.value)
+
+
+def test_unparsable_yaml_and_mismatched_graph(model_dir, tmp_path):
+    folder = _copy(model_dir, tmp_path / "garbled")
+    (folder / "model.yaml").write_text("classes: [unclosed\n")
+    with pytest.raises(InvalidArgument, match="YAML"):
+        load_model(folder)
+    folder = _copy(model_dir, tmp_path / "renamed")
+    _edit_yaml(folder, outputs={"labels": "argmax"})
+    with pytest.raises(FailedPrecondition, match="labels=argmax"):
+        load_model(folder)
+
+
+def test_cuda_request_falls_back_to_cpu_with_one_log_line(model_dir, caplog):
+    engine._failed_devices.discard("cuda:0")
+    caplog.set_level(logging.INFO, logger="sipd.inference")
+    first = load_model(model_dir, device="cuda:0")
+    if first.provider != engine.CPU:
+        pytest.skip(f"a GPU works here ({first.provider})")
+    second = load_model(model_dir, device="cuda:0")
+    assert second.provider == engine.CPU
+    lines = [r for r in caplog.records if r.name == "sipd.inference"]
+    assert len(lines) == 1 and lines[0].levelno == logging.WARNING
+    assert "cuda:0" in lines[0].getMessage() and "CPU" in lines[0].getMessage()
+
+
+def test_bad_device_name(model_dir):
+    with pytest.raises(InvalidArgument, match="cuda:N"):
+        load_model(model_dir, device="gpu0")
+    with pytest.raises(InvalidArgument):
+        SessionCache(device="tpu")
+
+
+def test_session_cache_reuses_and_evicts_lru(model_dir, tmp_path):
+    dirs = [_copy(model_dir, tmp_path / f"v{i}") for i in range(3)]
+    cache = SessionCache(max_sessions=2)
+    a = cache.get(dirs[0])
+    assert cache.get(dirs[0]) is a
+    assert cache.get(str(dirs[0]) + "/") is a  # same folder, another spelling
+    b = cache.get(dirs[1])
+    assert cache.get(dirs[0]) is a  # a is now the most recently used
+    cache.get(dirs[2])  # evicts b, the least recently used
+    assert len(cache) == 2
+    assert dirs[0] in cache and dirs[2] in cache and dirs[1] not in cache
+    assert cache.get(dirs[1]) is not b
+
+
+def test_session_cache_reloads_a_changed_graph(model_dir, tmp_path):
+    folder = _copy(model_dir, tmp_path / "v")
+    cache = SessionCache()
+    first = cache.get(folder)
+    st = (folder / "model.onnx").stat()
+    os.utime(folder / "model.onnx", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    second = cache.get(folder)
+    assert second is not first and len(cache) == 1
+    assert cache.get(folder) is second
+
+
+def test_grid_shifts_border_tiles_inwards():
+    grid = make_grid(width=1000, height=777, tile_size=256, halo=5, multiple=8)
+    assert grid.halo == 8 and grid.tile_shape == (272, 272)
+    tiles = grid.tiles()
+    covered = sum(t.width * t.height for t in tiles)
+    assert covered == 1000 * 777  # cores partition the scene
+    for t in tiles:
+        top, left = t.row - t.offset[0], t.col - t.offset[1]
+        assert top % 8 == 0 and left % 8 == 0  # on the pooling grid
+        assert top >= 0 and left >= 0
+        assert t.read.row_off == top and t.read.col_off == left
+        assert int(t.read.height) + t.pad[0] == 272 and int(t.read.width) + t.pad[1] == 272
+        # Context on every side that is not the scene border.
+        assert t.offset[0] >= 8 or t.row == 0
+        assert t.offset[1] >= 8 or t.col == 0
+        assert top + 272 - (t.row + t.height) >= 8 or t.row + t.height >= 777
+        assert left + 272 - (t.col + t.width) >= 8 or t.col + t.width >= 1000
+    # Only the rows/columns past the last multiple of 8 are mirrored.
+    assert max(t.pad[0] for t in tiles) == 784 - 777
+    assert max(t.pad[1] for t in tiles) == 0
