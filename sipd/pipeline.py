@@ -13,7 +13,7 @@ from sipd.jobs.engine import JobEngine
 from sipd.modelrepo import ModelRepository
 from sipd.paths import PathPolicy
 from sipd.projects import Projects
-from sipd.raster import check_readable
+from sipd.raster import check_readable, raster_info
 
 # The nets of sipd.nets.NETS, named here so the daemon never imports torch
 # (only the worker touches the device); a unit test keeps the two in step.
@@ -158,8 +158,15 @@ class Pipeline:
         if not output:
             raise InvalidArgument("output is empty; give a file (one input) or a folder (several)")
         resolved = [self.policy.check(p, "input raster") for p in inputs]
+        bands = model["meta"].get("bands", [])
         for path in resolved:
             check_readable(path)
+            count = raster_info(path)["band_count"]
+            if count != len(bands):
+                raise InvalidArgument(
+                    f"{path} has {count} band(s) but {model['name']} expects {len(bands)}: "
+                    f"{', '.join(bands)}"
+                )
         out = self.policy.check(output, "output path")
         if len(resolved) > 1 or out.is_dir():
             if not out.is_dir():
