@@ -53,6 +53,9 @@ def _is_repeated(field: FieldDescriptor) -> bool:
 
 def _value(field: FieldDescriptor, value: Any) -> Any:
     if field.type == FieldDescriptor.TYPE_MESSAGE:
+        if field.message_type.full_name == "sip.v1.ConfusionRow":
+            # Scripts want a plain matrix: [[...], [...]], not [{"counts": [...]}].
+            return [int(n) for n in value.counts]
         return to_plain(value)
     if field.type == FieldDescriptor.TYPE_ENUM:
         return (

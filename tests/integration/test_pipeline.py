@@ -26,7 +26,7 @@ from tests.support import Sipd, wait_for, write_raster
 SIZE = 384
 CLASSES = ["water", "ice", "land"]
 STATE = common_pb2.Job.State
-EPOCHS = "10"
+EPOCHS = "8"
 
 
 def _add_rois(d: Sipd, project: str, scene: str, rois: list[dict[str, Any]]) -> None:
@@ -108,7 +108,7 @@ def test_few_labels_give_an_accurate_held_out_test(flow: Flow) -> None:
     assert report["kappa"] > 0.9
     assert report["scenes"] == ["projects/flow/scenes/c"]  # only the scene with test ROIs
     assert [c["name"] for c in report["per_class"]] == CLASSES
-    cm = np.array([row["counts"] for row in report["confusion_matrix"]])
+    cm = np.array(report["confusion_matrix"])
     assert cm.shape == (3, 3) and cm.sum() == report["pixels"]
     assert np.trace(cm) / cm.sum() == pytest.approx(report["overall_accuracy"])
 

@@ -252,13 +252,15 @@ def test_cancel_running_and_queued_jobs(sipd: Sipd) -> None:
 
 
 def test_cancel_hard_kills_a_job_that_does_not_stop(tmp_path: Path) -> None:
-    # One 4096^3 multiply takes seconds on two cores: longer than the grace.
+    # One 6144^3 multiply takes seconds on two cores: longer than the grace.
     d = Sipd(
         tmp_path / "state", roots=[tmp_path], env={"SIPD_JOBS__CANCEL_GRACE_SECONDS": "0.3"}
     ).start()
     try:
         job = _diagnostics(d, seconds=300, size=6144)
-        _wait_state(d, job.name, {STATE.RUNNING})
+        # After the first multiply's progress event the next multiply is under way,
+        # and the job cannot look at its cancel flag until it ends.
+        wait_for(lambda: _job(d, job.name).progress.message.endswith("multiplies"), 120)
         pid = d.sipctl_json("status")["worker"]["pid"]
         d.client.jobs.CancelJob(job_pb2.CancelJobRequest(name=job.name), timeout=10)
         final = _wait_state(d, job.name, {STATE.CANCELLED}, timeout=30)
