@@ -145,13 +145,14 @@ class Daemon:
         return self.watches.active_count()
 
     def start(self) -> None:
-        self.engine.start()
-        self.watches.start()
+        # Metrics first: a taken port fails the start before a worker is spawned.
         if self.config.metrics_listen:
             self.metrics_address = self.metrics.serve(self.config.metrics_listen)
             with atomic_path(self.data_dir / "sipd.metrics_address") as tmp:
                 tmp.write_text(self.metrics_address + "\n")
             log.info("metrics on http://%s/metrics", self.metrics_address)
+        self.engine.start()
+        self.watches.start()
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="rpc"),
             options=[

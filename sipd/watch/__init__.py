@@ -1,0 +1,1 @@
+"""Watched inbox folders: inbox -> durable queue -> predict jobs -> outbox (see manager.py)."""

@@ -189,10 +189,18 @@ class Dispatcher:
             scenes = (job["result"] or {}).get("scenes", [])
             for row in rows:
                 scene = _scene_of(row, scenes, job)
-                if scene is None:
-                    self._fail(rt, row, "the predict job returned no result for this scene", job_id)
-                else:
-                    self._succeed(rt, row, scene, job)
+                try:
+                    if scene is None:
+                        reason = "the predict job returned no result for this scene"
+                        self._fail(rt, row, reason, job_id)
+                    else:
+                        self._succeed(rt, row, scene, job)
+                except OSError as exc:
+                    # A full or read-only disk: the row stays RUNNING and the periodic
+                    # reconcile tries these steps again.
+                    message = f"cannot finish {row['path']}: {exc}; will try again"
+                    log.warning("watch %s: %s", rt.spec.id, message)
+                    self.queue.set_last_error(rt.spec.id, message)
             return
         ids = [r["id"] for r in rows]
         if all(r["stopping"] for r in rows):
@@ -220,7 +228,10 @@ class Dispatcher:
                 self._fail(rt, row, f"{error} (gave up after {attempts} attempts)", job_id)
                 continue
             delay = self.config.retry_backoff_seconds * 2 ** row["attempts"]
-            self.queue.retry([row["id"]], time.time() + delay, split=len(rows) > 1)
+            # A crash or out-of-memory may be one file's doing: isolate. An interrupted
+            # daemon (ABORTED) is nobody's: keep the batch.
+            split = len(rows) > 1 and code != "ABORTED"
+            self.queue.retry([row["id"]], time.time() + delay, split=split)
             if self.events is not None:
                 self.events.scene_retried(rt.spec.id)
             log.warning(
@@ -270,10 +281,14 @@ class Dispatcher:
             "attempts": row["attempts"] + 1,
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        # The reason first, then the input: whoever sees NAME in failed/ finds why beside it.
-        write_error(dest, reason, details)
-        if unit_key(unit) == (row["size"], row["mtime_ns"]):
-            move_unit(unit, dest)
+        try:
+            # The reason first, then the input: whoever sees NAME in failed/ finds why beside it.
+            write_error(dest, reason, details)
+            if unit_key(unit) == (row["size"], row["mtime_ns"]):
+                move_unit(unit, dest)
+        except OSError as exc:
+            # Still FAILED (its key keeps it from being taken again); the store has the reason.
+            reason = f"{reason} (could not move it to {dest.parent}: {exc})"
         if self.queue.mark_failed(row["id"], reason):
             self.queue.set_last_error(spec.id, f"{unit.name}: {reason}")
             log.warning("watch %s: %s failed: %s", spec.id, unit, reason)

@@ -97,6 +97,20 @@ class Layout:
             return None
         return self.inbox.joinpath(*parts)
 
+    def is_subfolder(self, path: Path) -> bool:
+        """A folder a recursive watch descends into (not a product, not ours)."""
+        if not self.recursive:
+            return False
+        try:
+            parts = path.relative_to(self.inbox).parts
+        except ValueError:
+            return False
+        return (
+            bool(parts)
+            and not self.excluded_top(parts[0])
+            and not any(is_ignored_name(p) or is_product_dir(p) for p in parts)
+        )
+
     def scan(self) -> Iterator[Path]:
         """Every unit now in the inbox (for the start scan and periodic rescans)."""
         yield from self._scan_dir(self.inbox, top=True)
@@ -150,10 +164,21 @@ def companions(unit: Path) -> list[Path]:
     return found
 
 
-def has_sentinel(unit: Path) -> bool:
+def has_sentinel(unit: Path, data_mtime_ns: int = 0) -> bool:
+    """NAME.done / NAME.ready (or STEM.done / STEM.ready) at least as new as the data: a
+    sentinel older than the data is left from an earlier version and says nothing."""
     stem, _ = split_ext(unit.name)
     names = [unit.name + s for s in SENTINEL_SUFFIXES] + [stem + s for s in SENTINEL_SUFFIXES]
-    return any(unit.with_name(n).is_file() for n in names if n != unit.name)
+    for name in dict.fromkeys(names):
+        if name == unit.name:
+            continue
+        try:
+            st = unit.with_name(name).stat()
+        except OSError:
+            continue
+        if st.st_mtime_ns >= data_mtime_ns:
+            return True
+    return False
 
 
 Signature = tuple[int, int, int]

@@ -113,6 +113,7 @@ class WatchManager:
         if adopted or requeued:
             log.info("recovered scenes being submitted: %d adopted, %d requeued", adopted, requeued)
         self.queue.clear_stopping_of_live_jobs()
+        logging.getLogger("watchdog.observers.inotify").addFilter(_StopRace(self._stop))
         self._observer = Observer()
         self._observer.daemon = True
         self._observer.start()
@@ -325,3 +326,16 @@ class WatchManager:
             )
             log.warning("watch %s: %s", rt.spec.id, message)
             self.queue.set_last_error(rt.spec.id, message)
+
+
+class _StopRace(logging.Filter):
+    """watchdog 7 logs an ERROR when its inotify thread reads once more while the observer
+    stops; nothing is lost then (we are stopping), so that one message is dropped."""
+
+    def __init__(self, stopping: threading.Event) -> None:
+        super().__init__()
+        self.stopping = stopping
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        benign = "called when the thread is inactive" in record.getMessage()
+        return not (benign and self.stopping.is_set())

@@ -57,7 +57,7 @@ def summary_of(
         "pixels": scene.get("pixels"),
         "class_pixels": scene.get("class_pixels", {}),
         "class_area_m2": scene.get("class_area_m2", {}),
-        "pixel_area_m2": scene.get("pixel_area_m2"),
+        "pixel_area_m2": scene.get("pixel_area_m2", _pixel_area(scene)),
         "outputs": {
             "labels": paths["output"],
             "confidence": paths["confidence"] or None,
@@ -75,6 +75,13 @@ def summary_of(
         },
         "attempts": row["attempts"] + 1,
     }
+
+
+def _pixel_area(scene: dict[str, Any]) -> float | None:
+    """m² per pixel from the class totals; None when the CRS gave no area."""
+    pixels = sum((scene.get("class_pixels") or {}).values())
+    area = sum((scene.get("class_area_m2") or {}).values())
+    return area / pixels if pixels and area else None
 
 
 def _iso(seconds: float | None) -> str | None:

@@ -108,7 +108,8 @@ class WatchQueue:
         return int(row[0]) if row else 0
 
     def offer(self, watch_id: str, path: str, size: int, mtime_ns: int, limit: int) -> str:
-        """Queue a complete unit: 'queued', 'known' (taken before) or 'full' (backpressure)."""
+        """Queue a complete unit: 'queued', 'known' (taken before), 'full' (backpressure)
+        or 'gone' (the watch was removed)."""
         with self.store.transaction() as db:
             known = db.execute(
                 "SELECT 1 FROM watch_files WHERE watch = ? AND path = ? AND size = ? "
@@ -122,11 +123,14 @@ class WatchQueue:
             ).fetchone()[0]
             if waiting >= limit:
                 return "full"
-            db.execute(
-                "INSERT INTO watch_files (watch, path, size, mtime_ns, state, detect_time) "
-                "VALUES (?, ?, ?, ?, 'QUEUED', ?)",
-                (watch_id, path, size, mtime_ns, time.time()),
-            )
+            try:
+                db.execute(
+                    "INSERT INTO watch_files (watch, path, size, mtime_ns, state, detect_time) "
+                    "VALUES (?, ?, ?, ?, 'QUEUED', ?)",
+                    (watch_id, path, size, mtime_ns, time.time()),
+                )
+            except sqlite3.IntegrityError:
+                return "gone"  # the watch was removed a moment ago
             return "queued"
 
     def ready_watches(self, now: float) -> list[str]:

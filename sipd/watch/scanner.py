@@ -17,13 +17,13 @@ from watchdog.events import (
 )
 
 from sipd.config import WatchConfig
-from sipd.watch.files import is_leftover_temporary, is_product_dir
+from sipd.watch.files import is_leftover_temporary
 from sipd.watch.queue import WatchQueue
 from sipd.watch.runtime import Runtime, unit_key
 
 log = logging.getLogger("sipd.watch")
 
-FsEvent = tuple[str, str, bool]  # watch id, path, is a directory
+FsEvent = tuple[str, str, bool]  # watch id, path, a folder that just appeared
 
 
 class EventSink(FileSystemEventHandler):
@@ -36,9 +36,13 @@ class EventSink(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if isinstance(event, (FileOpenedEvent, FileClosedNoWriteEvent)):
             return  # reads, including our own, say nothing about completeness
-        for path in (event.src_path, event.dest_path):
-            if path:
-                self.sink.put((self.watch_id, os.fsdecode(path), event.is_directory))
+        new_folder = event.is_directory and event.event_type in ("created", "moved")
+        if event.dest_path:
+            self.sink.put((self.watch_id, os.fsdecode(event.dest_path), new_folder))
+        if event.src_path:
+            self.sink.put(
+                (self.watch_id, os.fsdecode(event.src_path), new_folder and not event.dest_path)
+            )
 
 
 class Scanner:
@@ -76,21 +80,20 @@ class Scanner:
     def _drain_events(self, runtimes: dict[str, Runtime], now: float) -> None:
         while True:
             try:
-                watch_id, path, is_dir = self.events.get_nowait()
+                watch_id, path, new_folder = self.events.get_nowait()
             except queue.Empty:
                 return
             rt = runtimes.get(watch_id)
             if rt is None or rt.paused:
                 continue  # a resumed watch rescans
-            unit = rt.layout.unit_of(Path(path))
-            if unit is None:
-                continue
-            if is_dir and rt.spec.recursive and not is_product_dir(unit.name) and unit.is_dir():
+            if new_folder and rt.layout.is_subfolder(Path(path)):
                 # A sub-folder moved in whole: its files raised no events of their own.
-                for inner in rt.layout.scan_under(unit):
+                for inner in rt.layout.scan_under(Path(path)):
                     rt.settler.touch(inner, now)
                 continue
-            rt.settler.touch(unit, now)
+            unit = rt.layout.unit_of(Path(path))
+            if unit is not None:
+                rt.settler.touch(unit, now)
 
     def _rescan(self, rt: Runtime, now: float) -> None:
         rt.rescan_requested = False

@@ -30,7 +30,7 @@ class Settler:
         quiet: float,
         require_sentinel: bool,
         read_signature: Callable[[Path], Signature | None] = signature,
-        sentinel: Callable[[Path], bool] = has_sentinel,
+        sentinel: Callable[[Path, int], bool] = has_sentinel,
     ) -> None:
         self.quiet = quiet
         self.require_sentinel = require_sentinel
@@ -63,6 +63,7 @@ class Settler:
             if sig != seen.signature:
                 seen.signature, seen.since = sig, now
             # A sentinel is the writer saying "complete": no need to wait.
-            if self._sentinel(unit) or not self.require_sentinel and now - seen.since >= self.quiet:
+            quiet = not self.require_sentinel and now - seen.since >= self.quiet
+            if quiet or self._sentinel(unit, sig[1]):
                 ready.append((unit, sig))
         return ready

@@ -1,0 +1,113 @@
+"""sipd.metrics on a real store and job engine: names follow Prometheus conventions, values
+come from events and the store, and deploy/ asks only for metrics that exist."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+from prometheus_client.exposition import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from sipd.jobs.engine import JobEngine
+from sipd.metrics import Metrics
+from sipd.store import Store
+from sipd.watch.queue import WatchQueue
+from sipd.watch.spec import WatchSpec
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
+
+def _metrics(tmp_path: Path) -> tuple[Metrics, Store]:
+    store = Store(tmp_path / "sipd.db")
+    engine = JobEngine(store, device="cpu", queue_limit=10, cancel_grace_seconds=1,
+                       worker_settings={})  # fmt: skip
+    queue = WatchQueue(store)
+    queue.create_watch(WatchSpec(id="w1", inbox="/in", outbox="/out", project="p"))
+    queue.offer("w1", "/in/a.tif", 1, 1, limit=10)
+    queue.offer("w1", "/in/b.tif", 1, 2, limit=10)
+    rows = queue.claim("w1", 1, 1e12)
+    queue.attach([rows[0]["id"]], job_id=1, model="m")
+    queue.mark_done(rows[0]["id"], {})
+
+    def stats() -> dict[str, dict[str, int]]:
+        return {w: {**c, "PENDING": 3} for w, c in queue.counts().items()}
+
+    m = Metrics(store, device="cpu", engine_status=engine.status, watch_stats=stats,
+                watch_queue_limit=10)  # fmt: skip
+    return m, store
+
+
+def _samples(m: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = generate_latest(m.registry).decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_values_come_from_the_store_and_from_job_events(tmp_path: Path) -> None:
+    m, store = _metrics(tmp_path)
+    job_id = store.insert_job("predict", "p", {}, "watches/w1")
+    store.mark_running(job_id)
+    result = {"scenes": [{"pixels": 4096}, {"pixels": 100}]}
+    store.finish_job(job_id, "SUCCEEDED", result=result)
+    m.on_job(store.get_job(job_id))
+    m.scene_done("w1", 0.25, 3.0)
+    m.scene_retried("w1")
+    s = _samples(m)
+    assert s[("sipd_watch_scenes_total", (("outcome", "done"), ("watch", "w1")))] == 1
+    assert s[("sipd_watch_scenes_total", (("outcome", "failed"), ("watch", "w1")))] == 0
+    assert s[("sipd_watch_queue_depth", (("watch", "w1"),))] == 1
+    assert s[("sipd_watch_files_pending", (("watch", "w1"),))] == 3
+    assert s[("sipd_watch_queue_limit", ())] == 10
+    assert s[("sipd_jobs", (("state", "SUCCEEDED"), ("type", "predict")))] == 1
+    assert s[("sipd_pixels_classified_total", (("project", "p"),))] == 4196
+    count = ("sipd_job_duration_seconds_count", (("state", "SUCCEEDED"), ("type", "predict")))
+    assert s[count] == 1
+    assert s[("sipd_watch_scene_processing_seconds_sum", (("watch", "w1"),))] == 0.25
+    assert s[("sipd_watch_scene_retries_total", (("watch", "w1"),))] == 1
+    assert s[("sipd_worker_restarts_total", ())] == 0
+
+
+def test_names_follow_prometheus_conventions(tmp_path: Path) -> None:
+    m, _ = _metrics(tmp_path)
+    m.on_job({"state": "SUCCEEDED", "type": "t", "project": "", "start_time": 1.0,
+              "end_time": 2.0, "create_time": 0.5, "result": {}})  # fmt: skip
+    m.scene_done("w1", 1.0, 1.0)
+    m.scene_retried("w1")
+    text = generate_latest(m.registry).decode()
+    for family in text_string_to_metric_families(text):
+        assert family.name.startswith("sipd_"), family.name
+        if family.name.endswith("_created"):
+            continue  # the client library's creation timestamps of counters and histograms
+        if family.type == "counter" and family.samples:
+            assert any(s.name == f"{family.name}_total" for s in family.samples), family.name
+        if family.type == "histogram" or "seconds" in family.name:
+            assert family.name.endswith("_seconds"), family.name  # base unit
+        assert not re.search(r"_(ms|milliseconds|minutes|kb|mb)\b", family.name)
+
+
+def test_deploy_files_use_only_metrics_sipd_exposes(tmp_path: Path) -> None:
+    m, store = _metrics(tmp_path)
+    job_id = store.insert_job("predict", "p", {}, "api")
+    store.mark_running(job_id)
+    m.on_job(store.get_job(job_id))
+    m.on_job({"state": "SUCCEEDED", "type": "predict", "project": "p", "start_time": 1.0,
+              "end_time": 2.0, "create_time": 0.5, "result": {"scenes": []}})  # fmt: skip
+    m.scene_done("w1", 1.0, 1.0)
+    m.scene_retried("w1")
+    exposed = {s.name for f in text_string_to_metric_families(generate_latest(m.registry).decode())
+               for s in f.samples}  # fmt: skip
+    exposed.add("sipd_device_memory_used_bytes")  # only on CUDA
+    dashboard = json.loads((DEPLOY / "grafana" / "sipd-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    alerts = yaml.safe_load((DEPLOY / "prometheus" / "sipd-alerts.yml").read_text())
+    exprs += [r["expr"] for g in alerts["groups"] for r in g["rules"]]
+    used = {name for e in exprs for name in re.findall(r"\bsipd_[a-z_]+", e)}
+    assert used and used <= exposed, used - exposed
+    scrape = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    assert scrape["scrape_configs"][0]["static_configs"][0]["targets"] == ["127.0.0.1:9464"]
