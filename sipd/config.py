@@ -37,8 +37,8 @@ class JobsConfig:
 
 @dataclass
 class InferenceConfig:
-    # Tiles per onnxruntime call.
-    batch_size: int = 4
+    # Tiles per onnxruntime call; 0 = by device (1 on a CPU, 4 on a GPU).
+    batch_size: int = 0
     # Tile edge; 0 = the model's own (model.yaml tile.size).
     tile_size: int = 0
     # onnxruntime intra-op threads; 0 = jobs.threads.
@@ -53,6 +53,8 @@ class InferenceConfig:
     max_stream_bytes: int = 2 * 1024**3
     # Bytes per message PredictStream sends back.
     stream_chunk_bytes: int = 1024**2
+    # GDAL block cache of the worker in MB (GDAL_CACHEMAX); 0 = GDAL's default (5% of RAM).
+    gdal_cache_mb: int = 256
 
 
 @dataclass
@@ -251,10 +253,19 @@ def _validate(config: Config) -> None:
             raise InvalidArgument(f"{name} {address!r} must be HOST:PORT, e.g. 127.0.0.1:50051")
     positive = {
         "jobs.queue_limit": config.jobs.queue_limit,
-        "inference.batch_size": config.inference.batch_size,
         "inference.session_cache_size": config.inference.session_cache_size,
+        "inference.stream_chunk_bytes": config.inference.stream_chunk_bytes,
+        "inference.max_stream_bytes": config.inference.max_stream_bytes,
         "watch.queue_limit": config.watch.queue_limit,
     }
     for name, value in positive.items():
         if value < 1:
             raise InvalidArgument(f"{name} must be at least 1, got {value}")
+    not_negative = {
+        "inference.batch_size": config.inference.batch_size,
+        "inference.tile_size": config.inference.tile_size,
+        "inference.gdal_cache_mb": config.inference.gdal_cache_mb,
+    }
+    for name, value in not_negative.items():
+        if value < 0:
+            raise InvalidArgument(f"{name} must be 0 (automatic) or positive, got {value}")

@@ -16,12 +16,15 @@ import rasterio
 
 from sipd.errors import FailedPrecondition, InvalidArgument
 from sipd.inference.engine import LoadedModel
-from sipd.inference.pipeline import run_tiles
+from sipd.inference.pipeline import ScenePass, run_passes
 from sipd.inference.predictor import check_background, check_scene, scene_grid
 from sipd.inference.tiling import Tile
 from sipd.jobs.context import JobContext
 from sipd.raster import open_raster
-from sipd.training.metrics import accuracy_report, confusion_counts
+
+# sipd.training.metrics itself is plain numpy, but importing it runs the
+# sipd.training package, which imports torch: ~150 MB and seconds that the
+# predictor (and its benchmark) must not pay. Imported where it is used.
 
 
 class ConfusionSink:
@@ -37,6 +40,8 @@ class ConfusionSink:
         self._ds = rasterio.open(self.mask_path)
 
     def write(self, tile: Tile, outputs: dict[str, np.ndarray], invalid: np.ndarray | None) -> None:
+        from sipd.training.metrics import confusion_counts
+
         assert self._ds is not None
         truth = self._ds.read(1, window=tile.core)
         self.counts += confusion_counts(truth, outputs["labels"], self.k)
@@ -65,7 +70,7 @@ def evaluate_model(
     scenes: list[dict[str, Any]],
     *,
     ctx: JobContext | None = None,
-    batch_size: int = 4,
+    batch_size: int = 1,
     tile_size: int | None = None,
     io_threads: int = 1,
 ) -> dict[str, Any]:
@@ -105,28 +110,26 @@ def evaluate_model(
             f"masks) before testing; scenes checked: {[s.get('name') for s in scenes]}"
         )
 
+    # One pipeline over all scenes: the next scene is read while the current one runs.
+    sinks = [ConfusionSink(scene["test_mask"], k) for scene, _, _, _ in plans]
+    passes = [
+        ScenePass(scene["path"], grid, tiles, sink, background)
+        for (scene, grid, tiles, background), sink in zip(plans, sinks, strict=True)
+        if tiles
+    ]
+    run_passes(
+        model,
+        passes,
+        roles=("labels",),
+        batch_size=batch_size,
+        ctx=ctx,
+        io_threads=io_threads,
+        stage="test",
+    )
     counts = np.zeros((k, k + 1), dtype=np.int64)
-    done = 0
-    for scene, grid, tiles, background in plans:
-        if not tiles:
-            continue
-        sink = ConfusionSink(scene["test_mask"], k)
-        run_tiles(
-            model,
-            scene["path"],
-            grid,
-            tiles,
-            sink,
-            roles=("labels",),
-            background=background,
-            batch_size=batch_size,
-            ctx=ctx,
-            io_threads=io_threads,
-            stage="test",
-            progress_base=done / total_tiles,
-            progress_span=len(tiles) / total_tiles,
-        )
+    for sink in sinks:
         counts += sink.counts
-        done += len(tiles)
+    from sipd.training.metrics import accuracy_report
+
     ctx.progress("test", 1.0, "done", force=True)
     return accuracy_report(counts, model.spec.class_names, model.spec.class_values)

@@ -16,6 +16,8 @@ import yaml
 from sipd.errors import FailedPrecondition, InvalidArgument
 
 MODEL_FORMAT = "sipd-model/1"
+# Optional half-precision variant of model.onnx in the same folder (used on CUDA only).
+FP16_FILE = "model.fp16.onnx"
 
 
 @dataclass(frozen=True)

@@ -118,17 +118,30 @@ def round_up(value: int, multiple: int) -> int:
 
 
 def make_grid(width: int, height: int, tile_size: int, halo: int, multiple: int) -> TileGrid:
-    """The grid for a scene; a scene smaller than a tile gets a smaller tile."""
+    """The grid for a scene: cores of at most `tile_size`, spread evenly over each axis."""
     size = round_up(max(1, tile_size), multiple)
     return TileGrid(
         width=width,
         height=height,
-        # A 300 px scene is one 304 px tile, not a mostly mirrored 512 px one.
-        core_h=min(size, round_up(height, multiple)),
-        core_w=min(size, round_up(width, multiple)),
+        core_h=balanced_core(height, size, multiple),
+        core_w=balanced_core(width, size, multiple),
         halo=round_up(halo, multiple),
         multiple=multiple,
     )
+
+
+def balanced_core(extent: int, size: int, multiple: int) -> int:
+    """Core edge along one axis: as few tiles as `size` allows, all about equally large.
+
+    Equal cores waste the least computation on overlap: 5000 px in tiles of
+    at most 1024 become 5 cores of 1000 px rather than four of 1024 and a
+    last tile that recomputes 216 px of its neighbour (4% less work on a
+    5000 x 5000 scene). A scene smaller than a tile is one tile of its own
+    size (a 300 px scene is one 304 px tile, not a mostly mirrored 512 px one).
+    """
+    padded = round_up(extent, multiple)
+    count = math.ceil(padded / size)
+    return round_up(math.ceil(padded / count), multiple)
 
 
 class TileReader:
@@ -153,7 +166,14 @@ class TileReader:
         if isinstance(background, np.ndarray):
             self._bg_array = background
         elif background is not None:
-            self._bg_ds = rasterio.open(background)
+            try:
+                self._bg_ds = rasterio.open(background)
+            except BaseException:
+                self.ds.close()
+                raise
+        self._bg_masked = self._bg_ds is not None and self._bg_ds.mask_flag_enums[0] != [
+            MaskFlags.all_valid
+        ]
         flags = self.ds.mask_flag_enums
         self._float = np.issubdtype(np.dtype(self.ds.dtypes[0]), np.floating)
         if all(f == [MaskFlags.all_valid] for f in flags):
@@ -204,6 +224,8 @@ class TileReader:
             bg = self._bg_array[rows, cols].astype(bool, copy=False)
         elif self._bg_ds is not None:
             bg = self._bg_ds.read(1, window=tile.core) != 0
+            if self._bg_masked:  # the mask file's own nodata pixels say nothing
+                bg &= self._bg_ds.read_masks(1, window=tile.core) != 0
         else:
             return None
         return bg if bg.any() else None

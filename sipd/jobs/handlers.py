@@ -8,6 +8,7 @@ onnxruntime) happen inside handlers so the worker starts fast.
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import time
@@ -152,8 +153,17 @@ def session_cache(ctx: JobContext) -> Any:
     return _sessions
 
 
-def _batch_size(params: dict[str, Any], ctx: JobContext) -> int:
-    return int(params.get("batch_size") or ctx.settings.get("inference", {}).get("batch_size") or 4)
+def _batch_size(params: dict[str, Any], ctx: JobContext, model: Any) -> int:
+    """Tiles per onnxruntime call: the request's, else the config's, else by device.
+
+    On a CPU one ~1000 px tile already keeps every core busy, and each more
+    tile in a batch costs its activations (~0.4 GB for the default U-Net);
+    a GPU wants several tiles per launch.
+    """
+    configured = params.get("batch_size") or ctx.settings.get("inference", {}).get("batch_size")
+    if configured:
+        return int(configured)
+    return 4 if model.on_gpu else 1
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -270,7 +280,7 @@ def test(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         for s in _masks(params, ctx.child(0.0, 0.1), ("test",))
     ]
     report = evaluate_model(
-        model, scenes, ctx=ctx.child(0.1, 0.9), batch_size=_batch_size(params, ctx)
+        model, scenes, ctx=ctx.child(0.1, 0.9), batch_size=_batch_size(params, ctx, model)
     )
     report["model"] = params["model"]
     report["scenes"] = [f"projects/{params['project']}/scenes/{s['name']}" for s in scenes]
@@ -284,51 +294,76 @@ def test(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 
 @handler("predict")
 def predict(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    from sipd.inference.predictor import predict_scene
-    from sipd.inference.writers import write_quicklook
-    from sipd.labeling import background_mask
+    """Every input through one pipeline: the next scene is read while the current
+    one is inferred, and finished scenes become COGs while the next one runs."""
+    from sipd.inference.predictor import SceneRequest, predict_scenes
 
     started = time.perf_counter()
     model = session_cache(ctx).get(params["model_dir"])
     inputs = params["inputs"]
-    scenes = []
-    provider = ""
-    for i, item in enumerate(inputs):
-        step = ctx.child(i / len(inputs), 1 / len(inputs))
-        ctx.check_cancelled()
-        background = None
-        if params.get("background_mask"):
-            background = background_mask(item["path"], params["background_mask"])
-        result = predict_scene(
-            model,
+    mask = params.get("background_mask") or ""
+    requests = [
+        SceneRequest(
             item["path"],
             item["output"],
-            confidence_path=item.get("confidence") or None,
-            probabilities_path=item.get("probabilities") or None,
-            background=background,
-            tile_size=int(params.get("tile_size") or 0) or None,
-            batch_size=_batch_size(params, ctx),
-            ctx=step,
+            confidence=item.get("confidence") or None,
+            probabilities=item.get("probabilities") or None,
+            quicklook=item.get("quicklook") or None,
+            background=_background(item["path"], mask),
         )
-        if item.get("quicklook"):
-            write_quicklook(item["output"], item["quicklook"])
-        provider = result.get("provider", provider)
-        scenes.append(
-            {
-                "input": item["path"],
-                "output": item["output"],
-                "confidence": item.get("confidence", ""),
-                "probabilities": item.get("probabilities", ""),
-                "quicklook": item.get("quicklook", ""),
-                **{k: result[k] for k in _SCENE_RESULT if k in result},
-            }
-        )
+        for item in inputs
+    ]
+    results = predict_scenes(
+        model,
+        requests,
+        tile_size=int(params.get("tile_size") or 0) or None,
+        batch_size=_batch_size(params, ctx, model),
+        ctx=ctx,
+    )
+    scenes = [
+        {
+            "input": item["path"],
+            "output": item["output"],
+            "confidence": item.get("confidence", ""),
+            "probabilities": item.get("probabilities", ""),
+            "quicklook": item.get("quicklook", ""),
+            **{k: result[k] for k in _SCENE_RESULT if k in result},
+        }
+        for item, result in zip(inputs, results, strict=True)
+    ]
     return {
         "model": params["model"],
         "scenes": scenes,
-        "provider": provider,
+        "provider": model.provider,
         "seconds": time.perf_counter() - started,
     }
+
+
+def _background(scene: str, mask: str) -> Any:
+    """What the predictor takes as a background mask for `scene`.
+
+    A raster mask is read window by window with the tiles; a vector mask is
+    rasterized when its scene is first read (and dropped when it is done),
+    so memory holds at most the scenes in flight, not all of a job's.
+    """
+    if not mask:
+        return None
+    from sipd.labeling.rasterize import VECTOR_MASK_EXTENSIONS, background_mask
+
+    if Path(mask).suffix.lower() in VECTOR_MASK_EXTENSIONS:
+        return functools.partial(background_mask, scene, mask)
+    return mask
+
+
+@handler("export")
+def export(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Re-export a model folder's checkpoint (lean head), optionally with an fp16 variant."""
+    from sipd.training.export import reexport_model
+
+    ctx.progress("export", 0.0, "exporting ONNX", force=True)
+    result = reexport_model(params["model_dir"], fp16=bool(params.get("fp16")))
+    ctx.progress("export", 1.0, "done", force=True)
+    return {"model": params["model"], **result}
 
 
 _SCENE_RESULT = (

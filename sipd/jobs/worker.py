@@ -35,6 +35,13 @@ def worker_main(conn: Any, cancel_event: Any, device: str, settings: dict[str, A
     threads = int(settings.get("threads") or 0)
     if threads:
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    # GDAL's block cache defaults to 5% of RAM, and reading a large scene tile
+    # by tile fills whatever it may: bounded, the worker's memory stays flat
+    # with scene size. GDAL takes the setting when it first caches a block,
+    # which no code in this process has done yet.
+    cache_mb = int(settings.get("inference", {}).get("gdal_cache_mb") or 0)
+    if cache_mb > 0:
+        os.environ["GDAL_CACHEMAX"] = str(cache_mb)
     from sipd.jobs import handlers  # after the environment is set for torch/onnxruntime
 
     if threads:

@@ -16,6 +16,7 @@ from sipd.dataset import load_dataset
 from sipd.errors import FailedPrecondition, InvalidArgument
 from sipd.jobs.context import JobContext
 from sipd.nets import build_net
+from sipd.nets.unet import UNet
 from sipd.training import data as training_data
 from sipd.training.checkpoint import FILE as CHECKPOINT_FILE
 from sipd.training.checkpoint import checkpoint_payload
@@ -26,6 +27,10 @@ from sipd.training.model_folder import MODEL_FORMAT, publish, staging_folder, wr
 
 # An "epoch" is at least this many optimizer steps (see data.epoch_batches).
 MIN_STEPS_PER_EPOCH = 4
+# Default tile edge written into model.yaml. On a CPU, 1024 px tiles with the
+# default U-Net's 48 px halo spend 1.2x the scene's pixels on overlap (512 px
+# tiles: 1.4x) while one tile's activations stay well under 1 GB.
+DEFAULT_TILE_SIZE = 1024
 
 
 def train_model(
@@ -44,7 +49,7 @@ def train_model(
     class_weights: list[float] | str | None = None,
     augment: bool = True,
     patience: int | None = 8,
-    tile_size: int = 512,
+    tile_size: int = DEFAULT_TILE_SIZE,
     ctx: JobContext,
 ) -> dict[str, Any]:
     """Train a net on a prepared dataset and publish models_root/<version>/.
@@ -80,7 +85,7 @@ def train_model(
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         net = build_net(arch, len(bands), num_classes, **net_params)
-        tile = _tile(net, tile_size)
+        tile = tile_defaults(net, tile_size)
         data = training_data.build(chips, norm["mean"], norm["std"], num_classes,
                                    net.size_multiple)
         weight = training_data.class_weights(data, class_weights)
@@ -195,16 +200,64 @@ def _model_yaml(project: str, version: int, card: dict[str, Any]) -> dict[str, A
     }
 
 
-def _tile(net: torch.nn.Module, tile_size: int) -> dict[str, int]:
+def tile_defaults(net: torch.nn.Module, tile_size: int = DEFAULT_TILE_SIZE) -> dict[str, int]:
+    """model.yaml `tile`: size, the halo that makes tiles seamless, and the size multiple."""
     multiple = int(net.size_multiple)
-    halo = max(math.ceil(net.receptive_margin / multiple) * multiple, multiple)
+    halo = max(math.ceil(seamless_margin(net) / multiple) * multiple, multiple)
     size = math.ceil(tile_size / multiple) * multiple
     if size <= 2 * halo:
         raise InvalidArgument(
             f"tile_size {tile_size} leaves no room inside the {halo}-pixel halo of this "
-            f"architecture; use tile_size > {2 * halo} (e.g. 512)"
+            f"architecture; use tile_size > {2 * halo} (e.g. {DEFAULT_TILE_SIZE})"
         )
     return {"size": size, "halo": halo, "multiple": multiple}
+
+
+def seamless_margin(net: torch.nn.Module) -> int:
+    """Context per side a tile needs so that its core equals a whole-image pass.
+
+    `receptive_margin` holds for a pixel anywhere; the predictor aligns tiles
+    to the pooling grid (`size_multiple`), so a core starts and ends on cell
+    borders, and for a U-Net the reach across a tile edge is smaller: 46 px
+    instead of 51 at depth 3, i.e. a 48 px halo instead of 56 (3% less work
+    with 1024 px tiles). Checked against whole-image passes by the tests.
+    """
+    if isinstance(net, UNet):
+        return _unet_edge_reach(int(net.hparams["depth"]))
+    return int(net.receptive_margin)
+
+
+def _unet_edge_reach(depth: int) -> int:
+    """Farthest input pixel beyond a tile edge that a core pixel of a grid-aligned U-Net sees.
+
+    Follows, in 1-D (rows and columns alike), the interval of input pixels an
+    output pixel depends on: two 3x3 convs widen it by 2 cells per block, a 2x
+    max pool maps cell c to pixels 2c and 2c+1 below it, nearest upsampling
+    maps pixel p to cell p // 2 of the level above. A core pixel at offset j
+    of its pooling cell (of `m` pixels) lies j pixels inside the core's left
+    edge and m - 1 - j inside its right edge.
+    """
+
+    def encoder(level: int, lo: int, hi: int) -> tuple[int, int]:
+        lo, hi = lo - 2, hi + 2
+        return (lo, hi) if level == 0 else encoder(level - 1, 2 * lo, 2 * hi + 1)
+
+    def decoder(level: int, lo: int, hi: int) -> tuple[int, int]:
+        lo, hi = lo - 2, hi + 2
+        skip = encoder(level, lo, hi)
+        if level + 1 == depth:
+            below = encoder(depth, lo // 2, hi // 2)
+        else:
+            below = decoder(level + 1, lo // 2, hi // 2)
+        return min(skip[0], below[0]), max(skip[1], below[1])
+
+    m = 2**depth
+    origin = 16 * m  # any cell border away from the scene edge
+    reach = 0
+    for j in range(m):
+        lo, hi = decoder(0, origin + j, origin + j)
+        reach = max(reach, origin + j - lo - j, hi - (origin + j) - (m - 1 - j))
+    return reach
 
 
 def _check_classes(classes: list[dict[str, Any]]) -> list[dict[str, Any]]:

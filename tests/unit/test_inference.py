@@ -67,7 +67,7 @@ def test_label_map_format(model, scene_1024, tmp_path):
         assert ds.dtypes[0] == "uint8"
         assert ds.nodata == 0
         assert ds.block_shapes[0] == (512, 512)
-        assert ds.compression.value == "DEFLATE"
+        assert ds.compression.value == "LZW"
         assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
         assert ds.overviews(1) == [2]
         assert ds.colorinterp[0] == ColorInterp.palette
@@ -237,3 +237,117 @@ def test_quicklook_png(model, scene_1024, tmp_path):
         assert set(np.unique(ds.read(1))) <= {1, 2, 3}
     assert _files(tmp_path) == {"labels.tif", "quick.png"}
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+
+
+@pytest.mark.timeout(60)
+def test_writer_failure_propagates_and_cleans_up(model, scene_1024, tmp_path, monkeypatch):
+    from sipd.inference.writers import SceneWriter
+
+    calls = []
+    original = SceneWriter.write
+
+    def failing_write(self, tile, outputs, invalid):
+        calls.append(tile.index)
+        if len(calls) == 3:
+            raise OSError("disk full (injected)")
+        original(self, tile, outputs, invalid)
+
+    monkeypatch.setattr(SceneWriter, "write", failing_write)
+    src, _ = scene_1024
+    with pytest.raises(OSError, match="injected"):
+        predict_scene(model, src, tmp_path / "labels.tif", batch_size=1)
+    assert _files(tmp_path) == set()
+
+
+def test_internal_mask_marks_nodata(model, tmp_path):
+    src = write_scene(tmp_path / "masked.tif", scene_array(300, 300, seed=5))
+    mask = np.full((300, 300), 255, dtype=np.uint8)
+    mask[:40, 250:] = 0  # e.g. the no-data wedge of a swath, as a GDAL mask band
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(src, "r+") as ds:
+        ds.write_mask(mask)
+    out = tmp_path / "labels.tif"
+    predict_scene(model, src, out)
+    with rasterio.open(out) as ds:
+        labels = ds.read(1)
+    assert (labels[mask == 0] == 0).all() and (labels[mask > 0] > 0).all()
+
+
+def test_several_scenes_in_one_pipeline(model, tmp_path):
+    from sipd.inference import SceneRequest, predict_scenes
+
+    sizes = [(300, 520), (777, 1000), (64, 64)]
+    srcs = [write_scene(tmp_path / f"s{i}.tif", scene_array(h, w, seed=i))
+            for i, (h, w) in enumerate(sizes)]
+    out = tmp_path / "out"
+    requests = [
+        SceneRequest(srcs[0], out / "a.tif", confidence=out / "a_conf.tif"),
+        SceneRequest(srcs[1], out / "b.tif", quicklook=out / "b.png"),
+        SceneRequest(srcs[2], out / "c.tif", probabilities=out / "c_prob.tif"),
+    ]
+    events = []
+    results = predict_scenes(model, requests, tile_size=256, ctx=JobContext(emit=events.append))
+    assert [(r["height"], r["width"]) for r in results] == sizes
+    assert _files(out) == {"a.tif", "a_conf.tif", "b.tif", "b.png", "c.tif", "c_prob.tif"}
+    # The same labels as one scene at a time.
+    for i, req in enumerate(requests):
+        alone = tmp_path / f"alone{i}.tif"
+        predict_scene(model, req.src, alone, tile_size=256)
+        with rasterio.open(alone) as a, rasterio.open(req.dst) as b:
+            assert np.array_equal(a.read(1), b.read(1))
+        assert results[i]["pixels"] == sizes[i][0] * sizes[i][1]
+    fractions = [e.fraction for e in events]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any(e.message.startswith("scene ") and "/3, " in e.message for e in events)
+
+
+def test_a_failing_scene_keeps_finished_ones_and_leaves_no_temporaries(model, tmp_path):
+    from sipd.inference import SceneRequest, predict_scenes
+
+    good = write_scene(tmp_path / "good.tif", scene_array(256, 256, seed=1))
+    bad = write_scene(tmp_path / "bad.tif", scene_array(1024, 1024), tiled=False, compress=None)
+    with open(bad, "r+b") as f:
+        f.truncate(bad.stat().st_size // 2)
+    out = tmp_path / "out"
+    out.mkdir()
+    requests = [SceneRequest(good, out / "good.tif"), SceneRequest(bad, out / "bad.tif")]
+    with pytest.raises(InvalidArgument, match="cannot read raster"):
+        predict_scenes(model, requests, tile_size=256)
+    assert _files(out) == {"good.tif"}
+
+
+def test_a_bad_request_is_refused_before_any_work(model, tmp_path):
+    from sipd.inference import SceneRequest, predict_scenes
+
+    good = write_scene(tmp_path / "good.tif", scene_array(64, 64))
+    three = write_scene(tmp_path / "three.tif", scene_array(64, 64)[:3])
+    out = tmp_path / "out"
+    with pytest.raises(InvalidArgument, match="3 bands"):
+        predict_scenes(
+            model, [SceneRequest(good, out / "a.tif"), SceneRequest(three, out / "b.tif")]
+        )
+    assert not out.exists()
+
+
+def test_background_raster_and_lazy_mask(model, tmp_path):
+    data = scene_array(300, 300, seed=6)
+    src = write_scene(tmp_path / "s.tif", data)
+    bg = np.zeros((1, 300, 300), np.uint8)
+    bg[0, :, :100] = 1
+    bg[0, :50, :] = 9  # the mask's own nodata: says nothing
+    mask = write_scene(tmp_path / "bg.tif", bg, nodata=9)
+    out = tmp_path / "a.tif"
+    predict_scene(model, src, out, background=mask)
+    with rasterio.open(out) as ds:
+        labels = ds.read(1)
+    assert (labels[50:, :100] == 0).all()
+    assert (labels[:50] > 0).all() and (labels[:, 100:] > 0).all()
+    calls = []
+
+    def lazy():
+        calls.append(1)
+        return np.asarray(bg[0] == 1)
+
+    predict_scene(model, src, tmp_path / "b.tif", background=lazy)
+    with rasterio.open(tmp_path / "b.tif") as ds:
+        assert (ds.read(1)[50:, :100] == 0).all() and (ds.read(1)[:50] > 0).all()
+    assert calls == [1]

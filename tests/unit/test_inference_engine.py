@@ -128,8 +128,12 @@ def test_session_cache_reloads_a_changed_graph(model_dir, tmp_path):
 
 def test_grid_shifts_border_tiles_inwards():
     grid = make_grid(width=1000, height=777, tile_size=256, halo=5, multiple=8)
-    assert grid.halo == 8 and grid.tile_shape == (272, 272)
+    # Balanced cores: 777 rows in 4 cores of 200 (not 3 of 256 and one of 9).
+    assert (grid.core_h, grid.core_w) == (200, 256)
+    assert grid.halo == 8 and grid.tile_shape == (216, 272)
+    th, tw = grid.tile_shape
     tiles = grid.tiles()
+    assert len(tiles) == 16
     covered = sum(t.width * t.height for t in tiles)
     assert covered == 1000 * 777  # cores partition the scene
     for t in tiles:
@@ -137,12 +141,66 @@ def test_grid_shifts_border_tiles_inwards():
         assert top % 8 == 0 and left % 8 == 0  # on the pooling grid
         assert top >= 0 and left >= 0
         assert t.read.row_off == top and t.read.col_off == left
-        assert int(t.read.height) + t.pad[0] == 272 and int(t.read.width) + t.pad[1] == 272
+        assert int(t.read.height) + t.pad[0] == th and int(t.read.width) + t.pad[1] == tw
         # Context on every side that is not the scene border.
         assert t.offset[0] >= 8 or t.row == 0
         assert t.offset[1] >= 8 or t.col == 0
-        assert top + 272 - (t.row + t.height) >= 8 or t.row + t.height >= 777
-        assert left + 272 - (t.col + t.width) >= 8 or t.col + t.width >= 1000
+        assert top + th - (t.row + t.height) >= 8 or t.row + t.height >= 777
+        assert left + tw - (t.col + t.width) >= 8 or t.col + t.width >= 1000
     # Only the rows/columns past the last multiple of 8 are mirrored.
     assert max(t.pad[0] for t in tiles) == 784 - 777
     assert max(t.pad[1] for t in tiles) == 0
+
+
+@pytest.mark.parametrize(
+    ("extent", "size", "core", "count"),
+    [(5000, 1024, 1000, 5), (10000, 1024, 1000, 10), (2000, 1024, 1000, 2), (1024, 1024, 1024, 1),
+     (300, 1024, 304, 1), (1025, 1024, 520, 2)],
+)
+def test_cores_are_spread_evenly(extent, size, core, count):
+    grid = make_grid(width=extent, height=64, tile_size=size, halo=48, multiple=8)
+    assert grid.core_w == core and grid.cols == count
+    assert grid.core_w <= size and grid.core_w % 8 == 0
+
+
+def test_io_binding_runner_matches_a_plain_run(model_dir):
+    import numpy as np
+
+    plain = load_model(model_dir)
+    bound = load_model(model_dir, io_binding=True)
+    assert plain.runner(["labels"]).bind is False  # CPU: plain runs unless asked
+    run = bound.runner(["labels", "confidence"])
+    assert run.bind is True
+    rng = np.random.default_rng(0)
+    batches = [
+        (1000 + 300 * rng.standard_normal(shape)).astype(np.float32)
+        for shape in [(2, 4, 64, 64), (2, 4, 64, 64), (1, 4, 48, 80), (2, 4, 64, 64)]
+    ]
+    results = [run(x) for x in batches]  # the input buffer is refilled, then reallocated
+    for x, got in zip(batches, results, strict=True):
+        labels, conf = plain.session.run(["labels", "confidence"], {"input": x})
+        # Earlier results stay valid after later runs (they are copies, not views).
+        assert np.array_equal(got["labels"], labels)
+        np.testing.assert_allclose(got["confidence"], conf, atol=1e-6)
+
+
+def test_fp16_variant_runs_only_on_a_gpu(model_dir, tmp_path):
+    folder = _copy(model_dir, tmp_path / "v")
+    shutil.copy(folder / "model.onnx", folder / "model.fp16.onnx")
+    assert load_model(folder, fp16=True).graph_file == "model.onnx"
+    # A GPU that is not there: the CPU runs the float32 graph, not the fp16 one.
+    fallback = load_model(folder, device="cuda:0", fp16=True)
+    assert fallback.provider == "CPUExecutionProvider" and fallback.graph_file == "model.onnx"
+
+
+def test_usable_providers_always_include_the_cpu():
+    assert engine.usable_providers("cpu") == ["CPUExecutionProvider"]
+    assert engine.usable_providers("cuda:0")[-1] == "CPUExecutionProvider"
+
+
+def test_session_cache_reloads_when_the_fp16_variant_appears(model_dir, tmp_path):
+    folder = _copy(model_dir, tmp_path / "v")
+    cache = SessionCache()
+    first = cache.get(folder)
+    shutil.copy(folder / "model.onnx", folder / "model.fp16.onnx")
+    assert cache.get(folder) is not first
