@@ -101,6 +101,12 @@ def register(sub: Any, job_options: argparse.ArgumentParser) -> None:
     p.add_argument("project")
     p.add_argument("version", nargs="?", default="latest")
     p.set_defaults(func=models_show)
+    p = msub.add_parser("export", parents=[job_options],
+                        help="re-export a version's checkpoint to ONNX (a job)")
+    p.add_argument("project")
+    p.add_argument("version")
+    p.add_argument("--fp16", action="store_true", help="also write model.fp16.onnx (for CUDA)")
+    p.set_defaults(func=models_export)
     p = msub.add_parser("delete", help="delete one model version folder")
     p.add_argument("project")
     p.add_argument("version")
@@ -310,6 +316,18 @@ def models_show(app: App) -> int:
 
     app.emit(to_plain(m), human)
     return 0
+
+
+def models_export(app: App) -> int:
+    req = training_pb2.ExportModelRequest(
+        name=_model(app.args.project, app.args.version), fp16=app.args.fp16
+    )
+    job = app.client.call(app.client.training.ExportModel, req)
+
+    def human(r: Any) -> None:
+        print(f"{r.model}: wrote {', '.join(r.files)}; max |diff| vs torch {r.max_abs_diff:.2e}")
+
+    return app.run_job(job, human)
 
 
 def models_delete(app: App) -> int:

@@ -318,3 +318,19 @@ def test_pipeline_errors(flow: Flow) -> None:
         check=False,
     )
     assert "NOT_FOUND" in result.stderr and "versions: 1" in result.stderr
+
+
+def test_reexport_with_an_fp16_variant_keeps_the_labels(flow: Flow) -> None:
+    d = flow.d
+    root = d.roots[0]
+    d.sipctl("predict", "flow", str(root / "c.tif"), "-o", str(root / "before.tif"))
+    out = d.sipctl_json("models", "export", "flow", "1", "--fp16")
+    folder = Path(d.sipctl_json("models", "show", "flow", "1")["path"])
+    assert out["model"] == "projects/flow/models/1"
+    assert (folder / "model.fp16.onnx").is_file() and out["max_abs_diff"] < 1e-3
+    assert "model.fp16.onnx" in d.sipctl_json("models", "show", "flow", "1")["model_yaml"]
+    d.sipctl("predict", "flow", str(root / "c.tif"), "-o", str(root / "after.tif"))
+    with rasterio.open(root / "before.tif") as a, rasterio.open(root / "after.tif") as b:
+        assert np.array_equal(a.read(1), b.read(1))
+    result = d.sipctl("models", "export", "flow", "latest", check=False)
+    assert result.returncode == 1 and "explicitly" in result.stderr
