@@ -14,6 +14,7 @@ as fast and simpler.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import logging
 import os
@@ -346,28 +347,16 @@ class SessionCache:
     fresh session replacing the stale one.
     """
 
-    def __init__(
-        self,
-        max_sessions: int = 4,
-        device: str = "cpu",
-        intra_op_threads: int = 0,
-        enable_tensorrt: bool = False,
-        fp16: bool = False,
-        trt_cache_dir: str | None = None,
-        allow_spinning: bool = False,
-        io_binding: bool | None = None,
-    ) -> None:
+    def __init__(self, max_sessions: int = 4, **options: Any) -> None:
+        """`options` are load_model's keyword arguments (device, intra_op_threads,
+        enable_tensorrt, fp16, trt_cache_dir, allow_spinning, io_binding)."""
         if max_sessions < 1:
             raise InvalidArgument(f"max_sessions must be >= 1, got {max_sessions}")
-        parse_device(device)  # refuse a bad device at construction, not at first use
+        # Refuse unknown options and a bad device at construction, not at first use.
+        inspect.signature(load_model).bind("", **options)
+        parse_device(options.get("device", "cpu"))
         self.max_sessions = max_sessions
-        self.device = device
-        self.intra_op_threads = intra_op_threads
-        self.enable_tensorrt = enable_tensorrt
-        self.fp16 = fp16
-        self.trt_cache_dir = trt_cache_dir
-        self.allow_spinning = allow_spinning
-        self.io_binding = io_binding
+        self.options = options
         self._entries: OrderedDict[str, tuple[tuple[int, int], LoadedModel]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -394,16 +383,7 @@ class SessionCache:
                 return hit[1]
             # Loading under the lock keeps two jobs from building the same
             # session twice; loads are rare next to predictions.
-            model = load_model(
-                key,
-                device=self.device,
-                intra_op_threads=self.intra_op_threads,
-                enable_tensorrt=self.enable_tensorrt,
-                fp16=self.fp16,
-                trt_cache_dir=self.trt_cache_dir,
-                allow_spinning=self.allow_spinning,
-                io_binding=self.io_binding,
-            )
+            model = load_model(key, **self.options)
             self._entries[key] = (stamp, model)
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_sessions:
