@@ -105,10 +105,6 @@ class Config:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     watch: WatchConfig = field(default_factory=WatchConfig)
 
-    @property
-    def data_path(self) -> Path:
-        return Path(self.data_dir)
-
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

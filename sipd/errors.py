@@ -43,16 +43,3 @@ class Unavailable(SipError):
 
     code = "UNAVAILABLE"
 
-
-ERRORS_BY_CODE: dict[str, type[SipError]] = {
-    cls.code: cls
-    for cls in (
-        InvalidArgument,
-        NotFound,
-        AlreadyExists,
-        FailedPrecondition,
-        PermissionDenied,
-        ResourceExhausted,
-        Unavailable,
-    )
-}

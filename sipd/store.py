@@ -147,11 +147,6 @@ class Store:
                     self._db.execute("ROLLBACK")
                     raise
 
-    @property
-    def schema_version(self) -> int:
-        with self._lock:
-            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
-
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:

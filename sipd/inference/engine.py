@@ -391,10 +391,6 @@ class SessionCache:
                 log.debug("session cache: evicted %s", evicted)
             return model
 
-    def evict(self, model_dir: str | os.PathLike[str]) -> bool:
-        with self._lock:
-            return self._entries.pop(self._key(model_dir), None) is not None
-
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()

@@ -152,38 +152,6 @@ def fill_values(model: LoadedModel) -> np.ndarray:
     return np.asarray(model.spec.mean, dtype=np.float32)
 
 
-def run_tiles(
-    model: LoadedModel,
-    src: str | os.PathLike[str],
-    grid: TileGrid,
-    tiles: Sequence[Tile],
-    sink: TileSink,
-    *,
-    roles: Sequence[str] = ("labels",),
-    background: Background = None,
-    batch_size: int = 1,
-    ctx: JobContext | None = None,
-    io_threads: int = 1,
-    stage: str = "predict",
-    progress_base: float = 0.0,
-    progress_span: float = 1.0,
-) -> RunStats:
-    """Run the graph over `tiles` of one scene and feed the cropped results to `sink`."""
-    one = ScenePass(src, grid, tiles, sink, background)
-    run_passes(
-        model,
-        [one],
-        roles=roles,
-        batch_size=batch_size,
-        ctx=ctx,
-        io_threads=io_threads,
-        stage=stage,
-        progress_base=progress_base,
-        progress_span=progress_span,
-    )
-    return one.stats
-
-
 def run_passes(
     model: LoadedModel,
     passes: Sequence[ScenePass],

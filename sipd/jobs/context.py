@@ -84,10 +84,6 @@ class JobContext:
     def cancel(self) -> None:
         self._cancel.set()
 
-    @property
-    def cancelled(self) -> bool:
-        return self._cancel.is_set()
-
     def check_cancelled(self) -> None:
         if self._cancel.is_set():
             raise JobCancelled("cancelled by request")

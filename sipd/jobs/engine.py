@@ -350,7 +350,7 @@ class JobEngine:
         elapsed = time.time() - (job["start_time"] or time.time())
         event["eta_seconds"] = elapsed * (1 - fraction) / fraction if 0.01 < fraction < 1 else 0.0
         self.store.set_progress(job_id, event)
-        self._job_changed(job_id)
+        self._job_changed(job_id, job={**job, "progress": event})
 
     def _on_final(self, job_id: int, state: str, **fields: Any) -> None:
         changed = self.store.finish_job(job_id, state, **fields)
@@ -372,10 +372,15 @@ class JobEngine:
                 state,
                 f": {job['error']}" if job["error"] else "",
             )
-            self._job_changed(job_id, final=True)
+            self._job_changed(job_id, final=True, job=job)
 
-    def _job_changed(self, job_id: int, final: bool = False) -> None:
-        job = self.store.get_job(job_id)
+    def _job_changed(
+        self, job_id: int, final: bool = False, job: dict[str, Any] | None = None
+    ) -> None:
+        """Publish the job to its streams (and listeners on state changes); callers
+        that just read or built the row pass it so it is not read again."""
+        if job is None:
+            job = self.store.get_job(job_id)
         if job is None:
             return
         with self._cond:

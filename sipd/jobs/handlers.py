@@ -85,6 +85,8 @@ def diagnostics(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     import onnxruntime as ort
     import torch
 
+    from sipd.inference.engine import usable_providers
+
     seconds = float(params.get("seconds", 2.0))
     size = int(params.get("matrix_size", 1024))
     device = torch.device(ctx.device)
@@ -114,20 +116,10 @@ def diagnostics(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         "gflops": gflops,
         "iterations": iterations,
         "seconds": elapsed,
-        "onnxruntime_providers": _usable_providers(ctx.device),
+        "onnxruntime_providers": usable_providers(ctx.device),
         "torch_version": torch.__version__,
         "onnxruntime_version": ort.__version__,
     }
-
-
-def _usable_providers(device: str) -> list[str]:
-    """Providers that initialise for `device` (ORT lists CUDA even without a GPU)."""
-
-    if not device.startswith("cuda"):
-        return ["CPUExecutionProvider"]
-    from sipd.inference.engine import usable_providers
-
-    return usable_providers(device)
 
 
 # -- the learning pipeline ------------------------------------------------------------

@@ -15,9 +15,6 @@ import yaml
 from sipd.errors import SipError
 
 MODEL_FORMAT = "sipd-model/1"
-MODEL_FILES = ("model.onnx", "model.yaml", "metrics.json", "checkpoint.pt", "train.log")
-
-
 def next_version(models_root: Path) -> int:
     """1 + the highest integer folder name (versions count from 1 per project)."""
     versions = [int(p.name) for p in models_root.iterdir() if p.is_dir() and p.name.isdigit()]

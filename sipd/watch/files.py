@@ -24,7 +24,6 @@ SENTINEL_SUFFIXES = (".done", ".ready")
 SIDECAR_SUFFIXES = (".aux.xml", ".ovr", ".tfw", ".tifw", ".wld", ".hdr", ".prj", ".md5", ".sha256")
 # Folders that are one product, even when the watch descends into sub-folders.
 PRODUCT_DIR_SUFFIXES = (".safe", ".sen3", ".sen2", ".zarr", ".gdb")
-ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 RASTER_SUFFIXES = (
     ".tif", ".tiff", ".jp2", ".img", ".vrt", ".nc", ".h5", ".hdf", ".he5", ".png", ".dat",
     ".bil", ".bsq", ".bip", ".ntf", ".envi",

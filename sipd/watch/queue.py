@@ -25,7 +25,6 @@ from sipd.store import FINAL_STATES, Store
 from sipd.watch.spec import WatchSpec
 
 ACTIVE, PAUSED = "ACTIVE", "PAUSED"
-WAITING = ("QUEUED", "SUBMITTING")
 
 
 def job_source(watch_id: str) -> str:
@@ -225,12 +224,6 @@ class WatchQueue:
             "SELECT * FROM watch_files WHERE job = ? AND state = 'RUNNING' ORDER BY id", (job_id,)
         )
         return [dict(r) for r in rows]
-
-    def running_jobs(self) -> list[int]:
-        rows = self.store.query(
-            "SELECT DISTINCT job FROM watch_files WHERE state = 'RUNNING' AND job IS NOT NULL"
-        )
-        return [r[0] for r in rows]
 
     def finished_jobs(self) -> list[int]:
         """Jobs that ended while their scenes are still RUNNING here (missed or crashed)."""

@@ -35,10 +35,6 @@ class WatchSpec:
         return asdict(self)
 
     @property
-    def inbox_path(self) -> Path:
-        return Path(self.inbox)
-
-    @property
     def outbox_path(self) -> Path:
         return Path(self.outbox)
 
