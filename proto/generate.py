@@ -1,7 +1,8 @@
-"""Generate sipd/api from proto/sip/v1 (run by `make proto`).
+"""Generate client/sipapi/v1 from proto/sip/v1 (run by `make proto`).
 
 protoc writes `from sip.v1 import x_pb2`; the modules live in the package
-sipd.api, so the imports are rewritten to `from sipd.api.sip.v1 import x_pb2`.
+sipapi.v1 of the client distribution (client/), so the imports are
+rewritten to `from sipapi.v1 import x_pb2`.
 `--check` regenerates into a temporary folder and exits 1 when the committed
 modules differ (the test suite calls it).
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
-API_DIR = ROOT / "sipd" / "api"
+API_DIR = ROOT / "client" / "sipapi"
 _IMPORT = re.compile(r"^from sip\.v1 import ", re.MULTILINE)
 
 
@@ -40,10 +41,13 @@ def generate(out: Path) -> list[Path]:
     ]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
-    files = sorted(p for p in out.rglob("*") if p.suffix in (".py", ".pyi"))
-    for path in files:
-        path.write_text(_IMPORT.sub("from sipd.api.sip.v1 import ", path.read_text()))
-    for pkg in (out, out / "sip", out / "sip" / "v1"):
+    # protoc mirrors the proto folders (sip/v1/); the package is sipapi/v1/.
+    generated = out / "sip" / "v1"
+    (out / "v1").mkdir()
+    for path in sorted(p for p in generated.iterdir() if p.suffix in (".py", ".pyi")):
+        (out / "v1" / path.name).write_text(_IMPORT.sub("from sipapi.v1 import ", path.read_text()))
+    shutil.rmtree(out / "sip")
+    for pkg in (out, out / "v1"):
         (pkg / "__init__.py").write_text(
             '"""Generated from proto/sip/v1 by `make proto`; do not edit."""\n'
         )
@@ -52,7 +56,7 @@ def generate(out: Path) -> list[Path]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true", help="fail when sipd/api is stale")
+    parser.add_argument("--check", action="store_true", help="fail when client/sipapi is stale")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         fresh = generate(Path(tmp))
@@ -68,9 +72,9 @@ def main() -> int:
                 if not filecmp.cmp(Path(tmp) / r, API_DIR / r, shallow=False)
             )
             if stale:
-                print("sipd/api is stale; run `make proto`. Differs: " + ", ".join(stale))
+                print("client/sipapi is stale; run `make proto`. Differs: " + ", ".join(stale))
                 return 1
-            print("sipd/api is up to date")
+            print("client/sipapi is up to date")
             return 0
         shutil.rmtree(API_DIR, ignore_errors=True)
         for r in rel:

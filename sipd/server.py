@@ -16,9 +16,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-
-from sipd import __version__
-from sipd.api.sip.v1 import (
+from sipapi.v1 import (
     dataset_pb2,
     dataset_pb2_grpc,
     job_pb2,
@@ -38,15 +36,17 @@ from sipd.api.sip.v1 import (
     watch_pb2,
     watch_pb2_grpc,
 )
+
+from sipd import __version__
 from sipd.config import Config
 from sipd.device import resolve_device
 from sipd.errors import FailedPrecondition
 from sipd.jobs.engine import JobEngine
-from sipd.metrics import Metrics
 from sipd.modelrepo import ModelRepository
 from sipd.paths import PathPolicy, default_roots
 from sipd.pipeline import Pipeline
 from sipd.projects import Projects
+from sipd.prometheus import Metrics
 from sipd.raster import atomic_path
 from sipd.services.common import unimplemented
 from sipd.store import Store
@@ -192,11 +192,14 @@ class Daemon:
         )
 
     def _servicers(self) -> dict[str, Any]:
-        from sipd.services.jobs import JobServicer
-        from sipd.services.pipeline import DatasetServicer, PredictionServicer, TrainingServicer
+        from sipd.services.dataset import DatasetServicer
+        from sipd.services.job import JobServicer
+        from sipd.services.labeling import LabelingServicer
+        from sipd.services.prediction import PredictionServicer
         from sipd.services.preprocess import PreprocessServicer
-        from sipd.services.projects import LabelingServicer, ProjectServicer
+        from sipd.services.project import ProjectServicer
         from sipd.services.system import SystemServicer
+        from sipd.services.training import TrainingServicer
         from sipd.services.watch import WatchServicer
 
         return {

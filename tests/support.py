@@ -16,7 +16,6 @@ import numpy as np
 import rasterio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rasterio.transform import from_origin
-
 from sipctl.client import Client
 
 
@@ -95,7 +94,7 @@ class Sipd:
         return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
 
     def wait_worker(self, timeout: float = 60.0) -> None:
-        from sipd.api.sip.v1 import system_pb2
+        from sipapi.v1 import system_pb2
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

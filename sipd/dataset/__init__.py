@@ -4,8 +4,8 @@
 `load_dataset` reads them back for training.
 """
 
+from sipd.dataset.chip_files import Chips
+from sipd.dataset.chip_files import load as load_dataset
 from sipd.dataset.prepare import prepare_dataset
-from sipd.dataset.store import Chips
-from sipd.dataset.store import load as load_dataset
 
 __all__ = ["Chips", "load_dataset", "prepare_dataset"]

@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 from rasterio.windows import Window
 
-from sipd.dataset import store
+from sipd.dataset import chip_files as store
 from sipd.dataset.bands import band_indexes
 from sipd.dataset.grid import BACKGROUND, MaskScan, chip_window, open_masks, scan_masks
 from sipd.dataset.stats import RunningStats, accumulate_scene, read_valid
 from sipd.errors import FailedPrecondition, InvalidArgument
-from sipd.jobs.context import JobContext
+from sipd.progress import JobContext
 from sipd.raster import open_raster
 
 STAGE = "prepare"

@@ -1,9 +1,9 @@
 """Streaming tiled prediction on onnxruntime: one code path for predict, test,
 watched folders and benchmarks."""
 
-from sipd.inference.engine import LoadedModel, SessionCache, load_model
 from sipd.inference.evaluate import evaluate_model
 from sipd.inference.predictor import SceneRequest, predict_scene, predict_scenes
+from sipd.inference.sessions import LoadedModel, SessionCache, load_model
 from sipd.inference.spec import ModelSpec, read_model_spec
 from sipd.inference.writers import write_quicklook
 

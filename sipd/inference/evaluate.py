@@ -15,14 +15,14 @@ import numpy as np
 import rasterio
 
 from sipd.errors import FailedPrecondition, InvalidArgument
-from sipd.inference.engine import LoadedModel
-from sipd.inference.pipeline import ScenePass, run_passes
 from sipd.inference.predictor import check_background, check_scene, scene_grid
+from sipd.inference.sessions import LoadedModel
+from sipd.inference.tile_loop import ScenePass, run_passes
 from sipd.inference.tiling import Tile
-from sipd.jobs.context import JobContext
+from sipd.progress import JobContext
 from sipd.raster import open_raster
 
-# sipd.training.metrics itself is plain numpy, but importing it runs the
+# sipd.accuracy itself is plain numpy, but importing it runs the
 # sipd.training package, which imports torch: ~150 MB and seconds that the
 # predictor (and its benchmark) must not pay. Imported where it is used.
 
@@ -40,7 +40,7 @@ class ConfusionSink:
         self._ds = rasterio.open(self.mask_path)
 
     def write(self, tile: Tile, outputs: dict[str, np.ndarray], invalid: np.ndarray | None) -> None:
-        from sipd.training.metrics import confusion_counts
+        from sipd.accuracy import confusion_counts
 
         assert self._ds is not None
         truth = self._ds.read(1, window=tile.core)
@@ -129,7 +129,7 @@ def evaluate_model(
     counts = np.zeros((k, k + 1), dtype=np.int64)
     for sink in sinks:
         counts += sink.counts
-    from sipd.training.metrics import accuracy_report
+    from sipd.accuracy import accuracy_report
 
     ctx.progress("test", 1.0, "done", force=True)
     return accuracy_report(counts, model.spec.class_names, model.spec.class_values)

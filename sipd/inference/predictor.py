@@ -1,6 +1,6 @@
 """predict_scenes: scenes in, label map COGs (and optional confidence/probabilities) out.
 
-Several scenes form one pipeline (sipd.inference.pipeline.run_passes): the
+Several scenes form one pipeline (sipd.inference.tile_loop.run_passes): the
 next scene is read while the current one is inferred, and a finisher thread
 turns a finished scene's scratch files into COGs while the graph already
 runs on the next scene.
@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 
 from sipd.errors import FailedPrecondition, InvalidArgument
-from sipd.inference.engine import LoadedModel
-from sipd.inference.pipeline import Background, ScenePass, run_passes
+from sipd.inference.sessions import LoadedModel
+from sipd.inference.tile_loop import Background, ScenePass, run_passes
 from sipd.inference.tiling import TileGrid, make_grid
 from sipd.inference.writers import SceneWriter, write_quicklook
-from sipd.jobs.context import JobContext
+from sipd.progress import JobContext
 from sipd.raster import atomic_path, copy_to_cog, open_raster, scratch_path
 
 # Share of the progress bar for the tile loop; the last COG copy takes the rest.

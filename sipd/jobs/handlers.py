@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sipd.errors import InvalidArgument
-from sipd.jobs.context import JobContext
+from sipd.progress import JobContext
 
 Handler = Callable[[dict[str, Any], JobContext], dict[str, Any]]
 HANDLERS: dict[str, Handler] = {}
@@ -85,7 +85,7 @@ def diagnostics(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     import onnxruntime as ort
     import torch
 
-    from sipd.inference.engine import usable_providers
+    from sipd.inference.sessions import usable_providers
 
     seconds = float(params.get("seconds", 2.0))
     size = int(params.get("matrix_size", 1024))
@@ -132,7 +132,7 @@ _sessions: Any = None  # SessionCache, warm across jobs in this worker process
 def session_cache(ctx: JobContext) -> Any:
     global _sessions
     if _sessions is None:
-        from sipd.inference.engine import SessionCache
+        from sipd.inference.sessions import SessionCache
 
         conf = ctx.settings.get("inference", {})
         _sessions = SessionCache(
@@ -350,7 +350,7 @@ def _background(scene: str, mask: str) -> Any:
 @handler("export")
 def export(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Re-export a model folder's checkpoint (lean head), optionally with an fp16 variant."""
-    from sipd.training.export import reexport_model
+    from sipd.training.onnx_export import reexport_model
 
     ctx.progress("export", 0.0, "exporting ONNX", force=True)
     result = reexport_model(params["model_dir"], fp16=bool(params.get("fp16")))

@@ -20,7 +20,7 @@ import traceback
 from typing import Any
 
 from sipd.errors import SipError
-from sipd.jobs.context import JobCancelled, JobContext, ProgressEvent
+from sipd.progress import JobCancelled, JobContext, ProgressEvent
 
 
 def worker_main(conn: Any, cancel_event: Any, device: str, settings: dict[str, Any]) -> None:

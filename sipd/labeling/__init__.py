@@ -6,7 +6,7 @@ export     export_geojson: a FeatureCollection that import_rois reads back uncha
 rasterize  per-split label masks, background (nodata) masks, counts, mask GeoTIFFs
 """
 
-from sipd.labeling.export import export_geojson
+from sipd.labeling.geojson_export import export_geojson
 from sipd.labeling.geometry import (
     SPLITS,
     RoiSpec,

@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from sipapi.v1 import common_pb2
 
-from sipd.api.sip.v1 import common_pb2
 from sipd.errors import InvalidArgument, SipError
 
 log = logging.getLogger("sipd.api")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import grpc
+from sipapi.v1 import common_pb2, preprocess_pb2, preprocess_pb2_grpc
 
-from sipd.api.sip.v1 import common_pb2, preprocess_pb2, preprocess_pb2_grpc
 from sipd.raster import check_readable
 from sipd.services.common import job_to_proto, rpc, unimplemented
 

@@ -6,9 +6,9 @@ import time
 from typing import TYPE_CHECKING
 
 import grpc
+from sipapi.v1 import common_pb2, system_pb2, system_pb2_grpc
 
 from sipd import __version__
-from sipd.api.sip.v1 import common_pb2, system_pb2, system_pb2_grpc
 from sipd.errors import InvalidArgument
 from sipd.services.common import job_to_proto, rpc, timestamp
 

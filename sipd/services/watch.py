@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import empty_pb2
+from sipapi.v1 import watch_pb2, watch_pb2_grpc
 
-from sipd.api.sip.v1 import watch_pb2, watch_pb2_grpc
 from sipd.errors import InvalidArgument
 from sipd.services.common import page, parse_name, rpc, timestamp
 

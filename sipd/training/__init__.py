@@ -5,7 +5,12 @@
 """
 
 from sipd.training.checkpoint import load_checkpoint
-from sipd.training.export import ExportCheckFailed, InferenceGraph, check_onnx_export, export_onnx
+from sipd.training.onnx_export import (
+    ExportCheckFailed,
+    InferenceGraph,
+    check_onnx_export,
+    export_onnx,
+)
 from sipd.training.train import train_model
 
 __all__ = [

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sipd.jobs.context import JobContext
+from sipd.progress import JobContext
 from sipd.training.data import IGNORE, TrainingData, augment, epoch_batches
 
 STAGE = "train"

@@ -14,16 +14,16 @@ import torch
 
 from sipd.dataset import load_dataset
 from sipd.errors import FailedPrecondition, InvalidArgument
-from sipd.jobs.context import JobContext
 from sipd.nets import build_net
 from sipd.nets.unet import UNet
+from sipd.progress import JobContext
 from sipd.training import data as training_data
 from sipd.training.checkpoint import FILE as CHECKPOINT_FILE
 from sipd.training.checkpoint import checkpoint_payload
 from sipd.training.device import resolve_device
-from sipd.training.export import INPUT, OUTPUTS, check_onnx_export, export_onnx
 from sipd.training.loop import STAGE, FitConfig, fit
 from sipd.training.model_folder import MODEL_FORMAT, publish, staging_folder, write_yaml
+from sipd.training.onnx_export import INPUT, OUTPUTS, check_onnx_export, export_onnx
 
 # An "epoch" is at least this many optimizer steps (see data.epoch_batches).
 MIN_STEPS_PER_EPOCH = 4

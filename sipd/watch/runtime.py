@@ -13,7 +13,7 @@ from sipd.watch.spec import WatchSpec
 
 
 class WatchEvents(Protocol):
-    """What the watch threads report as they go (sipd.metrics implements it)."""
+    """What the watch threads report as they go (sipd.prometheus implements it)."""
 
     def scene_done(self, watch_id: str, predict_seconds: float, latency_seconds: float) -> None: ...
 

@@ -12,8 +12,8 @@ import pyogrio.raw
 import pytest
 import rasterio
 from shapely import wkt as shapely_wkt
+from sipapi.v1 import common_pb2, labeling_pb2, project_pb2
 
-from sipd.api.sip.v1 import common_pb2, labeling_pb2, project_pb2
 from tests.support import Sipd, write_raster
 
 DATA = Path(__file__).resolve().parents[1] / "data"

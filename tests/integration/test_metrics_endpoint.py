@@ -9,7 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sipd.api.sip.v1 import common_pb2, job_pb2, system_pb2
+from sipapi.v1 import common_pb2, job_pb2, system_pb2
+
 from tests.integration.watch_support import metric, scrape
 from tests.support import Sipd, wait_for
 

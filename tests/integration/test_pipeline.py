@@ -12,14 +12,14 @@ import grpc
 import numpy as np
 import pytest
 import rasterio
-
-from sipd.api.sip.v1 import (
+from sipapi.v1 import (
     common_pb2,
     dataset_pb2,
     job_pb2,
     prediction_pb2,
     training_pb2,
 )
+
 from sipd.synthetic import make_scene, sample_rois
 from tests.support import Sipd, wait_for, write_raster
 

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
+from sipapi.v1 import common_pb2, job_pb2, preprocess_pb2, system_pb2
 
-from sipd.api.sip.v1 import common_pb2, job_pb2, preprocess_pb2, system_pb2
 from tests.support import Sipd, wait_for, write_raster
 
 ROOT = Path(__file__).resolve().parents[2]

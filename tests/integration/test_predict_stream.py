@@ -14,9 +14,9 @@ import grpc
 import numpy as np
 import pytest
 import rasterio
+from sipapi.v1 import common_pb2, job_pb2, prediction_pb2, training_pb2
 
-from sipd.api.sip.v1 import common_pb2, job_pb2, prediction_pb2, training_pb2
-from sipd.inference.bench import make_model, write_synthetic_scene
+from sipd.inference.throughput_bench import make_model, write_synthetic_scene
 from tests.support import Sipd, wait_for, write_raster
 
 MODEL = "projects/remote/models/1"

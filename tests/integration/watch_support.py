@@ -30,7 +30,7 @@ def train_tiny_model(folder: Path) -> Path:
     import torch
 
     from sipd.dataset import prepare_dataset
-    from sipd.jobs.context import JobContext
+    from sipd.progress import JobContext
     from sipd.training import train_model
 
     before = torch.get_num_threads()
@@ -136,8 +136,8 @@ def metric(samples: dict[str, float], name: str, **labels: str) -> float:
 
 def watch_show(d: Sipd, watch_id: str) -> dict[str, Any]:
     """GetWatch over gRPC (quicker than sipctl when polling)."""
+    from sipapi.v1 import watch_pb2
     from sipctl.render import to_plain
-    from sipd.api.sip.v1 import watch_pb2
 
     w = d.client.watches.GetWatch(watch_pb2.GetWatchRequest(name=f"watches/{watch_id}"))
     return to_plain(w)

@@ -8,7 +8,7 @@ import rasterio
 
 from sipd.inference import load_model, predict_scene
 from sipd.inference.baseline import predict_naive
-from sipd.inference.bench import compare, prepare, write_synthetic_scene
+from sipd.inference.throughput_bench import compare, prepare, write_synthetic_scene
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import rasterio
 
 from sipd.dataset import load_dataset, prepare_dataset
 from sipd.errors import FailedPrecondition, InvalidArgument, NotFound
-from sipd.jobs.context import JobCancelled, JobContext
+from sipd.progress import JobCancelled, JobContext
 from sipd.synthetic import burn_rois, make_scene, sample_rois, write_mask
 
 BANDS = ["B1", "B2", "B3", "B4"]

@@ -12,7 +12,7 @@ from rasterio.enums import ColorInterp
 
 from sipd.errors import InvalidArgument
 from sipd.inference import load_model, predict_scene, write_quicklook
-from sipd.jobs.context import JobCancelled, JobContext
+from sipd.progress import JobCancelled, JobContext
 from tests.unit.test_inference_support import (
     BANDS,
     make_tiny_model,

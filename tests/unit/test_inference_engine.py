@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from sipd.errors import FailedPrecondition, InvalidArgument
-from sipd.inference import SessionCache, engine, load_model, read_model_spec
+from sipd.inference import SessionCache, load_model, read_model_spec
+from sipd.inference import sessions as engine
 from sipd.inference.tiling import make_grid
 from tests.unit.test_inference_support import make_tiny_model
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import rasterio
 
+from sipd.accuracy import accuracy_report, confusion_counts
 from sipd.errors import FailedPrecondition, InvalidArgument
 from sipd.inference import evaluate_model, load_model, predict_scene
-from sipd.jobs.context import JobContext
-from sipd.training.metrics import accuracy_report, confusion_counts
+from sipd.progress import JobContext
 from tests.unit.test_inference_support import make_tiny_model, scene_array, write_scene
 
 

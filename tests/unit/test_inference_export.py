@@ -11,10 +11,10 @@ import pytest
 import torch
 import yaml
 
-from sipd.inference.bench import make_model, synthetic_statistics
 from sipd.inference.spec import FP16_FILE
+from sipd.inference.throughput_bench import make_model, synthetic_statistics
 from sipd.nets import build_net
-from sipd.training.export import check_onnx_export, export_onnx, reexport_model
+from sipd.training.onnx_export import check_onnx_export, export_onnx, reexport_model
 
 MEAN, STD = synthetic_statistics(4)
 

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from sipd.inference import load_model, predict_scene
-from sipd.inference.bench import make_model, write_synthetic_scene
+from sipd.inference.throughput_bench import make_model, write_synthetic_scene
 from sipd.nets import DEFAULT_NET, build_net
 from sipd.training.train import tile_defaults
 

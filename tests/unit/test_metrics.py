@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from sipd.training.metrics import (
+from sipd.accuracy import (
     accuracy_report,
     confusion_counts,
     confusion_matrix,

@@ -15,7 +15,7 @@ import yaml
 
 from sipd.dataset import prepare_dataset
 from sipd.errors import FailedPrecondition, InvalidArgument
-from sipd.jobs.context import JobCancelled, JobContext
+from sipd.progress import JobCancelled, JobContext
 from sipd.synthetic import burn_rois, make_scene, sample_rois, write_mask
 from sipd.training import load_checkpoint, train_model
 

@@ -1,4 +1,4 @@
-"""sipd.metrics on a real store and job engine: names follow Prometheus conventions, values
+"""sipd.prometheus on a real store and job engine: names follow Prometheus conventions, values
 come from events and the store, and deploy/ asks only for metrics that exist."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sipd.jobs.engine import JobEngine
-from sipd.metrics import Metrics
+from sipd.prometheus import Metrics
 from sipd.store import Store
 from sipd.watch.queue import WatchQueue
 from sipd.watch.spec import WatchSpec

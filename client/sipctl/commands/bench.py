@@ -1,0 +1,185 @@
+"""sipctl bench: speed and memory of sipd's predictor against a naive baseline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from sipctl.app import App
+from sipctl.client import CliError
+from sipctl.render import table
+
+DESCRIPTION = """\
+Measure the predictor that predict, test and watched folders run, on a
+synthetic scene (uint16, 4 bands by default) and a model of the default
+architecture (random weights, exported like a trained one): end to end from
+reading the scene to the finished label map COG, in seconds, Mpx/s and CPU
+seconds per Mpx, and its peak memory. The same scene and model then go
+through a naive baseline (torch eager, whole image read into memory, a plain
+loop over the same tiles, the GeoTIFF written at the end) for the speedup,
+and the two label maps are compared pixel by pixel.
+
+Runs locally, not through a daemon (no sipd needed; --address is ignored):
+it benchmarks the predictor code path itself. Every measurement runs in a
+child process of its own, so each peak RSS is that measurement's alone.
+Scenes and the model are kept in --dir and reused by later runs.
+Wall time depends on what else runs on the machine; CPU s/Mpx does not
+(cores / CPU s/Mpx is the rate an idle machine reaches), and the load
+average at each measurement is reported with it.
+"""
+
+
+def register(sub: Any, job_options: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="benchmark the predictor (locally) against a naive baseline",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--size", type=int, default=5000, help="scene edge in pixels (default 5000)")
+    p.add_argument(
+        "--sizes", default="", help="sweep several edges, e.g. 2000,5000,10000 (overrides --size)"
+    )
+    p.add_argument("--bands", type=int, default=4, help="bands of the scene (default 4)")
+    p.add_argument(
+        "--dir", default="bench-data", help="scenes, model and outputs (default ./bench-data)"
+    )
+    p.add_argument("--tile", type=int, default=0, help="tile edge (default: the model's)")
+    p.add_argument(
+        "--threads", type=int, default=0, help="onnxruntime threads (default: all cores)"
+    )
+    p.add_argument(
+        "--device", default="cpu", help="cpu (default) or cuda[:N], for sipd and the baseline"
+    )
+    p.add_argument("--no-baseline", action="store_true", help="measure sipd only")
+    p.add_argument("--keep-outputs", action="store_true", help="keep the label maps in --dir/out")
+    p.set_defaults(func=bench)
+
+
+def _sizes(a: argparse.Namespace) -> list[int]:
+    text = a.sizes or str(a.size)
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise CliError(f"--sizes {text!r}: give edges in pixels like 2000,5000,10000") from None
+    if not sizes or min(sizes) < 16:
+        raise CliError("scene edges must be at least 16 pixels")
+    if a.bands < 1:
+        raise CliError("--bands must be at least 1")
+    return sizes
+
+
+def _child(app: App, *args: str) -> dict[str, Any]:
+    """One step in a fresh Python process; its last stdout line is JSON."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "sipd.inference.throughput_bench", *args],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        raise CliError(f"bench step `{args[0]}` failed: {tail}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _say(app: App, text: str) -> None:
+    if not app.args.quiet:
+        print(text, file=sys.stderr, flush=True)
+
+
+def _row(app: App, folder: Path, size: int) -> dict[str, Any]:
+    a = app.args
+    _say(app, f"preparing a {size} x {size} x {a.bands} scene and the model in {folder} ...")
+    prep = _child(
+        app, "prepare", "--dir", str(folder), "--size", str(size), "--bands", str(a.bands)
+    )
+    out = folder / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    tile = ["--tile", str(a.tile)] if a.tile else []
+    common = ["--model", prep["model"], "--scene", prep["scene"], "--device", a.device, *tile]
+    ours = out / f"sipd_{size}.tif"
+    load = os.getloadavg()[0]
+    _say(app, f"sipd predictor on {size} x {size} (load average {load:.2f}) ...")
+    s = _child(app, "sipd", *common, "--out", str(ours), "--threads", str(a.threads))
+    row: dict[str, Any] = {
+        "size": size,
+        "megapixels": round(size * size / 1e6, 3),
+        "seconds": s["seconds"],
+        "mpx_per_s": s["mpx_per_s"],
+        "cpu_s_per_mpx": s["cpu_s_per_mpx"],
+        "peak_rss_mb": s["peak_rss_mb"],
+        "load_avg": round(load, 2),
+        "tiles": s["detail"]["tiles"],
+        "tile_shape": s["detail"]["tile_shape"],
+        "provider": s["detail"]["provider"],
+        "timing": s["detail"]["timing"],
+    }
+    _say(app, f"  {s['seconds']:.1f} s, {s['mpx_per_s']:.2f} Mpx/s, {s['peak_rss_mb']:.0f} MB")
+    if not a.no_baseline:
+        theirs = out / f"baseline_{size}.tif"
+        load = os.getloadavg()[0]
+        _say(app, f"naive baseline on {size} x {size} (load average {load:.2f}) ...")
+        b = _child(app, "baseline", *common, "--out", str(theirs))
+        agree = _child(app, "compare", str(ours), str(theirs))
+        row.update(
+            baseline_seconds=b["seconds"],
+            baseline_mpx_per_s=b["mpx_per_s"],
+            baseline_cpu_s_per_mpx=b["cpu_s_per_mpx"],
+            baseline_peak_rss_mb=b["peak_rss_mb"],
+            baseline_load_avg=round(load, 2),
+            speedup=round(b["seconds"] / s["seconds"], 2),
+            agreement=round(agree["agreement"], 6),
+        )
+        _say(app, f"  {b['seconds']:.1f} s, {b['mpx_per_s']:.2f} Mpx/s, "
+                  f"{b['peak_rss_mb']:.0f} MB; labels agree on {100 * agree['agreement']:.3f}%")
+    if not a.keep_outputs:
+        shutil.rmtree(out, ignore_errors=True)
+    return row
+
+
+def bench(app: App) -> int:
+    sizes = _sizes(app.args)
+    folder = Path(app.args.dir).expanduser().resolve()
+    rows = [_row(app, folder, size) for size in sizes]
+    main = next((r for r in rows if r["size"] == 5000), rows[-1])
+    data: dict[str, Any] = {
+        **main,
+        "bands": app.args.bands,
+        "cpus": os.cpu_count(),
+        "dir": str(folder),
+    }
+    if len(rows) > 1:
+        first = rows[0]
+        for r in rows:
+            # Linear time: seconds per megapixel stays put; flat memory: RSS ratio near 1.
+            r["seconds_per_mpx"] = round(r["seconds"] / r["megapixels"], 3)
+            r["rss_vs_smallest"] = round(r["peak_rss_mb"] / first["peak_rss_mb"], 3)
+        data["rows"] = rows
+
+    def human() -> None:
+        headers = ["SIZE", "SECONDS", "MPX/S", "CPU_S/MPX", "PEAK_RSS_MB", "LOAD"]
+        if not app.args.no_baseline:
+            headers += ["BASELINE_S", "BASE_MPX/S", "BASE_CPU_S/MPX", "BASE_RSS_MB", "SPEEDUP",
+                        "AGREEMENT"]
+        lines = []
+        for r in rows:
+            line = [f"{r['size']}x{r['size']}", f"{r['seconds']:.1f}", f"{r['mpx_per_s']:.2f}",
+                    f"{r['cpu_s_per_mpx']:.2f}", f"{r['peak_rss_mb']:.0f}", f"{r['load_avg']:.2f}"]
+            if not app.args.no_baseline:
+                line += [f"{r['baseline_seconds']:.1f}", f"{r['baseline_mpx_per_s']:.2f}",
+                         f"{r['baseline_cpu_s_per_mpx']:.2f}", f"{r['baseline_peak_rss_mb']:.0f}",
+                         f"{r['speedup']:.2f}x", f"{100 * r['agreement']:.3f}%"]
+            lines.append(line)
+        table(lines, headers)
+        print(f"\n{app.args.bands}-band uint16 scenes, default model, {main['provider']}, "
+              f"tiles {main['tile_shape'][0]} px, {os.cpu_count()} CPU(s); "
+              "CPU_S/MPX: CPU seconds per megapixel (all threads)")
+
+    app.emit(data, human)
+    return 0

@@ -1,1 +1,0 @@
-"""sipctl: the command-line client of sipd."""
