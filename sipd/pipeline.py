@@ -21,6 +21,7 @@ from typing import Any
 from sipd.config import Config
 from sipd.errors import (
     AlreadyExists,
+    Code,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -458,6 +459,4 @@ def job_error(job: dict[str, Any]) -> SipError:
         return Unavailable(f"the prediction job jobs/{job['id']} was cancelled: {job['error']}")
     if job["state"] not in FINAL_STATES:
         return Unavailable(f"the prediction job jobs/{job['id']} did not end in time")
-    err = SipError(job["error"] or "the prediction job failed")
-    err.code = job["error_code"] or "INTERNAL"
-    return err
+    return SipError(job["error"] or "the prediction job failed", Code.parse(job["error_code"]))

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sipd.errors import NotFound, ResourceExhausted
+from sipd.errors import Code, NotFound, ResourceExhausted
 from sipd.jobs.worker import worker_main
 from sipd.store import FINAL_STATES, Store
 
@@ -133,7 +133,7 @@ class JobEngine:
     def cancel(self, job_id: int, reason: str = "cancelled by request") -> dict[str, Any]:
         job = self.get(job_id)
         if job["state"] == "QUEUED":
-            if self.store.finish_job(job_id, "CANCELLED", error=reason, error_code="CANCELLED"):
+            if self.store.finish_job(job_id, "CANCELLED", error=reason, error_code=Code.CANCELLED):
                 self._job_changed(job_id, final=True)
             return self.get(job_id)
         with self._cond:
@@ -269,7 +269,7 @@ class JobEngine:
                 self._on_final(message[1], "SUCCEEDED", result=message[2])
             elif kind == "cancelled":
                 reason = self._cancel_reason.pop(message[1], message[2])
-                self._on_final(message[1], "CANCELLED", error=reason, error_code="CANCELLED")
+                self._on_final(message[1], "CANCELLED", error=reason, error_code=Code.CANCELLED)
             elif kind == "failed":
                 self._on_final(message[1], "FAILED", error=message[3], error_code=message[2])
         self._on_worker_exit(process)
@@ -295,7 +295,7 @@ class JobEngine:
                     job_id,
                     "CANCELLED",
                     error=f"{reason} (the worker was stopped after the grace period)",
-                    error_code="CANCELLED",
+                    error_code=Code.CANCELLED,
                 )
             else:
                 log.error("worker process %d %s while running job %d", process.pid, how, job_id)
@@ -305,7 +305,9 @@ class JobEngine:
                     error=f"the worker process {how} while running this job "
                     "(out of memory or a crash "
                     "in native code are the usual causes); the daemon restarted the worker",
-                    error_code="INTERNAL",
+                    # Maybe one input's doing, maybe a passing shortage: worth
+                    # another try, alone (the watch dispatcher splits batches).
+                    error_code=Code.UNAVAILABLE,
                 )
         elif not stopping:
             log.error("worker process %d %s while idle", process.pid, how)

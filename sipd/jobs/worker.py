@@ -19,7 +19,7 @@ import time
 import traceback
 from typing import Any
 
-from sipd.errors import SipError
+from sipd.errors import Code, SipError
 from sipd.progress import JobCancelled, JobContext, ProgressEvent
 
 
@@ -84,13 +84,13 @@ def worker_main(conn: Any, cancel_event: Any, device: str, settings: dict[str, A
                 (
                     "failed",
                     job_id,
-                    "RESOURCE_EXHAUSTED",
+                    Code.RESOURCE_EXHAUSTED,
                     "out of memory; try a smaller tile or batch size",
                 )
             )
         except Exception as exc:  # a bug: keep the worker alive, report it, log the trace
             log.error("job %s (%s) failed:\n%s", job_id, job_type, traceback.format_exc())
-            send(("failed", job_id, "INTERNAL", f"internal error: {type(exc).__name__}: {exc}"))
+            send(("failed", job_id, Code.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"))
         else:
             send(("done", job_id, result))
 

@@ -13,21 +13,14 @@ import grpc
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from sipapi.v1 import common_pb2
 
-from sipd.errors import InvalidArgument, SipError
+from sipd.errors import Code, InvalidArgument, SipError
 
 log = logging.getLogger("sipd.api")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_CODES = {
-    "INVALID_ARGUMENT": grpc.StatusCode.INVALID_ARGUMENT,
-    "NOT_FOUND": grpc.StatusCode.NOT_FOUND,
-    "ALREADY_EXISTS": grpc.StatusCode.ALREADY_EXISTS,
-    "FAILED_PRECONDITION": grpc.StatusCode.FAILED_PRECONDITION,
-    "PERMISSION_DENIED": grpc.StatusCode.PERMISSION_DENIED,
-    "RESOURCE_EXHAUSTED": grpc.StatusCode.RESOURCE_EXHAUSTED,
-    "UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
-}
+# Every Code is named after the gRPC status it maps to.
+_STATUS = {code: grpc.StatusCode[code.value] for code in Code}
 
 
 def rpc(fn: F) -> F:
@@ -35,7 +28,7 @@ def rpc(fn: F) -> F:
 
     def fail(context: grpc.ServicerContext, exc: BaseException) -> None:
         if isinstance(exc, SipError):
-            context.abort(_CODES.get(exc.code, grpc.StatusCode.INTERNAL), str(exc))
+            context.abort(_STATUS[exc.code], str(exc))
         log.exception("%s failed", fn.__qualname__)
         context.abort(
             grpc.StatusCode.INTERNAL,

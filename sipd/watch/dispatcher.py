@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sipd.config import WatchConfig
-from sipd.errors import InvalidArgument, NotFound, ResourceExhausted
+from sipd.errors import Code, InvalidArgument, NotFound, ResourceExhausted, is_transient
 from sipd.jobs.engine import JobEngine
 from sipd.modelrepo import ModelRepository
 from sipd.projects import Projects
@@ -50,7 +50,6 @@ MAX_INFLIGHT = 2
 RECONCILE_SECONDS = 5.0
 # Seconds a watch waits before trying again when it has no model or project.
 HOLD_SECONDS = 5.0
-TRANSIENT_CODES = {"INTERNAL", "UNAVAILABLE", "ABORTED", "RESOURCE_EXHAUSTED", "UNKNOWN"}
 
 
 class Dispatcher:
@@ -207,8 +206,8 @@ class Dispatcher:
             self.queue.release(ids)  # stopped by a daemon shutdown: not the scene's fault
             return
         error = job["error"] or job["state"].lower()
-        code = job["error_code"]
-        if job["state"] == "CANCELLED" or code not in TRANSIENT_CODES:
+        code = Code.parse(job["error_code"])
+        if job["state"] == "CANCELLED" or not is_transient(code):
             if len(rows) > 1 and job["state"] != "CANCELLED":
                 log.info(
                     "watch %s: job %d failed; retrying its %d scenes one by one",
@@ -230,7 +229,7 @@ class Dispatcher:
             delay = self.config.retry_backoff_seconds * 2 ** row["attempts"]
             # A crash or out-of-memory may be one file's doing: isolate. An interrupted
             # daemon (ABORTED) is nobody's: keep the batch.
-            split = len(rows) > 1 and code != "ABORTED"
+            split = len(rows) > 1 and code != Code.ABORTED
             self.queue.retry([row["id"]], time.time() + delay, split=split)
             if self.events is not None:
                 self.events.scene_retried(rt.spec.id)
