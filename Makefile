@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo proto lint bench clean
+.PHONY: install test test-fast demo proto lint bench clean
 
 install: $(STAMP)
 
@@ -14,10 +14,16 @@ $(STAMP): pyproject.toml client/pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ./client -e '.[dev]'
 	touch $(STAMP)
 
-# Lint, the generated-code check (inside pytest) and the whole suite.
+# Lint, the generated-code check (inside pytest) and the whole suite (what CI runs); the
+# slowest tests are listed at the end.
 test: install
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
+
+# Lint and the tests not marked slow: every package, under 3 minutes on two cores.
+test-fast: install
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q -m "not slow" --durations=15
 
 # sipd on embedded defaults plus the full label -> train -> test -> predict example.
 demo: install

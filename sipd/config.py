@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from sipd.device import parse_device
 from sipd.errors import InvalidArgument
 
 
@@ -118,7 +118,6 @@ _ENV_NAMES = {
     "SIPD_LOG_LEVEL": "log_level",
     "SIPD_ALLOWED_ROOTS": "allowed_roots",
 }
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 def default_data_dir() -> Path:
@@ -235,8 +234,7 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
 
 
 def _validate(config: Config) -> None:
-    if not _DEVICE.match(config.device):
-        raise InvalidArgument(f"device {config.device!r} is not one of: auto, cpu, cuda:N")
+    parse_device(config.device)  # InvalidArgument naming what is accepted
     if config.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise InvalidArgument(
             f"log_level {config.log_level!r} is not one of: debug, info, warning, error"

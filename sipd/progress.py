@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sipd.contracts.worker_settings import WorkerSettings
+
 
 class JobCancelled(Exception):
     """Raised by JobContext.check_cancelled once a cancel was asked for."""
@@ -43,12 +45,12 @@ class JobContext:
         emit: Callable[[ProgressEvent], None] | None = None,
         cancel_event: Any = None,
         logger: logging.Logger | None = None,
-        settings: dict[str, Any] | None = None,
+        settings: WorkerSettings | None = None,
     ) -> None:
         self.device = device
         self.log = logger or logging.getLogger("sipd.job")
         # Engine settings a job may need (threads, tile size, session cache).
-        self.settings: dict[str, Any] = settings or {}
+        self.settings = settings or WorkerSettings()
         self._emit = emit
         self._cancel = cancel_event if cancel_event is not None else threading.Event()
         self._last_emit = 0.0

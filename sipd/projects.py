@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sipd.contracts.jobs import ProjectSnapshot, RoiSnapshot, SceneSnapshot
 from sipd.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from sipd.labeling import (
     SPLITS,
@@ -26,7 +27,6 @@ from sipd.labeling import (
     scene_to_pixel,
     validate_roi,
 )
-from sipd.labeling.masks import scene_masks
 from sipd.paths import PathPolicy
 from sipd.raster import SCENE_DTYPES, atomic_path, check_readable, raster_info
 from sipd.store import Store
@@ -442,50 +442,46 @@ class Projects:
     def masks_dir(self, project_id: str, scene_id: str) -> Path:
         return self.project_dir(project_id) / "masks" / scene_id
 
-    def compute_masks(self, project_id: str, scene_ids: list[str]) -> list[dict[str, Any]]:
+    def snapshot(
+        self,
+        project_id: str,
+        splits: tuple[str, ...] = SPLITS,
+        scene_ids: list[str] | None = None,
+    ) -> ProjectSnapshot:
+        """Everything a worker job needs about a project, taken at submit time: the
+        scenes (all, or `scene_ids`) that hold ROIs of `splits`, with those ROIs."""
         project = self.get(project_id)
-        scenes = (
-            [self.get_scene(project_id, s) for s in scene_ids]
-            if scene_ids
-            else self.list_scenes(project_id)
-        )
-        out = []
-        for scene in scenes:
-            rois = self.list_rois(project_id, scene["id"])
-            result = scene_masks(
-                scene, rois, project["classes"], self.masks_dir(project_id, scene["id"])
-            )
-            out.append({"scene": scene["id"], **result})
-        return out
-
-    def snapshot(self, project_id: str, splits: tuple[str, ...] = SPLITS) -> dict[str, Any]:
-        """Everything a worker job needs about a project, as plain data, at submit time."""
-        project = self.get(project_id)
+        wanted = set(scene_ids or ())
         scenes = []
         for scene in self.list_scenes(project_id):
+            if wanted and scene["id"] not in wanted:
+                continue
             rois = [
-                {k: r[k] for k in ("class_name", "split", "wkt", "width")}
+                RoiSnapshot(
+                    class_name=r["class_name"], split=r["split"], wkt=r["wkt"], width=r["width"]
+                )
                 for r in self.list_rois(project_id, scene["id"])
                 if r["split"] in splits
             ]
-            if rois:
+            # ComputeMasks names scenes explicitly and wants their (maybe empty) masks.
+            if rois or wanted:
                 scenes.append(
-                    {
-                        "name": scene["id"],
-                        "path": scene["path"],
-                        "background_mask": scene["background_mask"],
-                        "info": scene["info"],
-                        "rois": rois,
-                        "masks_dir": str(self.masks_dir(project_id, scene["id"])),
-                    }
+                    SceneSnapshot(
+                        name=scene["id"],
+                        path=scene["path"],
+                        background_mask=scene["background_mask"] or "",
+                        info=scene["info"],
+                        rois=rois,
+                        masks_dir=str(self.masks_dir(project_id, scene["id"])),
+                    )
                 )
-        return {
-            "project": project_id,
-            "classes": project["classes"],
-            "bands": project["bands"],
-            "revision": project["revision"],
-            "scenes": scenes,
-        }
+        return ProjectSnapshot(
+            project=project_id,
+            classes=project["classes"],
+            bands=project["bands"],
+            revision=project["revision"],
+            scenes=scenes,
+        )
 
     def count_rois(self, project_id: str, split: str) -> int:
         row = self.store.query_one(

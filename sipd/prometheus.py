@@ -26,8 +26,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from sipd import __version__
+from sipd.contracts.job_record import JobRecord, JobState
+from sipd.contracts.jobs import PredictResult
 from sipd.errors import FailedPrecondition
-from sipd.store import FINAL_STATES, Store
+from sipd.store import Store
 
 log = logging.getLogger("sipd.prometheus")
 
@@ -103,19 +105,17 @@ class Metrics:
 
     # -- event sources ------------------------------------------------------------
 
-    def on_job(self, job: dict[str, Any]) -> None:
-        state, type_ = job["state"], job["type"]
-        if state == "RUNNING" and job.get("start_time") and job.get("create_time"):
-            self.job_wait.labels(type_).observe(max(0.0, job["start_time"] - job["create_time"]))
-        if state not in FINAL_STATES:
+    def on_job(self, job: JobRecord) -> None:
+        state, type_ = str(job.state), str(job.type)
+        if job.state == JobState.RUNNING and job.start_time and job.create_time:
+            self.job_wait.labels(type_).observe(max(0.0, job.start_time - job.create_time))
+        if not job.final:
             return
-        start = job.get("start_time")
-        if start and job.get("end_time"):
-            self.job_seconds.labels(type_, state).observe(max(0.0, job["end_time"] - start))
-        if type_ == "predict" and state == "SUCCEEDED":
-            scenes = (job.get("result") or {}).get("scenes", [])
-            pixels = sum(int(s.get("pixels") or 0) for s in scenes)
-            self.pixels.labels(job.get("project") or "").inc(pixels)
+        if job.start_time and job.end_time:
+            self.job_seconds.labels(type_, state).observe(max(0.0, job.end_time - job.start_time))
+        if isinstance(job.result, PredictResult):
+            pixels = sum(s.pixels for s in job.result.scenes)
+            self.pixels.labels(job.project).inc(pixels)
 
     def scene_done(self, watch_id: str, predict_seconds: float, latency_seconds: float) -> None:
         self.scene_seconds.labels(watch_id).observe(predict_seconds)
@@ -234,8 +234,26 @@ class _StateCollector(Collector):
             "Units seen in an inbox but not queued: settling, or held back by a full queue.",
             labels=["watch"],
         )
+        awaiting = GaugeMetricFamily(
+            "sipd_watch_files_awaiting_sentinel",
+            "Units of a watch that requires sentinels, unchanged for the quiet period but "
+            "without a NAME.done/NAME.ready as new as their data: held, not lost.",
+            labels=["watch"],
+        )
         paused = GaugeMetricFamily(
             "sipd_watch_paused", "1 when a watch is paused.", labels=["watch"]
+        )
+        passes = CounterMetricFamily(
+            "sipd_watch_scanner_passes",
+            "Scanner passes over a watch since sipd started (paused ones included); one "
+            "that stops rising means a stuck scanner.",
+            labels=["watch"],
+        )
+        rescans = CounterMetricFamily(
+            "sipd_watch_rescans",
+            "Full rescans of a watch's inbox since sipd started (at start, on resume and "
+            "every watch.rescan_seconds).",
+            labels=["watch"],
         )
         for watch_id, s in sorted(self.watch_stats().items()):
             scenes.add_metric([watch_id, "done"], s.get("DONE", 0))
@@ -243,8 +261,11 @@ class _StateCollector(Collector):
             depth.add_metric([watch_id], s.get("QUEUED", 0))
             running.add_metric([watch_id], s.get("RUNNING", 0))
             pending.add_metric([watch_id], s.get("PENDING", 0))
+            awaiting.add_metric([watch_id], s.get("AWAITING_SENTINEL", 0))
             paused.add_metric([watch_id], 1 if s.get("paused") else 0)
-        yield from (scenes, depth, running, pending, paused)
+            passes.add_metric([watch_id], s.get("PASSES", 0))
+            rescans.add_metric([watch_id], s.get("RESCANS", 0))
+        yield from (scenes, depth, running, pending, awaiting, paused, passes, rescans)
         limit = GaugeMetricFamily(
             "sipd_watch_queue_limit", "Most watched scenes queued at once (watch.queue_limit)."
         )

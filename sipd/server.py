@@ -39,17 +39,19 @@ from sipapi.v1 import (
 
 from sipd import __version__
 from sipd.config import Config
+from sipd.contracts.worker_settings import WorkerSettings
 from sipd.device import resolve_device
 from sipd.errors import FailedPrecondition
+from sipd.job_requests import JobRequests
 from sipd.jobs.engine import JobEngine
 from sipd.modelrepo import ModelRepository
 from sipd.paths import PathPolicy, default_roots
-from sipd.pipeline import Pipeline
 from sipd.projects import Projects
 from sipd.prometheus import Metrics
 from sipd.raster import atomic_path
 from sipd.services.common import unimplemented
 from sipd.store import Store
+from sipd.stream_upload import StreamPredictions
 from sipd.watch.manager import WatchManager
 
 log = logging.getLogger("sipd")
@@ -98,13 +100,14 @@ class Daemon:
             device=self.device,
             queue_limit=config.jobs.queue_limit,
             cancel_grace_seconds=config.jobs.cancel_grace_seconds,
-            worker_settings={
-                "log_level": config.log_level,
-                "threads": config.jobs.threads,
-                "inference": vars(config.inference),
-            },
+            worker_settings=WorkerSettings(
+                log_level=config.log_level,
+                threads=config.jobs.threads,
+                inference=config.inference,
+            ),
         )
-        self.pipeline = Pipeline(config, self.projects, self.models, self.engine, self.policy)
+        self.requests = JobRequests(config, self.projects, self.models, self.engine, self.policy)
+        self.streams = StreamPredictions(config, self.requests, self.engine)
         self.metrics = Metrics(
             self.store,
             device=self.device,

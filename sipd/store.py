@@ -13,12 +13,75 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-MIGRATIONS: list[str] = [
+
+def _settle_submitting_scenes(db: sqlite3.Connection) -> None:
+    """Migration 3: a watch's submit became one transaction (sipd/watch/queue.py), so no row
+    is SUBMITTING any more. Rows an older daemon left SUBMITTING when it died are settled
+    here, once, the way that daemon's own recovery would have settled them at its next start.
+
+    Adopt, not requeue: such a row may already have its job (the daemon died between the
+    job's INSERT and the row update). Requeueing it would run the scene twice, since the
+    orphan job is still QUEUED and the engine runs it, and would leave a watch job that no
+    scene claims. The only link an older daemon left is the job's params naming the raster,
+    so they are parsed here, frozen as that daemon wrote them, and nowhere else any more.
+    The match is safe: a SUBMITTING row belongs to the last submit of its watch before the
+    crash, and only that submit made a job of this watch after the row's job_floor.
+    job_floor stays as an unused column: DROP COLUMN needs SQLite 3.35.
+    """
+    rows = db.execute(
+        "SELECT id, watch, path, job_floor FROM watch_files WHERE state = 'SUBMITTING'"
+    ).fetchall()
+    for row_id, watch, path, floor in rows:
+        adopted = None
+        jobs = db.execute(
+            "SELECT id, params FROM jobs WHERE source = ? AND id > ? ORDER BY id",
+            (f"watches/{watch}", floor or 0),
+        ).fetchall()
+        for job_id, params in jobs:
+            data = json.loads(params or "{}")
+            # Legacy dict params: inputs[].path and model "projects/P/models/V"; typed
+            # params (sipd.contracts.jobs.PredictParams): items[].input and model {project,
+            # version}. Either may be in a store an older daemon left behind.
+            rasters = [i.get("path", "") for i in data.get("inputs", [])]
+            rasters += [i.get("input", "") for i in data.get("items", [])]
+            if any(_made_from(raster, path) for raster in rasters):
+                model = data.get("model", "")
+                if isinstance(model, dict):
+                    model = f"projects/{model.get('project')}/models/{model.get('version')}"
+                adopted = (job_id, str(model))
+                break
+        if adopted is not None:
+            db.execute(
+                "UPDATE watch_files SET state = 'RUNNING', job = ?, model = ?, start_time = ?, "
+                "job_floor = NULL WHERE id = ?",
+                (adopted[0], adopted[1], time.time(), row_id),
+            )
+        else:
+            db.execute(
+                "UPDATE watch_files SET state = 'QUEUED', job = NULL, job_floor = NULL "
+                "WHERE id = ?",
+                (row_id,),
+            )
+
+
+def _made_from(raster: str, unit: str) -> bool:
+    """Whether predictor input `raster` was made from inbox unit `unit` (a file, a product
+    folder, an archive opened through GDAL's /vsizip/ or /vsitar/): the rule of the daemon
+    that wrote the rows, kept here as it was."""
+    return raster == unit or any(
+        raster.startswith(f"{prefix}{unit}/") for prefix in ("", "/vsizip/", "/vsitar/")
+    )
+
+
+# Each migration is SQL (statements separated by ';') or, where rows must be rewritten
+# by rules SQL cannot state, a function run on the connection; both inside the
+# migration's transaction.
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     # 1: projects, scenes, ROIs, jobs
     """
     CREATE TABLE projects (
@@ -104,6 +167,8 @@ MIGRATIONS: list[str] = [
     CREATE INDEX watch_files_state ON watch_files(state, watch, id);
     CREATE INDEX watch_files_job ON watch_files(job);
     """,
+    # 3: no more SUBMITTING scenes (QUEUED -> RUNNING in the job's own transaction)
+    _settle_submitting_scenes,
 ]
 
 FINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELLED")
@@ -138,9 +203,13 @@ class Store:
             for number in range(version, len(MIGRATIONS)):
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    for statement in MIGRATIONS[number].split(";"):
-                        if statement.strip():
-                            self._db.execute(statement)
+                    migration = MIGRATIONS[number]
+                    if callable(migration):
+                        migration(self._db)
+                    else:
+                        for statement in migration.split(";"):
+                            if statement.strip():
+                                self._db.execute(statement)
                     self._db.execute(f"PRAGMA user_version={number + 1}")
                     self._db.execute("COMMIT")
                 except BaseException:
@@ -181,13 +250,26 @@ class Store:
 
     # -- jobs ---------------------------------------------------------------------
 
-    def insert_job(self, type_: str, project: str, params: dict[str, Any], source: str) -> int:
-        cur = self.execute(
-            "INSERT INTO jobs (type, state, project, params, source, create_time) "
-            "VALUES (?, 'QUEUED', ?, ?, ?, ?)",
-            (type_, project, json.dumps(params), source, time.time()),
-        )
-        return int(cur.lastrowid or 0)
+    def insert_job(
+        self,
+        type_: str,
+        project: str,
+        params: dict[str, Any],
+        source: str,
+        on_insert: Callable[[sqlite3.Connection, int], None] | None = None,
+    ) -> int:
+        """Queue a job; `on_insert(db, job_id)` runs in the same transaction, so the
+        job and what the caller records about it exist together or not at all."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO jobs (type, state, project, params, source, create_time) "
+                "VALUES (?, 'QUEUED', ?, ?, ?, ?)",
+                (type_, project, json.dumps(params), source, time.time()),
+            )
+            job_id = int(cur.lastrowid or 0)
+            if on_insert is not None:
+                on_insert(db, job_id)
+        return job_id
 
     def get_job(self, job_id: int) -> dict[str, Any] | None:
         row = self.query_one("SELECT * FROM jobs WHERE id = ?", (job_id,))

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support import Sipd
+from tests.support import Sipd, train_tiny_model
 
 
 @pytest.fixture
@@ -25,3 +26,23 @@ def shared_sipd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sipd]:
     yield daemon
     if daemon.proc is not None and daemon.proc.poll() is None:
         daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One small model, trained once per session, for the tests that only need *a* trained
+    model (prediction, watches, model errors). It is a source: install a copy of it with
+    `tests.support.install_model`, never change it in place."""
+    folder = train_tiny_model(tmp_path_factory.mktemp("trained_model"))
+    before = _digests(folder)
+    yield folder
+    # Tests sharing it must not see each other's changes: a change in place is an error.
+    assert _digests(folder) == before, "a test changed the shared trained model in place"
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }

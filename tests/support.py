@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -168,6 +170,78 @@ def write_raster(
     return path
 
 
+# The shared trained model (see `train_tiny_model`): project, bands and classes.
+MODEL_PROJECT = "wp"
+MODEL_BANDS = ["B1", "B2", "B3", "B4"]
+MODEL_CLASSES = [
+    {"value": 1, "name": "forest", "color": "#228b22"},
+    {"value": 2, "name": "water", "color": "#1e90ff"},
+    {"value": 3, "name": "urban", "color": "#808080"},
+]
+MODEL_TILE = 64  # the folder's default tile edge: one tile per 64x64 scene of the watch tests
+
+
+def train_tiny_model(folder: Path) -> Path:
+    """A real model version trained on one synthetic scene (seconds on one CPU thread).
+
+    Tests that only need *a* trained model get it once per session from the `trained_model`
+    fixture (tests/conftest.py) and a copy of their own through `install_model`; tests of
+    training itself train their own.
+    """
+    import torch
+
+    from sipd.dataset import prepare_dataset
+    from sipd.progress import JobContext
+    from sipd.synthetic import burn_rois, make_scene, sample_rois, write_mask
+    from sipd.training import train_model
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        path = folder / "train.tif"
+        truth = make_scene(path, width=128, height=128, seed=11)
+        rois = sample_rois(
+            truth, seed=11, n_lines_per_class=2, n_points_per_class=4,
+            splits={"train": 0.8, "val": 0.2},
+        )  # fmt: skip
+        masks = {}
+        for split in ("train", "val"):
+            masks[split] = str(folder / f"train_{split}.tif")
+            write_mask(masks[split], burn_rois(rois, truth.shape, split=split), like=path)
+        scenes = [{"name": "train", "path": str(path), "masks": masks}]
+        prepare_dataset(
+            scenes, out_dir=folder / "ds", bands=MODEL_BANDS, chip_size=32, ctx=JobContext()
+        )
+        result = train_model(
+            dataset_dir=folder / "ds", models_root=folder / "models", project=MODEL_PROJECT,
+            classes=MODEL_CLASSES, bands=MODEL_BANDS, epochs=2, seed=0, tile_size=MODEL_TILE,
+            arch="unet", arch_params={"base_channels": 4, "depth": 2}, batch_size=8,
+            ctx=JobContext(),
+        )  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
+    return Path(result["model_dir"])
+
+
+def install_model(model: Path, data_dir: Path, project: str, version: int = 1) -> Path:
+    """A fresh copy of a model folder as version `version` of `project` in a daemon's data dir
+    (models/README.md: a copied folder is a model version there at once). The source stays
+    untouched, so tests that re-export or delete versions cannot disturb each other."""
+    dest = data_dir / "models" / project / str(version)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(model, dest)
+    return dest
+
+
+def assert_cog(path: Path | str) -> None:
+    """A Cloud Optimized GeoTIFF by rio-cogeo's validator (tiling, overviews, IFD and data
+    order), not by the LAYOUT tag, which only says which driver wrote the file."""
+    from rio_cogeo.cogeo import cog_validate
+
+    is_valid, errors, warnings = cog_validate(str(path), quiet=True)
+    assert is_valid and not errors, f"{path} is not a valid COG: {errors} {warnings}"
+
+
 def wait_for(
     predicate: Any, timeout: float = 60.0, interval: float = 0.1, what: str = "condition"
 ) -> Any:
@@ -178,3 +252,12 @@ def wait_for(
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of every file under `folder`, by relative path (what "unchanged" means)."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }

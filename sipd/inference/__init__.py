@@ -2,9 +2,9 @@
 watched folders and benchmarks."""
 
 from sipd.inference.evaluate import evaluate_model
+from sipd.inference.model_view import ModelSpec, read_model_spec
 from sipd.inference.predictor import SceneRequest, predict_scene, predict_scenes
 from sipd.inference.sessions import LoadedModel, SessionCache, load_model
-from sipd.inference.spec import ModelSpec, read_model_spec
 from sipd.inference.writers import write_quicklook
 
 __all__ = [

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import rasterio
 
+from sipd.accuracy import accuracy_report, confusion_counts
 from sipd.errors import FailedPrecondition, InvalidArgument
 from sipd.inference.predictor import check_background, check_scene, scene_grid
 from sipd.inference.sessions import LoadedModel
@@ -21,10 +22,6 @@ from sipd.inference.tile_loop import ScenePass, run_passes
 from sipd.inference.tiling import Tile
 from sipd.progress import JobContext
 from sipd.raster import open_raster
-
-# sipd.accuracy itself is plain numpy, but importing it runs the
-# sipd.training package, which imports torch: ~150 MB and seconds that the
-# predictor (and its benchmark) must not pay. Imported where it is used.
 
 
 class ConfusionSink:
@@ -40,8 +37,6 @@ class ConfusionSink:
         self._ds = rasterio.open(self.mask_path)
 
     def write(self, tile: Tile, outputs: dict[str, np.ndarray], invalid: np.ndarray | None) -> None:
-        from sipd.accuracy import confusion_counts
-
         assert self._ds is not None
         truth = self._ds.read(1, window=tile.core)
         self.counts += confusion_counts(truth, outputs["labels"], self.k)
@@ -129,7 +124,6 @@ def evaluate_model(
     counts = np.zeros((k, k + 1), dtype=np.int64)
     for sink in sinks:
         counts += sink.counts
-    from sipd.accuracy import accuracy_report
 
     ctx.progress("test", 1.0, "done", force=True)
     return accuracy_report(counts, model.spec.class_names, model.spec.class_values)

@@ -2,8 +2,9 @@
 
 The worker keeps sessions warm across jobs (creating one costs from tens of
 milliseconds on CPU to minutes for a TensorRT engine), so sessions live in a
-SessionCache keyed by model folder and the mtimes of its graphs: a
-re-exported graph gets a new session, an unchanged one is reused.
+SessionCache keyed by model folder: a published version never changes (a
+re-export is a new version, in a new folder), so a folder's session stays
+valid as long as the folder is the same one.
 
 On a GPU, batches run through IO binding (BatchRunner): the input buffer
 on the device is allocated once and refilled, and only the outputs the
@@ -28,8 +29,11 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from sipd.device import parse_device
 from sipd.errors import FailedPrecondition, InvalidArgument
-from sipd.inference.spec import FP16_FILE, ClassInfo, ModelSpec, TileSpec, read_model_spec
+from sipd.inference.model_view import ModelSpec, read_model_spec
+from sipd.modelrepo.card import ClassDef, Tile
+from sipd.modelrepo.layout import CARD_FILE, FP16_FILE, GRAPH_FILE
 
 log = logging.getLogger("sipd.inference")
 
@@ -52,7 +56,7 @@ class LoadedModel:
     session: ort.InferenceSession
     provider: str  # the execution provider actually running the graph
     device: str  # what was asked for ("cpu", "cuda:0", "auto")
-    graph_file: str = "model.onnx"  # or FP16_FILE when the fp16 variant runs
+    graph_file: str = GRAPH_FILE  # or FP16_FILE when the fp16 variant runs
     # Run batches through IO binding; None = only when a GPU provider runs the graph.
     io_binding: bool | None = None
 
@@ -70,7 +74,7 @@ class LoadedModel:
         return self.spec.path
 
     @property
-    def classes(self) -> tuple[ClassInfo, ...]:
+    def classes(self) -> tuple[ClassDef, ...]:
         return self.spec.classes
 
     @property
@@ -78,7 +82,7 @@ class LoadedModel:
         return self.spec.bands
 
     @property
-    def tile(self) -> TileSpec:
+    def tile(self) -> Tile:
         return self.spec.tile
 
     @property
@@ -102,8 +106,7 @@ class BatchRunner:
         self.roles = roles
         self.names = [model.spec.outputs[r] for r in roles]
         self.bind = bind
-        _, device_id = parse_device(model.device)
-        self._device = ("cuda", device_id) if model.on_gpu else ("cpu", 0)
+        self._device = ("cuda", parse_device(model.device).index) if model.on_gpu else ("cpu", 0)
         self._input: ort.OrtValue | None = None
         self._binding: Any = None
 
@@ -131,18 +134,6 @@ class BatchRunner:
         # binding is replaced (and the writer thread holds results that long).
         outputs = binding.copy_outputs_to_cpu()
         return dict(zip(self.roles, outputs, strict=True))
-
-
-def parse_device(device: str) -> tuple[str, int]:
-    """'cpu' | 'auto' | 'cuda' | 'cuda:N' -> (kind, device_id)."""
-    d = (device or "cpu").strip().lower()
-    if d in ("cpu", "auto"):
-        return d, 0
-    if d == "cuda":
-        return "cuda", 0
-    if d.startswith("cuda:") and d[5:].isdigit():
-        return "cuda", int(d[5:])
-    raise InvalidArgument(f"device {device!r} is not one of: cpu, auto, cuda, cuda:N")
 
 
 def _provider_list(
@@ -213,7 +204,7 @@ def _create_session(
 
 
 def _check_graph(spec: ModelSpec, session: ort.InferenceSession) -> None:
-    where = spec.path / "model.onnx"
+    where = spec.path / GRAPH_FILE
     inputs = {i.name: i for i in session.get_inputs()}
     if spec.input_name not in inputs:
         raise FailedPrecondition(
@@ -256,8 +247,9 @@ def load_model(
     graph always runs (CPUs have no fast fp16 convolutions).
     `io_binding` None means: IO binding exactly when a GPU provider runs.
     """
+    setting = parse_device(device)
+    kind, device_id = setting.kind, setting.index
     spec = read_model_spec(model_dir)
-    kind, device_id = parse_device(device)
     with _failed_lock:
         known_bad = device in _failed_devices
     providers = (
@@ -265,7 +257,7 @@ def load_model(
         if known_bad
         else _provider_list(kind, device_id, enable_tensorrt, fp16, trt_cache_dir)
     )
-    graph_file = "model.onnx"
+    graph_file = GRAPH_FILE
     if fp16 and providers != [CPU] and (spec.path / FP16_FILE).is_file():
         graph_file = FP16_FILE
     session = _open(spec.path / graph_file, providers, intra_op_threads, allow_spinning)
@@ -283,8 +275,8 @@ def load_model(
                 device,
                 CUDA,
             )
-        if graph_file != "model.onnx":
-            graph_file = "model.onnx"
+        if graph_file != GRAPH_FILE:
+            graph_file = GRAPH_FILE
             session = _open(spec.path / graph_file, [CPU], intra_op_threads, allow_spinning)
     _check_graph(spec, session)
     return LoadedModel(
@@ -313,7 +305,8 @@ def usable_providers(device: str) -> list[str]:
     session shows whether its libraries and a GPU are there. Probed with a
     one-node graph, so it costs milliseconds (plus CUDA's own start-up).
     """
-    kind, device_id = parse_device(device)
+    setting = parse_device(device)
+    kind, device_id = setting.kind, setting.index
     if kind == "cpu":
         return [CPU]
     from onnx import TensorProto, helper
@@ -343,8 +336,11 @@ def usable_providers(device: str) -> list[str]:
 class SessionCache:
     """At most `max_sessions` warm sessions, least recently used evicted first.
 
-    Thread-safe; a model folder whose model.onnx changed (new mtime) gets a
-    fresh session replacing the stale one.
+    Thread-safe; keyed by the model folder. Published folders never change,
+    so nothing is re-read on a hit. One stat of model.yaml per lookup tells
+    whether the folder under that path is still the same one: a version
+    removed by hand and another copied in under its number is a different
+    model and gets a fresh session.
     """
 
     def __init__(self, max_sessions: int = 4, **options: Any) -> None:
@@ -357,7 +353,7 @@ class SessionCache:
         parse_device(options.get("device", "cpu"))
         self.max_sessions = max_sessions
         self.options = options
-        self._entries: OrderedDict[str, tuple[tuple[int, int], LoadedModel]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[tuple[int, int, int], LoadedModel]] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -375,16 +371,16 @@ class SessionCache:
     def get(self, model_dir: str | os.PathLike[str]) -> LoadedModel:
         """The warm model for a folder, loading it on first use."""
         key = self._key(model_dir)
-        stamp = _stamp(Path(key))
+        identity = _identity(Path(key))
         with self._lock:
             hit = self._entries.get(key)
-            if hit is not None and hit[0] == stamp:
+            if hit is not None and hit[0] == identity:
                 self._entries.move_to_end(key)
                 return hit[1]
             # Loading under the lock keeps two jobs from building the same
             # session twice; loads are rare next to predictions.
             model = load_model(key, **self.options)
-            self._entries[key] = (stamp, model)
+            self._entries[key] = (identity, model)
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_sessions:
                 evicted, _ = self._entries.popitem(last=False)
@@ -396,12 +392,15 @@ class SessionCache:
             self._entries.clear()
 
 
-def _stamp(folder: Path) -> tuple[int, int]:
-    """mtimes of model.onnx and of the fp16 variant (-1 when missing): a re-export changes it."""
-    stamps = []
-    for name in ("model.onnx", FP16_FILE):
-        try:
-            stamps.append((folder / name).stat().st_mtime_ns)
-        except OSError:
-            stamps.append(-1)  # load_model reports a missing model.onnx properly
-    return stamps[0], stamps[1]
+def _identity(folder: Path) -> tuple[int, int, int]:
+    """Which model.yaml file the folder holds: (device, inode, ctime); -1s when it has none.
+
+    The change time is set when the file is made and no copy tool can carry
+    it over (unlike the modification time), so with the inode (which a file
+    system may reuse) it tells a new copy from the file that was there.
+    """
+    try:
+        st = (folder / CARD_FILE).stat()
+    except OSError:
+        return (-1, -1, -1)  # load_model reports the incomplete folder properly
+    return (st.st_dev, st.st_ino, st.st_ctime_ns)

@@ -24,19 +24,19 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 
-from sipd.inference.spec import ClassInfo
 from sipd.inference.tiling import Tile
+from sipd.modelrepo.card import ClassDef
 from sipd.raster import atomic_path, open_raster, tiled_gtiff_profile
 
 
-def colormap(classes: tuple[ClassInfo, ...]) -> dict[int, tuple[int, int, int, int]]:
+def colormap(classes: tuple[ClassDef, ...]) -> dict[int, tuple[int, int, int, int]]:
     cmap = {0: (0, 0, 0, 0)}
     for c in classes:
-        cmap[c.value] = (*c.color, 255)
+        cmap[c.value] = (*c.rgb, 255)
     return cmap
 
 
-def label_tags(classes: tuple[ClassInfo, ...], model_name: str) -> dict[str, str]:
+def label_tags(classes: tuple[ClassDef, ...], model_name: str) -> dict[str, str]:
     tags = {f"CLASS_{c.value}": c.name for c in classes}
     tags["CLASS_0"] = "background"
     tags["MODEL"] = model_name
@@ -54,7 +54,7 @@ class SceneWriter:
     def __init__(
         self,
         grid_profile: dict[str, Any],
-        classes: tuple[ClassInfo, ...],
+        classes: tuple[ClassDef, ...],
         model_name: str,
         labels_path: Path,
         confidence_path: Path | None = None,

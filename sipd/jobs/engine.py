@@ -11,22 +11,31 @@ the job has not stopped after the grace period its worker is killed.
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import queue
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import ValidationError
+
+from sipd.contracts.job_record import JobRecord, JobState
+from sipd.contracts.jobs import JobParams, describe, job_type_of, parse_result
+from sipd.contracts.worker_settings import WorkerSettings
 from sipd.errors import Code, NotFound, ResourceExhausted
 from sipd.jobs.worker import worker_main
-from sipd.store import FINAL_STATES, Store
+from sipd.store import Store
 
 log = logging.getLogger("sipd.jobs")
 
-JobListener = Callable[[dict[str, Any]], None]
+JobListener = Callable[[JobRecord], None]
+# Runs inside the transaction that inserts the job: (connection, new job id).
+OnInsert = Callable[[sqlite3.Connection, int], None]
 
 
 class JobEngine:
@@ -37,7 +46,7 @@ class JobEngine:
         device: str,
         queue_limit: int,
         cancel_grace_seconds: float,
-        worker_settings: dict[str, Any],
+        worker_settings: WorkerSettings,
     ) -> None:
         self.store = store
         self.device = device
@@ -56,7 +65,7 @@ class JobEngine:
         self._hard_killed: set[int] = set()
         self._restarts = 0
         self._stopping = False
-        self._subscribers: dict[int, list[queue.Queue[dict[str, Any]]]] = {}
+        self._subscribers: dict[int, list[queue.Queue[JobRecord]]] = {}
         self._listeners: list[JobListener] = []
         self._dispatcher: threading.Thread | None = None
 
@@ -107,8 +116,15 @@ class JobEngine:
         self._listeners.append(listener)
 
     def submit(
-        self, job_type: str, params: dict[str, Any], *, project: str = "", source: str = "api"
-    ) -> dict[str, Any]:
+        self,
+        params: JobParams,
+        *,
+        project: str = "",
+        source: str = "api",
+        on_insert: OnInsert | None = None,
+    ) -> JobRecord:
+        """Queue a job; its type follows from the type of `params`."""
+        job_type = job_type_of(params)
         queued = self.store.count_jobs("QUEUED")
         if queued >= self.queue_limit:
             raise ResourceExhausted(
@@ -116,7 +132,9 @@ class JobEngine:
                 f"limit jobs.queue_limit={self.queue_limit}); "
                 "wait for jobs to finish or raise the limit"
             )
-        job_id = self.store.insert_job(job_type, project, params, source)
+        job_id = self.store.insert_job(
+            job_type, project, params.model_dump(mode="json"), source, on_insert
+        )
         job = self.get(job_id)
         log.info("job %d (%s) queued", job_id, job_type)
         self._notify_listeners(job)
@@ -124,21 +142,38 @@ class JobEngine:
             self._cond.notify_all()
         return job
 
-    def get(self, job_id: int) -> dict[str, Any]:
-        job = self.store.get_job(job_id)
-        if job is None:
+    def get(self, job_id: int) -> JobRecord:
+        row = self.store.get_job(job_id)
+        if row is None:
             raise NotFound(f"job jobs/{job_id} does not exist")
-        return job
+        return JobRecord.from_row(row)
 
-    def cancel(self, job_id: int, reason: str = "cancelled by request") -> dict[str, Any]:
+    def list(
+        self,
+        *,
+        state: str = "",
+        type_: str = "",
+        project: str = "",
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        rows = self.store.list_jobs(
+            state=state, type_=type_, project=project, before_id=before_id, limit=limit
+        )
+        return [JobRecord.from_row(r) for r in rows]
+
+    def cancel(self, job_id: int, reason: str = "cancelled by request") -> JobRecord:
         job = self.get(job_id)
-        if job["state"] == "QUEUED":
-            if self.store.finish_job(job_id, "CANCELLED", error=reason, error_code=Code.CANCELLED):
+        if job.state == JobState.QUEUED:
+            cancelled = self.store.finish_job(
+                job_id, JobState.CANCELLED, error=reason, error_code=Code.CANCELLED
+            )
+            if cancelled:
                 self._job_changed(job_id, final=True)
             return self.get(job_id)
         with self._cond:
             running_here = self._current == job_id
-        if job["state"] == "RUNNING" and running_here:
+        if job.state == JobState.RUNNING and running_here:
             self._cancel_reason[job_id] = reason
             self._cancel_event.set()
             timer = threading.Timer(self.cancel_grace, self._hard_cancel, args=(job_id,))
@@ -146,14 +181,14 @@ class JobEngine:
             timer.start()
         return self.get(job_id)
 
-    def wait(self, job_id: int, timeout: float | None = None) -> dict[str, Any]:
+    def wait(self, job_id: int, timeout: float | None = None) -> JobRecord:
         """Block until the job is final (used by in-process callers such as watches)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         events = self.subscribe(job_id)
         try:
             while True:
                 job = self.get(job_id)
-                if job["state"] in FINAL_STATES:
+                if job.final:
                     return job
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 if remaining == 0.0:
@@ -165,13 +200,13 @@ class JobEngine:
         finally:
             self.unsubscribe(job_id, events)
 
-    def subscribe(self, job_id: int) -> queue.Queue[dict[str, Any]]:
-        q: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=1000)
+    def subscribe(self, job_id: int) -> queue.Queue[JobRecord]:
+        q: queue.Queue[JobRecord] = queue.Queue(maxsize=1000)
         with self._cond:
             self._subscribers.setdefault(job_id, []).append(q)
         return q
 
-    def unsubscribe(self, job_id: int, q: queue.Queue[dict[str, Any]]) -> None:
+    def unsubscribe(self, job_id: int, q: queue.Queue[JobRecord]) -> None:
         with self._cond:
             subs = self._subscribers.get(job_id, [])
             if q in subs:
@@ -266,12 +301,14 @@ class JobEngine:
             elif kind == "progress":
                 self._on_progress(message[1], message[2])
             elif kind == "done":
-                self._on_final(message[1], "SUCCEEDED", result=message[2])
+                self._on_done(message[1], message[2], message[3])
             elif kind == "cancelled":
                 reason = self._cancel_reason.pop(message[1], message[2])
-                self._on_final(message[1], "CANCELLED", error=reason, error_code=Code.CANCELLED)
+                self._on_final(
+                    message[1], JobState.CANCELLED, error=reason, error_code=Code.CANCELLED
+                )
             elif kind == "failed":
-                self._on_final(message[1], "FAILED", error=message[3], error_code=message[2])
+                self._on_final(message[1], JobState.FAILED, error=message[3], error_code=message[2])
         self._on_worker_exit(process)
 
     def _on_worker_exit(self, process: Any) -> None:
@@ -293,7 +330,7 @@ class JobEngine:
                 reason = self._cancel_reason.pop(job_id, "cancelled by request")
                 self._on_final(
                     job_id,
-                    "CANCELLED",
+                    JobState.CANCELLED,
                     error=f"{reason} (the worker was stopped after the grace period)",
                     error_code=Code.CANCELLED,
                 )
@@ -301,7 +338,7 @@ class JobEngine:
                 log.error("worker process %d %s while running job %d", process.pid, how, job_id)
                 self._on_final(
                     job_id,
-                    "FAILED",
+                    JobState.FAILED,
                     error=f"the worker process {how} while running this job "
                     "(out of memory or a crash "
                     "in native code are the usual causes); the daemon restarted the worker",
@@ -326,35 +363,62 @@ class JobEngine:
                     self._cond.wait(0.5)
                 if self._stopping:
                     return
-            job = self.store.next_queued_job()
-            if job is None:
+            row = self.store.next_queued_job()
+            if row is None:
                 with self._cond:
                     self._cond.wait(0.5)
                 continue
-            if not self.store.mark_running(job["id"]):
+            job = JobRecord.from_row(row)
+            if job.params is None:
+                # Written by another sipd version in a shape this one cannot read.
+                self._on_final(
+                    job.id,
+                    JobState.FAILED,
+                    error=f"the params of this {job.type} job, queued by another version of "
+                    "sipd, are not understood by this one; submit the job again",
+                    error_code=Code.FAILED_PRECONDITION,
+                )
+                continue
+            if not self.store.mark_running(job.id):
                 continue  # cancelled meanwhile
             with self._cond:
-                self._current = job["id"]
+                self._current = job.id
                 self._worker_state = "BUSY"
                 self._cancel_event.clear()
-            log.info("job %d (%s) running", job["id"], job["type"])
-            self._job_changed(job["id"])
+            log.info("job %d (%s) running", job.id, job.type)
+            self._job_changed(job.id)
             try:
-                self._send(("run", job["id"], job["type"], job["params"]))
+                self._send(("run", job.id, str(job.type), job.params.model_dump_json()))
             except (OSError, ValueError):
                 pass  # the worker died; the reader thread fails the job and respawns
 
     def _on_progress(self, job_id: int, event: dict[str, Any]) -> None:
-        job = self.store.get_job(job_id)
-        if job is None:
+        row = self.store.get_job(job_id)
+        if row is None:
             return
         fraction = float(event.get("fraction", 0.0))
-        elapsed = time.time() - (job["start_time"] or time.time())
+        elapsed = time.time() - (row["start_time"] or time.time())
         event["eta_seconds"] = elapsed * (1 - fraction) / fraction if 0.01 < fraction < 1 else 0.0
         self.store.set_progress(job_id, event)
-        self._job_changed(job_id, job={**job, "progress": event})
+        self._job_changed(job_id, job=JobRecord.from_row({**row, "progress": event}))
 
-    def _on_final(self, job_id: int, state: str, **fields: Any) -> None:
+    def _on_done(self, job_id: int, job_type: str, data: str) -> None:
+        """The worker's result, checked against its contract before it is stored."""
+        try:
+            result = parse_result(job_type, json.loads(data))
+        except (ValidationError, ValueError) as exc:
+            detail = describe(exc) if isinstance(exc, ValidationError) else str(exc)
+            log.error("job %d (%s) returned a malformed result: %s", job_id, job_type, detail)
+            self._on_final(
+                job_id,
+                JobState.FAILED,
+                error=f"internal error: the {job_type} job returned a malformed result ({detail})",
+                error_code=Code.INTERNAL,
+            )
+            return
+        self._on_final(job_id, JobState.SUCCEEDED, result=result.model_dump(mode="json"))
+
+    def _on_final(self, job_id: int, state: JobState, **fields: Any) -> None:
         changed = self.store.finish_job(job_id, state, **fields)
         with self._cond:
             if self._current == job_id:
@@ -365,26 +429,25 @@ class JobEngine:
         self._hard_killed.discard(job_id)
         if changed:
             job = self.get(job_id)
-            level = logging.INFO if state == "SUCCEEDED" else logging.WARNING
+            level = logging.INFO if state == JobState.SUCCEEDED else logging.WARNING
             log.log(
                 level,
                 "job %d (%s) %s%s",
                 job_id,
-                job["type"],
+                job.type,
                 state,
-                f": {job['error']}" if job["error"] else "",
+                f": {job.error}" if job.error else "",
             )
             self._job_changed(job_id, final=True, job=job)
 
-    def _job_changed(
-        self, job_id: int, final: bool = False, job: dict[str, Any] | None = None
-    ) -> None:
+    def _job_changed(self, job_id: int, final: bool = False, job: JobRecord | None = None) -> None:
         """Publish the job to its streams (and listeners on state changes); callers
         that just read or built the row pass it so it is not read again."""
         if job is None:
-            job = self.store.get_job(job_id)
-        if job is None:
-            return
+            row = self.store.get_job(job_id)
+            if row is None:
+                return
+            job = JobRecord.from_row(row)
         with self._cond:
             subscribers = list(self._subscribers.get(job_id, []))
         for q in subscribers:
@@ -392,10 +455,10 @@ class JobEngine:
                 q.put_nowait(job)
             except queue.Full:
                 pass  # a stalled stream loses intermediate progress, never the final event
-        if final or job["state"] == "RUNNING" and job["progress"] is None:
+        if final or job.state == JobState.RUNNING and job.progress is None:
             self._notify_listeners(job)
 
-    def _notify_listeners(self, job: dict[str, Any]) -> None:
+    def _notify_listeners(self, job: JobRecord) -> None:
         for listener in self._listeners:
             try:
                 listener(job)

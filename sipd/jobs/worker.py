@@ -1,8 +1,9 @@
 """The worker process: the only process that touches the device.
 
-It receives ("run", job_id, type, params) over a pipe, runs the handler for
-`type`, and sends back progress events and one final message:
-("done", id, result) | ("cancelled", id, reason) | ("failed", id, code, message).
+It receives ("run", job_id, type, params JSON) over a pipe, parses the params
+into their contract (sipd.contracts.jobs), runs the handler for `type`, and
+sends back progress events and one final message: ("done", id, type, result
+JSON) | ("cancelled", id, reason) | ("failed", id, code, message).
 State that should stay warm between jobs (inference sessions) lives in
 module globals of sipd.jobs.handlers, which only this process imports.
 """
@@ -10,6 +11,7 @@ module globals of sipd.jobs.handlers, which only this process imports.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -19,27 +21,29 @@ import time
 import traceback
 from typing import Any
 
+from sipd.contracts.jobs import parse_params
+from sipd.contracts.worker_settings import WorkerSettings
 from sipd.errors import Code, SipError
 from sipd.progress import JobCancelled, JobContext, ProgressEvent
 
 
-def worker_main(conn: Any, cancel_event: Any, device: str, settings: dict[str, Any]) -> None:
+def worker_main(conn: Any, cancel_event: Any, device: str, settings: WorkerSettings) -> None:
     # Ctrl-C in a terminal reaches the whole process group; the daemon decides
     # how the running job ends, so the worker ignores SIGINT.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(
-        level=settings.get("log_level", "INFO").upper(),
+        level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s worker[%(process)d] %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    threads = int(settings.get("threads") or 0)
+    threads = settings.threads
     if threads:
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     # GDAL's block cache defaults to 5% of RAM, and reading a large scene tile
     # by tile fills whatever it may: bounded, the worker's memory stays flat
     # with scene size. GDAL takes the setting when it first caches a block,
     # which no code in this process has done yet.
-    cache_mb = int(settings.get("inference", {}).get("gdal_cache_mb") or 0)
+    cache_mb = settings.inference.gdal_cache_mb
     if cache_mb > 0:
         os.environ["GDAL_CACHEMAX"] = str(cache_mb)
     from sipd.jobs import handlers  # after the environment is set for torch/onnxruntime
@@ -65,7 +69,7 @@ def worker_main(conn: Any, cancel_event: Any, device: str, settings: dict[str, A
             return  # the daemon is gone
         if message[0] == "stop":
             return
-        _, job_id, job_type, params = message
+        _, job_id, job_type, params_json = message
 
         def emit(event: ProgressEvent, job_id: int = job_id) -> None:
             send(("progress", job_id, dataclasses.asdict(event)))
@@ -74,7 +78,8 @@ def worker_main(conn: Any, cancel_event: Any, device: str, settings: dict[str, A
             device, emit, cancel_event, logging.getLogger(f"sipd.job.{job_id}"), settings
         )
         try:
-            result = handlers.run(job_type, params, ctx)
+            params = parse_params(job_type, json.loads(params_json))
+            result = handlers.run(params, ctx)
         except JobCancelled as exc:
             send(("cancelled", job_id, str(exc)))
         except SipError as exc:
@@ -92,7 +97,7 @@ def worker_main(conn: Any, cancel_event: Any, device: str, settings: dict[str, A
             log.error("job %s (%s) failed:\n%s", job_id, job_type, traceback.format_exc())
             send(("failed", job_id, Code.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"))
         else:
-            send(("done", job_id, result))
+            send(("done", job_id, job_type, result.model_dump_json()))
 
 
 def _exit_with_parent() -> None:

@@ -48,6 +48,8 @@ class PatchCNN(nn.Module):
         self.hparams = {"width": width, "blocks": blocks}
         self.receptive_margin = 1 + 2 * blocks
         self.size_multiple = 1
+        # No pooling: every pixel sits alike, so a tile edge needs the full margin.
+        self.seamless_margin = self.receptive_margin
         self.body = nn.Sequential(
             conv_bn_relu(in_channels, width), *[_Residual(width) for _ in range(blocks)]
         )

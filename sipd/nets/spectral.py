@@ -33,6 +33,8 @@ class SpectralMLP(nn.Module):
         self.hparams = {"hidden": hidden, "layers": layers, "dropout": dropout}
         self.receptive_margin = 0
         self.size_multiple = 1
+        # No pooling: every pixel sits alike, so a tile edge needs the full margin.
+        self.seamless_margin = self.receptive_margin
         mods: list[nn.Module] = []
         channels = in_channels
         for _ in range(layers):

@@ -1,4 +1,4 @@
-"""Shared servicer plumbing: error mapping, resource names, paging, job conversion."""
+"""Shared servicer plumbing: error mapping, resource names, paging, timestamps."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import timestamp_pb2
 from sipapi.v1 import common_pb2
 
 from sipd.errors import Code, InvalidArgument, SipError
@@ -135,76 +135,17 @@ def timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
     return ts
 
 
-_RESULT_FIELDS = {
-    "inspect": "inspect",
-    "diagnostics": "diagnostics",
-    "prepare": "prepare",
-    "train": "train",
-    "test": "test",
-    "predict": "predict",
-    "export": "export",
-    "preprocess": "preprocess",
-}
-
-
-def job_to_proto(job: dict[str, Any]) -> common_pb2.Job:
-    msg = common_pb2.Job(
-        name=f"jobs/{job['id']}",
-        type=job["type"],
-        state=common_pb2.Job.State.Value(job["state"]),
-        project=f"projects/{job['project']}" if job["project"] else "",
-        error=job["error"],
-        error_code=job["error_code"],
-        source=job["source"],
-    )
-    for field in ("create_time", "start_time", "end_time"):
-        ts = timestamp(job[field])
-        if ts is not None:
-            getattr(msg, field).CopyFrom(ts)
-    params = struct_pb2.Struct()
-    params.update(job["params"])
-    msg.params.CopyFrom(params)
-    progress = job["progress"]
-    if progress:
-        msg.progress.stage = progress.get("stage", "")
-        msg.progress.fraction = progress.get("fraction", 0.0)
-        msg.progress.message = progress.get("message", "")
-        msg.progress.eta_seconds = progress.get("eta_seconds", 0.0)
-        for key, value in (progress.get("metrics") or {}).items():
-            msg.progress.metrics[key] = float(value)
-        ts = timestamp(progress.get("time"))
-        if ts is not None:
-            msg.progress.update_time.CopyFrom(ts)
-    if job["state"] == "SUCCEEDED":
-        msg.progress.fraction = 1.0
-    field = _RESULT_FIELDS.get(job["type"])
-    if job["result"] is not None and field:
-        result = accuracy_report(job["result"]) if field == "test" else job["result"]
-        json_format.ParseDict(result, getattr(msg, field), ignore_unknown_fields=True)
-    return msg
-
-
-def accuracy_report(report: dict[str, Any]) -> dict[str, Any]:
-    """A metrics.json test report in AccuracyReport's shape (matrix rows as messages)."""
-    rows = report.get("confusion_matrix", [])
-    return {**report, "confusion_matrix": [{"counts": [int(n) for n in row]} for row in rows]}
-
-
 def label_counts(counts: dict[str, dict[str, int]]) -> list[common_pb2.LabelCount]:
     """{split: {class: pixels}} -> LabelCount messages."""
-    out = []
-    for split, per_class in counts.items():
-        for class_name, pixels in per_class.items():
-            out.append(
-                common_pb2.LabelCount(
-                    class_name=class_name, split=split_enum(split), pixels=int(pixels)
-                )
-            )
-    return out
+    return [
+        common_pb2.LabelCount(class_name=name, split=split_enum(split), pixels=int(pixels))
+        for split, per_class in counts.items()
+        for name, pixels in per_class.items()
+    ]
 
 
 def split_enum(split: str) -> int:
-    return common_pb2.Split.Value(f"SPLIT_{split.upper()}")
+    return common_pb2.Split.Value(f"SPLIT_{str(split).upper()}")
 
 
 def split_name(value: int, default: str = "train") -> str:

@@ -11,13 +11,14 @@ from sipapi.v1 import (
     dataset_pb2_grpc,
 )
 
+from sipd.dataset.summary import read_summary
 from sipd.services.common import (
-    job_to_proto,
     parse_name,
     project_id,
     rpc,
     timestamp,
 )
+from sipd.services.job_results import job_to_proto
 
 if TYPE_CHECKING:
     from sipd.server import Daemon
@@ -25,20 +26,21 @@ if TYPE_CHECKING:
 
 class DatasetServicer(dataset_pb2_grpc.DatasetServiceServicer):
     def __init__(self, daemon: Daemon) -> None:
-        self.pipeline = daemon.pipeline
+        self.requests = daemon.requests
+        self.projects = daemon.projects
 
     @rpc
     def PrepareDataset(
         self, request: dataset_pb2.PrepareDatasetRequest, context: grpc.ServicerContext
     ) -> Any:
-        return job_to_proto(self.pipeline.prepare(project_id(request.parent), request.chip_size))
+        return job_to_proto(self.requests.prepare(project_id(request.parent), request.chip_size))
 
     @rpc
     def GetDataset(
         self, request: dataset_pb2.GetDatasetRequest, context: grpc.ServicerContext
     ) -> Any:
         (pid,) = parse_name(request.name, "projects/{}/dataset", "dataset name")
-        d = self.pipeline.dataset(pid)
+        d = read_summary(self.projects, pid)
         names = {int(c["value"]): c["name"] for c in d["classes"]}
         counts = [
             common_pb2.LabelCount(

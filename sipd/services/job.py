@@ -10,8 +10,8 @@ import grpc
 from sipapi.v1 import common_pb2, job_pb2, job_pb2_grpc
 
 from sipd.errors import InvalidArgument
-from sipd.services.common import _page_size, job_id, job_to_proto, project_id, rpc
-from sipd.store import FINAL_STATES
+from sipd.services.common import _page_size, job_id, project_id, rpc
+from sipd.services.job_results import job_to_proto
 
 if TYPE_CHECKING:
     from sipd.server import Daemon
@@ -41,14 +41,14 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
             before = int(request.page_token)
         state = common_pb2.Job.State.Name(request.state) if request.state else ""
         project = project_id(request.project) if request.project else ""
-        jobs = self.engine.store.list_jobs(
+        jobs = self.engine.list(
             state=state, type_=request.type, project=project, before_id=before, limit=size + 1
         )
         more = len(jobs) > size
         jobs = jobs[:size]
         return job_pb2.ListJobsResponse(
             jobs=[job_to_proto(j) for j in jobs],
-            next_page_token=str(jobs[-1]["id"]) if more else "",
+            next_page_token=str(jobs[-1].id) if more else "",
         )
 
     @rpc
@@ -67,13 +67,13 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
             job = self.engine.get(jid)
             sequence = 1
             yield common_pb2.JobEvent(job=job_to_proto(job), sequence=sequence)
-            while job["state"] not in FINAL_STATES and context.is_active():
+            while not job.final and context.is_active():
                 try:
                     job = events.get(timeout=1.0)
                 except queue.Empty:
                     # A missed event (full queue) never leaves a stream hanging.
                     job = self.engine.get(jid)
-                    if job["state"] not in FINAL_STATES:
+                    if not job.final:
                         continue
                 sequence += 1
                 yield common_pb2.JobEvent(job=job_to_proto(job), sequence=sequence)

@@ -12,6 +12,8 @@ from sipapi.v1 import (
     labeling_pb2_grpc,
 )
 
+from sipd.contracts.job_record import JobState
+from sipd.contracts.jobs import MasksResult
 from sipd.errors import InvalidArgument
 from sipd.services.common import (
     label_counts,
@@ -23,6 +25,7 @@ from sipd.services.common import (
     split_name,
     timestamp,
 )
+from sipd.services.job_results import mask_summary
 
 if TYPE_CHECKING:
     from sipd.server import Daemon
@@ -74,6 +77,8 @@ def _coordinates(value: int) -> str:
 class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
     def __init__(self, daemon: Daemon) -> None:
         self.projects = daemon.projects
+        self.requests = daemon.requests
+        self.engine = daemon.engine
 
     @rpc
     def CreateScene(
@@ -191,24 +196,14 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
     def ComputeMasks(
         self, request: labeling_pb2.ComputeMasksRequest, context: grpc.ServicerContext
     ) -> Any:
+        # Long work runs in the worker like every other job; this call waits for it.
         pid = project_id(request.parent)
         ids = [s.rsplit("/", 1)[-1] for s in request.scenes]
-        scenes = self.projects.compute_masks(pid, ids)
-        totals: dict[str, dict[str, int]] = {}
-        out = []
-        for s in scenes:
-            for split, per_class in s["counts"].items():
-                for name, n in per_class.items():
-                    totals.setdefault(split, {})
-                    totals[split][name] = totals[split].get(name, 0) + int(n)
-            out.append(
-                labeling_pb2.SceneMasks(
-                    scene=f"projects/{pid}/scenes/{s['scene']}",
-                    paths=s["paths"],
-                    counts=label_counts(s["counts"]),
-                    conflicting_pixels=s["conflicting_pixels"],
-                    pixels_in_several_splits=s["pixels_in_several_splits"],
-                )
-            )
-        return labeling_pb2.MaskSummary(scenes=out, totals=label_counts(totals))
-
+        job = self.requests.masks(pid, ids)
+        while not job.final and context.is_active():
+            job = self.engine.wait(job.id, timeout=1.0)
+        if not job.final:
+            self.engine.cancel(job.id, "cancelled: the ComputeMasks caller went away")
+        if job.state != JobState.SUCCEEDED or not isinstance(job.result, MasksResult):
+            raise job.failure()
+        return mask_summary(pid, job.result)

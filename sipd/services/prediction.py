@@ -5,19 +5,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from google.protobuf import json_format
 from sipapi.v1 import (
     prediction_pb2,
     prediction_pb2_grpc,
 )
 
+from sipd.contracts.job_record import JobState
+from sipd.contracts.jobs import PredictResult
 from sipd.errors import InvalidArgument
+from sipd.job_requests import PredictOptions
 from sipd.modelrepo import parse_model_name
-from sipd.pipeline import StreamHeader, job_error
-from sipd.services.common import (
-    job_to_proto,
-    rpc,
-)
+from sipd.services.common import rpc
+from sipd.services.job_results import job_to_proto, scene_prediction
+from sipd.stream_upload import StreamHeader
 
 if TYPE_CHECKING:
     from sipd.server import Daemon
@@ -25,25 +25,26 @@ if TYPE_CHECKING:
 
 class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
     def __init__(self, daemon: Daemon) -> None:
-        self.pipeline = daemon.pipeline
+        self.requests = daemon.requests
+        self.streams = daemon.streams
         self.chunk_bytes = daemon.config.inference.stream_chunk_bytes
 
     @rpc
     def Predict(self, request: prediction_pb2.PredictRequest, context: grpc.ServicerContext) -> Any:
         pid, version = parse_model_name(request.model)
-        options = {
-            "confidence": request.confidence or bool(request.confidence_path),
-            "confidence_path": request.confidence_path,
-            "probabilities": request.probabilities,
-            "quicklook": request.quicklook,
-            "background_mask": request.background_mask,
-            "tile_size": request.tile_size,
-            "batch_size": request.batch_size,
-            "overwrite": request.overwrite,
-        }
         if request.tile_size < 0 or request.batch_size < 0:
             raise InvalidArgument("tile_size and batch_size must not be negative")
-        job = self.pipeline.predict(pid, version, list(request.inputs), request.output, options)
+        options = PredictOptions(
+            confidence=request.confidence or bool(request.confidence_path),
+            confidence_path=request.confidence_path,
+            probabilities=request.probabilities,
+            quicklook=request.quicklook,
+            background_mask=request.background_mask,
+            tile_size=request.tile_size,
+            batch_size=request.batch_size,
+            overwrite=request.overwrite,
+        )
+        job = self.requests.predict(pid, version, list(request.inputs), request.output, options)
         return job_to_proto(job)
 
     @rpc
@@ -53,27 +54,25 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
             raise InvalidArgument(
                 "the first PredictStream message must be a header (model, encoding, total_bytes)"
             )
-        upload = self.pipeline.open_stream(_stream_header(first.header))
+        upload = self.streams.open(_stream_header(first.header))
         job_id = None
         try:
             for message in request_iterator:
                 if message.WhichOneof("part") != "chunk":
                     raise InvalidArgument("only the first PredictStream message may be a header")
                 upload.write(message.chunk)
-            job = self.pipeline.predict_upload(upload)
-            job_id = job["id"]
-            job = self.pipeline.wait_for(job_id, context.is_active)
-            if job["state"] != "SUCCEEDED":
-                raise job_error(job)
-            scene = dict(job["result"]["scenes"][0])
-            # Paths inside the daemon's spool mean nothing to a remote client.
-            for key in ("input", "output", "confidence", "probabilities", "quicklook"):
-                scene.pop(key, None)
+            job = self.streams.submit(upload)
+            job_id = job.id
+            job = self.streams.wait_for(job_id, context.is_active)
+            if job.state != JobState.SUCCEEDED or not isinstance(job.result, PredictResult):
+                raise job.failure()
             label_bytes, confidence_bytes, chunks = upload.outputs(self.chunk_bytes)
             result = prediction_pb2.PredictStreamResult(
-                label_bytes=label_bytes, confidence_bytes=confidence_bytes
+                label_bytes=label_bytes,
+                confidence_bytes=confidence_bytes,
+                # Paths inside the daemon's spool mean nothing to a remote client.
+                prediction=scene_prediction(job.result.scenes[0], with_paths=False),
             )
-            json_format.ParseDict(scene, result.prediction, ignore_unknown_fields=True)
             yield prediction_pb2.PredictStreamResponse(result=result)
             for chunk in chunks:
                 yield prediction_pb2.PredictStreamResponse(chunk=chunk)
@@ -81,7 +80,7 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
             if job_id is not None and context.is_active() is False:
                 # The client left while the job ran or its bytes were sent back:
                 # nothing may write into the spool once it is removed.
-                self.pipeline.wait_for(job_id, lambda: False)
+                self.streams.wait_for(job_id, lambda: False)
             upload.cleanup()
 
 
@@ -99,4 +98,3 @@ def _stream_header(h: prediction_pb2.PredictStreamHeader) -> StreamHeader:
         nodata=h.nodata if h.HasField("nodata") else None,
         confidence=h.confidence,
     )
-

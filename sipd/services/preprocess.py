@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING
 import grpc
 from sipapi.v1 import common_pb2, preprocess_pb2, preprocess_pb2_grpc
 
+from sipd.contracts.jobs import InspectParams
 from sipd.raster import check_readable
-from sipd.services.common import job_to_proto, rpc, unimplemented
+from sipd.services.common import rpc, unimplemented
+from sipd.services.job_results import job_to_proto
 
 if TYPE_CHECKING:
     from sipd.server import Daemon
@@ -27,7 +29,7 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServiceServicer):
         # not a failed job later.
         check_readable(path)
         job = self.daemon.engine.submit(
-            "inspect", {"path": str(path), "statistics": request.statistics}
+            InspectParams(path=str(path), statistics=request.statistics)
         )
         return job_to_proto(job)
 

@@ -32,7 +32,7 @@ def project_to_proto(p: dict[str, Any], models: list[dict[str, Any]]) -> project
         scene_count=p["scene_count"],
         roi_count=p["roi_count"],
         model_count=len(models),
-        latest_model=models[0]["name"] if models else "",
+        latest_model=models[0].name if models else "",
     )
     msg.create_time.CopyFrom(timestamp(p["create_time"]))
     return msg

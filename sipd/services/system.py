@@ -9,8 +9,10 @@ import grpc
 from sipapi.v1 import common_pb2, system_pb2, system_pb2_grpc
 
 from sipd import __version__
+from sipd.contracts.jobs import DiagnosticsParams
 from sipd.errors import InvalidArgument
-from sipd.services.common import job_to_proto, rpc, timestamp
+from sipd.services.common import rpc, timestamp
+from sipd.services.job_results import job_to_proto
 
 if TYPE_CHECKING:
     from sipd.server import Daemon
@@ -57,5 +59,5 @@ class SystemServicer(system_pb2_grpc.SystemServiceServicer):
             raise InvalidArgument(f"seconds must be in (0, 600], got {seconds}")
         if not 64 <= size <= 16384:
             raise InvalidArgument(f"matrix_size must be in 64..16384, got {size}")
-        job = self.daemon.engine.submit("diagnostics", {"seconds": seconds, "matrix_size": size})
+        job = self.daemon.engine.submit(DiagnosticsParams(seconds=seconds, matrix_size=size))
         return job_to_proto(job)

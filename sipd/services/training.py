@@ -5,94 +5,106 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from google.protobuf import empty_pb2, json_format
+from google.protobuf import empty_pb2
 from sipapi.v1 import (
     common_pb2,
     training_pb2,
     training_pb2_grpc,
 )
 
+from sipd.contracts.jobs import AccuracyReport, EpochMetrics, TrainResult
 from sipd.errors import InvalidArgument
-from sipd.modelrepo import parse_model_name
+from sipd.job_requests import TrainOptions
+from sipd.modelrepo import ModelVersion, parse_model_name
 from sipd.services.common import (
-    accuracy_report,
-    job_to_proto,
     page,
     project_id,
     rpc,
     timestamp,
 )
+from sipd.services.job_results import accuracy_report, job_to_proto, scene_name, train_result
 
 if TYPE_CHECKING:
     from sipd.server import Daemon
 
 
-def model_to_proto(m: dict[str, Any]) -> training_pb2.Model:
-    meta = m["meta"]
-    tile = meta.get("tile", {})
+def model_to_proto(m: ModelVersion) -> training_pb2.Model:
+    card = m.card
     msg = training_pb2.Model(
-        name=m["name"],
-        version=m["version"],
-        path=m["path"],
-        arch=meta.get("architecture", {}).get("name", ""),
+        name=m.name,
+        version=m.version,
+        path=str(m.path),
+        arch=card.architecture.name,
         classes=[
-            common_pb2.ClassDef(value=c["value"], name=c["name"], color=c.get("color", ""))
-            for c in meta.get("classes", [])
+            common_pb2.ClassDef(value=c.value, name=c.name, color=c.color) for c in card.classes
         ],
-        bands=meta.get("bands", []),
-        tile_size=int(tile.get("size", 0)),
-        tile_halo=int(tile.get("halo", 0)),
-        model_yaml=m["yaml"],
+        bands=list(card.bands),
+        tile_size=card.tile.size,
+        tile_halo=card.tile.halo,
+        model_yaml=m.card_yaml,
+        derived_from=card.derived_from or "",
     )
-    msg.create_time.CopyFrom(timestamp(m["mtime"]))
-    train = m["metrics"].get("train")
-    if train:
-        msg.training.model = m["name"]
-        msg.training.version = m["version"]
-        msg.training.best_epoch = int(train.get("best_epoch", 0))
-        msg.training.best_val_accuracy = float(train.get("best_val_accuracy", 0.0))
-        msg.training.epochs_run = len(train.get("history", []))
-        msg.training.seconds = float(train.get("seconds", 0.0))
-        msg.training.onnx_max_abs_diff = float(meta.get("onnx_check", {}).get("max_abs_diff", 0.0))
-        for h in train.get("history", []):
-            json_format.ParseDict(h, msg.training.history.add(), ignore_unknown_fields=True)
-    test = m["metrics"].get("test")
-    if test:
-        json_format.ParseDict(accuracy_report(test), msg.test, ignore_unknown_fields=True)
+    msg.create_time.CopyFrom(timestamp(m.create_time))
+    if m.training is not None:
+        msg.training.CopyFrom(train_result(_training_of(m)))
+    for evaluation in m.evaluations:
+        report = AccuracyReport.model_validate(
+            {k: v for k, v in evaluation.report.items() if k in AccuracyReport.model_fields}
+        )
+        scenes = [scene_name(m.project, s) for s in evaluation.scenes]
+        msg.evaluations.append(accuracy_report(report, m.name, scenes))
+    if m.evaluations:
+        msg.test.CopyFrom(msg.evaluations[-1])
     return msg
+
+
+def _training_of(m: ModelVersion) -> TrainResult:
+    """The version's metrics.json "train" section in the train job's result shape."""
+    train = m.training or {}
+    history = [EpochMetrics(**h) for h in train.get("history", [])]
+    check = m.card.onnx_check
+    return TrainResult(
+        project=m.project,
+        version=m.version,
+        epochs_run=len(history),
+        best_epoch=int(train.get("best_epoch", 0)),
+        best_val_accuracy=train.get("best_val_accuracy"),
+        history=history,
+        onnx_max_abs_diff=check.max_abs_diff if check is not None else 0.0,
+        seconds=float(train.get("seconds", 0.0)),
+    )
 
 
 class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
     def __init__(self, daemon: Daemon) -> None:
-        self.pipeline = daemon.pipeline
+        self.requests = daemon.requests
         self.models = daemon.models
-        self.projects = daemon.projects
 
     @rpc
     def Train(self, request: training_pb2.TrainRequest, context: grpc.ServicerContext) -> Any:
         if request.epochs < 0 or request.batch_size < 0 or request.learning_rate < 0:
             raise InvalidArgument("epochs, batch_size and learning_rate must not be negative")
-        options: dict[str, Any] = {
-            "arch": request.arch,
-            "epochs": request.epochs,
-            "batch_size": request.batch_size,
-            "learning_rate": request.learning_rate,
-            "class_weights": list(request.class_weights),
-            "balanced": request.balanced_class_weights,
-            "no_augment": request.no_augment,
-            "chip_size": request.chip_size,
-        }
-        if request.HasField("seed"):
-            options["seed"] = request.seed
-        if request.HasField("patience"):
-            options["patience"] = request.patience
-        return job_to_proto(self.pipeline.train(project_id(request.parent), options))
+        if request.chip_size < 0:
+            raise InvalidArgument("chip_size must not be negative (0: the configured default)")
+        options = TrainOptions(
+            arch=request.arch,
+            epochs=request.epochs,
+            batch_size=request.batch_size,
+            learning_rate=request.learning_rate,
+            chip_size=request.chip_size,
+            seed=request.seed if request.HasField("seed") else 0,
+            class_weights=tuple(request.class_weights),
+            balanced=request.balanced_class_weights,
+            augment=not request.no_augment,
+            patience=request.patience if request.HasField("patience") else None,
+        )
+        return job_to_proto(self.requests.train(project_id(request.parent), options))
 
     @rpc
     def Test(self, request: training_pb2.TestRequest, context: grpc.ServicerContext) -> Any:
         pid, version = parse_model_name(request.model)
         scenes = [s.rsplit("/", 1)[-1] for s in request.scenes]
-        return job_to_proto(self.pipeline.test(pid, version, scenes))
+        return job_to_proto(self.requests.test(pid, version, scenes))
 
     @rpc
     def ListModels(
@@ -107,7 +119,7 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
     @rpc
     def GetModel(self, request: training_pb2.GetModelRequest, context: grpc.ServicerContext) -> Any:
         pid, version = parse_model_name(request.name)
-        return model_to_proto(self.pipeline.model(pid, version))
+        return model_to_proto(self.requests.model(pid, version))
 
     @rpc
     def DeleteModel(
@@ -124,5 +136,4 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
         self, request: training_pb2.ExportModelRequest, context: grpc.ServicerContext
     ) -> Any:
         pid, version = parse_model_name(request.name)
-        return job_to_proto(self.pipeline.export(pid, version, request.fp16))
-
+        return job_to_proto(self.requests.export(pid, version, request.fp16))

@@ -9,10 +9,11 @@ import torch
 from torch import nn
 
 from sipd.errors import FailedPrecondition
+from sipd.modelrepo.layout import CHECKPOINT_FILE as FILE
 from sipd.nets import build_net
 
 FORMAT = "sipd-checkpoint/1"
-FILE = "checkpoint.pt"
+__all__ = ["FILE", "FORMAT", "checkpoint_payload", "load_checkpoint"]
 
 
 def checkpoint_payload(

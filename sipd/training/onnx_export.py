@@ -13,6 +13,9 @@ head stay float32).
 from __future__ import annotations
 
 import copy
+import datetime as dt
+import json
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -21,9 +24,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from sipd.errors import SipError
-from sipd.inference.spec import FP16_FILE
+from sipd.errors import FailedPrecondition, SipError
+from sipd.modelrepo import (
+    FP16_FILE,
+    name_of_folder,
+    publish,
+    read_card,
+    read_training_metrics,
+    staging_folder,
+    version_name,
+    write_card,
+)
+from sipd.modelrepo.card import Fp16Variant, OnnxCheck, Outputs
+from sipd.modelrepo.layout import CHECKPOINT_FILE, GRAPH_FILE, METRICS_FILE, TRAIN_LOG
 from sipd.raster import atomic_path
+from sipd.training.checkpoint import load_checkpoint
 
 OPSET = 17
 INPUT = "input"
@@ -187,41 +202,79 @@ def check_onnx_export(
 
 
 def reexport_model(model_dir: str | Path, *, fp16: bool = False) -> dict[str, Any]:
-    """Export a model folder's checkpoint again with this sipd's exporter (lean head).
+    """Export a published version's checkpoint again, as a NEW version (lean head, fp16 option).
 
-    Rewrites model.onnx (and, with `fp16`, writes model.fp16.onnx for CUDA),
-    each checked against torch before it replaces anything; model.yaml
-    records the checks. Labels do not change: the weights are the same.
-    Returns {"files", "max_abs_diff"} (the float32 graph's check).
+    Version V is read, never written: the graph (and with `fp16` the
+    half-precision variant for CUDA) is exported from V's checkpoint.pt,
+    checked against torch, and published as the next free version N of the
+    same project, whose card says `derived_from: projects/P/models/V`.
+    N gets V's checkpoint.pt, train.log and training metrics (not V's
+    evaluations: they were made on V's graph). The weights are the same,
+    so the labels are too.
+
+    Returns {"model": N's name, "version": N, "model_dir", "derived_from",
+    "files" (N's files), "max_abs_diff" (the float32 graph's check)}.
     """
-    import yaml
+    source = Path(model_dir)
+    source_name = name_of_folder(source)
+    card = read_card(source)
+    if not (source / CHECKPOINT_FILE).is_file():
+        raise FailedPrecondition(
+            f"{source_name} has no {CHECKPOINT_FILE} in {source}; only a version trained by "
+            "sipd (which keeps its weights) can be exported again"
+        )
+    net, _ = load_checkpoint(source)
+    mean, std = list(card.normalization.mean), list(card.normalization.std)
+    project_root = source.parent
+    project = project_root.name
+    with staging_folder(project_root) as stage:
+        check = _export_checked(net, mean, std, stage / GRAPH_FILE, fp16=False)
+        variant = None
+        if fp16:
+            variant = Fp16Variant(
+                file=FP16_FILE,
+                onnx_check=_export_checked(net, mean, std, stage / FP16_FILE, fp16=True),
+            )
+        shutil.copyfile(source / CHECKPOINT_FILE, stage / CHECKPOINT_FILE)
+        if (source / TRAIN_LOG).is_file():
+            shutil.copyfile(source / TRAIN_LOG, stage / TRAIN_LOG)
+        # Training metrics, not V's evaluations: those were made on V's graph.
+        train = read_training_metrics(source)
+        if train is not None:
+            (stage / METRICS_FILE).write_text(json.dumps({"train": train}, indent=2) + "\n")
+        outputs = Outputs(**{name: name for name in OUTPUTS})
 
-    from sipd.training.checkpoint import load_checkpoint
+        def write_versioned(folder: Path, version: int) -> None:
+            write_card(
+                folder,
+                card.model_copy(
+                    update={
+                        "name": version_name(project, version),
+                        "project": project,
+                        "version": version,
+                        "created": dt.datetime.now(dt.UTC).replace(microsecond=0),
+                        "derived_from": source_name,
+                        "outputs": outputs,
+                        "onnx_check": check,
+                        "fp16": variant,
+                    }
+                ),
+            )
 
-    folder = Path(model_dir)
-    net, payload = load_checkpoint(folder)
-    norm = payload.get("normalization") or {}
-    mean, std = norm.get("mean"), norm.get("std")
-    if not mean or not std:
-        raise ExportCheckFailed(f"{folder / 'checkpoint.pt'} holds no normalization to export")
-    written = []
-    checks: dict[str, dict[str, Any]] = {}
-    for variant, name in ((False, "model.onnx"), (True, FP16_FILE)):
-        if variant and not fp16:
-            continue
-        # Exported and checked beside the folder's graph, then renamed over
-        # it: a failed check leaves the working model.onnx untouched.
-        with atomic_path(folder / name) as tmp:
-            export_onnx(net, mean, std, tmp, fp16=variant)
-            checks[name] = check_onnx_export(net, mean, std, tmp, fp16=variant)
-        written.append(str(folder / name))
-    card_path = folder / "model.yaml"
-    card = yaml.safe_load(card_path.read_text()) or {}
-    card["outputs"] = {name: name for name in OUTPUTS}
-    card["onnx_check"] = checks["model.onnx"]
-    if fp16:
-        card["fp16"] = {"file": FP16_FILE, "onnx_check": checks[FP16_FILE]}
-    with atomic_path(card_path) as tmp:
-        tmp.write_text(yaml.safe_dump(card, sort_keys=False, default_flow_style=None, width=100))
-    written.append(str(card_path))
-    return {"files": written, "max_abs_diff": checks["model.onnx"]["max_abs_diff"]}
+        version = publish(stage, project_root, write_versioned)
+    target = project_root / str(version)
+    return {
+        "model": version_name(project, version),
+        "version": version,
+        "model_dir": str(target),
+        "derived_from": source_name,
+        "files": sorted(str(p) for p in target.iterdir() if p.is_file()),
+        "max_abs_diff": check.max_abs_diff,
+    }
+
+
+def _export_checked(
+    net: nn.Module, mean: list[float], std: list[float], path: Path, *, fp16: bool
+) -> OnnxCheck:
+    export_onnx(net, mean, std, path, fp16=fp16)
+    return OnnxCheck(**check_onnx_export(net, mean, std, path, fp16=fp16))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import random
@@ -11,18 +12,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 
 from sipd.dataset import load_dataset
+from sipd.device import torch_device
 from sipd.errors import FailedPrecondition, InvalidArgument
+from sipd.modelrepo import ModelCard, publish, staging_folder, version_name, write_card
+from sipd.modelrepo.card import ClassDef, describe
+from sipd.modelrepo.layout import CHECKPOINT_FILE, GRAPH_FILE, METRICS_FILE, TRAIN_LOG
 from sipd.nets import build_net
-from sipd.nets.unet import UNet
 from sipd.progress import JobContext
 from sipd.training import data as training_data
-from sipd.training.checkpoint import FILE as CHECKPOINT_FILE
 from sipd.training.checkpoint import checkpoint_payload
-from sipd.training.device import resolve_device
 from sipd.training.loop import STAGE, FitConfig, fit
-from sipd.training.model_folder import MODEL_FORMAT, publish, staging_folder, write_yaml
 from sipd.training.onnx_export import INPUT, OUTPUTS, check_onnx_export, export_onnx
 
 # An "epoch" is at least this many optimizer steps (see data.epoch_batches).
@@ -31,6 +33,8 @@ MIN_STEPS_PER_EPOCH = 4
 # default U-Net's 48 px halo spend 1.2x the scene's pixels on overlap (512 px
 # tiles: 1.4x) while one tile's activations stay well under 1 GB.
 DEFAULT_TILE_SIZE = 1024
+# Colour map entry of a class that came without one.
+DEFAULT_COLOR = "#808080"
 
 
 def train_model(
@@ -76,7 +80,7 @@ def train_model(
     num_classes = len(classes)
     net_params = dict(arch_params or {})
     log = _Log(ctx)
-    device = resolve_device(ctx.device, ctx.log)
+    device = torch_device(ctx.device, ctx.log)
 
     with torch.random.fork_rng(devices=_rng_devices(device)):
         # Seeds everything the run draws from: weight init and dropout (torch),
@@ -113,8 +117,8 @@ def train_model(
     seconds = round(time.time() - started, 3)
     models_root = Path(models_root)
     with staging_folder(models_root) as stage:
-        export_onnx(net, norm["mean"], norm["std"], stage / "model.onnx")
-        onnx_check = check_onnx_export(net, norm["mean"], norm["std"], stage / "model.onnx")
+        export_onnx(net, norm["mean"], norm["std"], stage / GRAPH_FILE)
+        onnx_check = check_onnx_export(net, norm["mean"], norm["std"], stage / GRAPH_FILE)
         log.line(f"# onnx check: max |probability difference| {onnx_check['max_abs_diff']:.3g}")
         torch.save(
             checkpoint_payload(
@@ -132,25 +136,43 @@ def train_model(
             "selection": selection,
             "seconds": seconds,
         }
-        (stage / "metrics.json").write_text(json.dumps({"train": train_metrics}, indent=2) + "\n")
-        (stage / "train.log").write_text("\n".join(log.lines) + "\n")
-        card = {
-            "classes": classes, "bands": list(bands), "normalization": norm, "tile": tile,
-            "arch": arch, "params": dict(net.hparams), "summary": summary,
-            "weights": [round(float(w), 6) for w in weight],
-            "training": dict(
+        (stage / METRICS_FILE).write_text(json.dumps({"train": train_metrics}, indent=2) + "\n")
+        (stage / TRAIN_LOG).write_text("\n".join(log.lines) + "\n")
+        names = {c["value"]: c["name"] for c in classes}
+        labeled = summary["labeled_pixels"]
+        # Built (and so checked) before publishing; the version and time are set per attempt.
+        draft = ModelCard(
+            name=version_name(project, 1), project=project, version=1,
+            created=dt.datetime.now(dt.UTC),
+            classes=classes,
+            bands=list(bands),
+            input={"name": INPUT, "dtype": "float32", "layout": "NCHW"},
+            outputs={name: name for name in OUTPUTS},
+            normalization={"mean": [float(m) for m in norm["mean"]],
+                           "std": [float(s) for s in norm["std"]]},
+            tile=tile,
+            architecture={"name": arch, "params": dict(net.hparams)},
+            training=dict(
                 epochs=epochs, epochs_run=len(result.history), best_epoch=result.best_epoch,
                 seed=seed, batch_size=batch_size, learning_rate=learning_rate,
                 augment=augment, patience=patience, device=str(device), selection=selection,
+                class_weights=[round(float(w), 6) for w in weight],
+                scenes=[sc["name"] for sc in summary["scenes"]],
+                labeled_pixels={
+                    split: {names.get(int(k), str(k)): n for k, n in labeled.get(split, {}).items()}
+                    for split in ("train", "val")
+                },
             ),
-            "onnx_check": onnx_check,
-        }
+            onnx_check=onnx_check,
+        )
 
-        def write_card(version: int) -> None:
-            write_yaml(stage / "model.yaml", _model_yaml(project, version, card))
+        def write_versioned(folder: Path, version: int) -> None:
+            created = dt.datetime.now(dt.UTC).replace(microsecond=0)
+            write_card(folder, draft.model_copy(update={
+                "name": version_name(project, version), "version": version, "created": created}))
 
         ctx.check_cancelled()
-        version = publish(stage, models_root, write_card)
+        version = publish(stage, models_root, write_versioned)
     ctx.progress("export", 1.0, f"model version {version}", force=True)
     model_dir = models_root / str(version)
     ctx.log.info("model %s written to %s", version, model_dir)
@@ -167,43 +189,14 @@ def train_model(
     }
 
 
-def _model_yaml(project: str, version: int, card: dict[str, Any]) -> dict[str, Any]:
-    names = {c["value"]: c["name"] for c in card["classes"]}
-    labeled = card["summary"]["labeled_pixels"]
-    training = {
-        **card["training"],
-        "class_weights": card["weights"],
-        "scenes": [s["name"] for s in card["summary"]["scenes"]],
-        "labeled_pixels": {
-            split: {names.get(k, str(k)): n for k, n in labeled.get(split, {}).items()}
-            for split in ("train", "val")
-        },
-    }
-    return {
-        "format": MODEL_FORMAT,
-        "name": f"projects/{project}/models/{version}",
-        "project": project,
-        "version": version,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "classes": card["classes"],
-        "bands": card["bands"],
-        "input": {"name": INPUT, "dtype": "float32", "layout": "NCHW"},
-        "outputs": {name: name for name in OUTPUTS},
-        "normalization": {
-            "mean": [float(m) for m in card["normalization"]["mean"]],
-            "std": [float(s) for s in card["normalization"]["std"]],
-        },
-        "tile": card["tile"],
-        "architecture": {"name": card["arch"], "params": card["params"]},
-        "training": training,
-        "onnx_check": card["onnx_check"],
-    }
-
-
 def tile_defaults(net: torch.nn.Module, tile_size: int = DEFAULT_TILE_SIZE) -> dict[str, int]:
-    """model.yaml `tile`: size, the halo that makes tiles seamless, and the size multiple."""
+    """model.yaml `tile`: size, the halo that makes tiles seamless, and the size multiple.
+
+    The halo is the net's own `seamless_margin` (the context a tile aligned to
+    the size-multiple grid needs), rounded up to whole grid cells.
+    """
     multiple = int(net.size_multiple)
-    halo = max(math.ceil(seamless_margin(net) / multiple) * multiple, multiple)
+    halo = max(math.ceil(int(net.seamless_margin) / multiple) * multiple, multiple)
     size = math.ceil(tile_size / multiple) * multiple
     if size <= 2 * halo:
         raise InvalidArgument(
@@ -211,53 +204,6 @@ def tile_defaults(net: torch.nn.Module, tile_size: int = DEFAULT_TILE_SIZE) -> d
             f"architecture; use tile_size > {2 * halo} (e.g. {DEFAULT_TILE_SIZE})"
         )
     return {"size": size, "halo": halo, "multiple": multiple}
-
-
-def seamless_margin(net: torch.nn.Module) -> int:
-    """Context per side a tile needs so that its core equals a whole-image pass.
-
-    `receptive_margin` holds for a pixel anywhere; the predictor aligns tiles
-    to the pooling grid (`size_multiple`), so a core starts and ends on cell
-    borders, and for a U-Net the reach across a tile edge is smaller: 46 px
-    instead of 51 at depth 3, i.e. a 48 px halo instead of 56 (3% less work
-    with 1024 px tiles). Checked against whole-image passes by the tests.
-    """
-    if isinstance(net, UNet):
-        return _unet_edge_reach(int(net.hparams["depth"]))
-    return int(net.receptive_margin)
-
-
-def _unet_edge_reach(depth: int) -> int:
-    """Farthest input pixel beyond a tile edge that a core pixel of a grid-aligned U-Net sees.
-
-    Follows, in 1-D (rows and columns alike), the interval of input pixels an
-    output pixel depends on: two 3x3 convs widen it by 2 cells per block, a 2x
-    max pool maps cell c to pixels 2c and 2c+1 below it, nearest upsampling
-    maps pixel p to cell p // 2 of the level above. A core pixel at offset j
-    of its pooling cell (of `m` pixels) lies j pixels inside the core's left
-    edge and m - 1 - j inside its right edge.
-    """
-
-    def encoder(level: int, lo: int, hi: int) -> tuple[int, int]:
-        lo, hi = lo - 2, hi + 2
-        return (lo, hi) if level == 0 else encoder(level - 1, 2 * lo, 2 * hi + 1)
-
-    def decoder(level: int, lo: int, hi: int) -> tuple[int, int]:
-        lo, hi = lo - 2, hi + 2
-        skip = encoder(level, lo, hi)
-        if level + 1 == depth:
-            below = encoder(depth, lo // 2, hi // 2)
-        else:
-            below = decoder(level + 1, lo // 2, hi // 2)
-        return min(skip[0], below[0]), max(skip[1], below[1])
-
-    m = 2**depth
-    origin = 16 * m  # any cell border away from the scene edge
-    reach = 0
-    for j in range(m):
-        lo, hi = decoder(0, origin + j, origin + j)
-        reach = max(reach, origin + j - lo - j, hi - (origin + j) - (m - 1 - j))
-    return reach
 
 
 def _check_classes(classes: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -275,6 +221,13 @@ def _check_classes(classes: list[dict[str, Any]]) -> list[dict[str, Any]]:
             f"class values must be 1..K without gaps (label k is class k), got "
             f"{[c['value'] for c in out]}"
         )
+    for c in out:
+        c["color"] = c["color"] or DEFAULT_COLOR
+        # Checked now as the model card will check it, not after the whole training run.
+        try:
+            ClassDef.model_validate(c)
+        except ValidationError as exc:
+            raise InvalidArgument(f"class {c['name']!r}: {describe(exc)}") from None
     return out
 
 

@@ -1,11 +1,15 @@
 """Running scenes: queued rows -> predict jobs -> outputs, retries, failed/.
 
-A job carries up to BATCH scenes of one watch. When a batch fails for a
-reason of its own input (INVALID_ARGUMENT and the like) each of its scenes
-is run again alone, so one bad file fails only itself. Transient failures
-(a worker crash, an interrupted daemon) are retried with exponential
-backoff up to watch.retries times. The model named "latest" is resolved
-when a batch is submitted.
+A job carries up to BATCH scenes of one watch. Its scenes move from QUEUED to
+RUNNING in the transaction that inserts the job (WatchQueue.attach as the
+engine's on_insert hook): a crash leaves either both or neither.
+
+When a batch fails for a reason of its own input (INVALID_ARGUMENT and the
+like) each of its scenes is run again alone, so one bad file fails only
+itself. Transient failures (sipd.errors.is_transient: a worker crash, an
+interrupted daemon) are retried with exponential backoff up to
+watch.retries times (`failure_action`). The model named "latest" is
+resolved when a batch is submitted.
 """
 
 from __future__ import annotations
@@ -14,15 +18,25 @@ import logging
 import queue
 import time
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from sipd.config import WatchConfig
-from sipd.errors import Code, InvalidArgument, NotFound, ResourceExhausted, is_transient
+from sipd.contracts.job_record import JobRecord, JobState
+from sipd.contracts.jobs import PredictItem, PredictResult, ScenePrediction
+from sipd.errors import (
+    Code,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    is_transient,
+)
+from sipd.job_requests import predict_params
 from sipd.jobs.engine import JobEngine
 from sipd.modelrepo import ModelRepository
 from sipd.projects import Projects
-from sipd.store import FINAL_STATES
 from sipd.watch.files import output_base
 from sipd.watch.outputs import (
     delete_unit,
@@ -34,7 +48,7 @@ from sipd.watch.outputs import (
     write_summary,
 )
 from sipd.watch.products import raster_path
-from sipd.watch.queue import WatchQueue, input_of, job_source
+from sipd.watch.queue import ClaimLost, WatchQueue, input_of, job_source
 from sipd.watch.runtime import Runtime, WatchEvents, unit_key
 from sipd.watch.spec import FAILED_DIR, PROCESSED_DIR
 
@@ -77,10 +91,10 @@ class Dispatcher:
         self._last_reconcile = 0.0
         self._round_robin = 0
 
-    def on_job(self, job: dict[str, Any]) -> None:
+    def on_job(self, job: JobRecord) -> None:
         """The engine's listener; called from its threads: hand over and return at once."""
-        if job["state"] in FINAL_STATES and str(job.get("source", "")).startswith("watches/"):
-            self._finished.put(job["id"])
+        if job.final and job.source.startswith("watches/"):
+            self._finished.put(job.id)
             self.wake()
 
     def step(self) -> None:
@@ -117,8 +131,10 @@ class Dispatcher:
                 inflight += 1
 
     def _submit(self, rt: Runtime, rows: list[dict[str, Any]]) -> bool:
+        """One predict job for `rows` (QUEUED, as `claim` read them); True when submitted."""
         spec = rt.spec
-        inputs, ids = [], []
+        items: list[PredictItem] = []
+        ids: list[int] = []
         for row in rows:
             unit = Path(row["path"])
             if unit_key(unit) != (row["size"], row["mtime_ns"]):
@@ -131,47 +147,45 @@ class Dispatcher:
                 self._fail(rt, row, str(exc), job_id=None)
                 continue
             paths = output_paths(Path(spec.outbox), output_base(rt.layout, unit), spec.confidence)
-            inputs.append(
-                {
-                    "path": source,
-                    "output": paths["output"],
-                    "confidence": paths["confidence"],
-                    "probabilities": "",
-                    "quicklook": paths["quicklook"],
-                }
+            items.append(
+                PredictItem(
+                    input=source,
+                    output=paths["output"],
+                    confidence=paths["confidence"],
+                    quicklook=paths["quicklook"],
+                )
             )
             ids.append(row["id"])
         if not ids:
             return False
         try:
             self.projects.get(spec.project)
-            version = self.models.resolve(spec.project, spec.model)
-        except (NotFound, InvalidArgument) as exc:
-            self.queue.release(ids)
+            model = self.models.get(spec.project, self.models.resolve(spec.project, spec.model))
+        except (NotFound, InvalidArgument, FailedPrecondition) as exc:
+            # The rows never left QUEUED: they wait until the project or a usable model exists.
             rt.hold_until = time.monotonic() + HOLD_SECONDS
             self.queue.set_last_error(spec.id, f"waiting: {exc}")
             return False
-        model = f"projects/{spec.project}/models/{version}"
-        params = {
-            "model": model,
-            "model_dir": str(self.models.path(spec.project, version)),
-            "inputs": inputs,
-            "background_mask": "",
-            "tile_size": 0,
-            "batch_size": 0,
-            "overwrite": True,
-        }
+        # overwrite: a retried scene replaces what an earlier attempt left in the outbox.
+        params = predict_params(model, items, overwrite=True)
         try:
             job = self.engine.submit(
-                "predict", params, project=spec.project, source=job_source(spec.id)
+                params,
+                project=spec.project,
+                source=job_source(spec.id),
+                # Runs inside the job's INSERT transaction: job and RUNNING rows, or neither.
+                on_insert=lambda db, job_id: self.queue.attach(ids, job_id, model.name, db),
             )
         except ResourceExhausted:
             # The engine's queue is full of other work: wait, nothing is lost.
-            self.queue.release(ids)
             rt.hold_until = time.monotonic() + HOLD_SECONDS
             return False
-        self.queue.attach(ids, job["id"], model)
-        log.info("watch %s: %d scene(s) -> job %d", spec.id, len(ids), job["id"])
+        except ClaimLost as exc:
+            # A scene was dropped, failed or removed with its watch meanwhile; no job was
+            # made, and the next round reads the queue again.
+            log.info("watch %s: batch not submitted: %s", spec.id, exc)
+            return False
+        log.info("watch %s: %d scene(s) -> job %d", spec.id, len(ids), job.id)
         return True
 
     def _complete(self, job_id: int) -> None:
@@ -179,15 +193,17 @@ class Dispatcher:
         if not rows:
             return
         job = self.engine.get(job_id)
-        if job["state"] not in FINAL_STATES:
+        if not job.final:
             return
         rt = self.runtime(rows[0]["watch"])
         if rt is None:
             return
-        if job["state"] == "SUCCEEDED":
-            scenes = (job["result"] or {}).get("scenes", [])
+        if job.state == JobState.SUCCEEDED:
+            scenes = job.result.scenes if isinstance(job.result, PredictResult) else []
+            # All the job's scenes (finished ones too) in request order, for `_scene_of`.
+            members = [r["id"] for r in self.queue.rows_of_job(job_id, running_only=False)]
             for row in rows:
-                scene = _scene_of(row, scenes, job)
+                scene = _scene_of(row, members.index(row["id"]), len(members), scenes)
                 try:
                     if scene is None:
                         reason = "the predict job returned no result for this scene"
@@ -205,19 +221,19 @@ class Dispatcher:
         if all(r["stopping"] for r in rows):
             self.queue.release(ids)  # stopped by a daemon shutdown: not the scene's fault
             return
-        error = job["error"] or job["state"].lower()
-        code = Code.parse(job["error_code"])
-        if job["state"] == "CANCELLED" or not is_transient(code):
-            if len(rows) > 1 and job["state"] != "CANCELLED":
-                log.info(
-                    "watch %s: job %d failed; retrying its %d scenes one by one",
-                    rt.spec.id,
-                    job_id,
-                    len(rows),
-                )
-                self.queue.split(ids)
-                self.wake()
-                return
+        error = job.error or job.state.lower()
+        action = failure_action(job.state, job.error_code or Code.INTERNAL, len(rows))
+        if action == Action.SPLIT:
+            log.info(
+                "watch %s: job %d failed; retrying its %d scenes one by one",
+                rt.spec.id,
+                job_id,
+                len(rows),
+            )
+            self.queue.split(ids)
+            self.wake()
+            return
+        if action == Action.FAIL:
             for row in rows:
                 self._fail(rt, row, error, job_id)
             return
@@ -227,22 +243,26 @@ class Dispatcher:
                 self._fail(rt, row, f"{error} (gave up after {attempts} attempts)", job_id)
                 continue
             delay = self.config.retry_backoff_seconds * 2 ** row["attempts"]
-            # A crash or out-of-memory may be one file's doing: isolate. An interrupted
-            # daemon (ABORTED) is nobody's: keep the batch.
-            split = len(rows) > 1 and code != Code.ABORTED
-            self.queue.retry([row["id"]], time.time() + delay, split=split)
+            self.queue.retry([row["id"]], time.time() + delay, split=action == Action.RETRY_ALONE)
             if self.events is not None:
                 self.events.scene_retried(rt.spec.id)
             log.warning(
                 "watch %s: %s failed (%s); retry in %.1f s", rt.spec.id, row["path"], error, delay
             )
 
-    def _succeed(self, rt: Runtime, row: dict[str, Any], scene: dict[str, Any], job: dict) -> None:
+    def _succeed(
+        self, rt: Runtime, row: dict[str, Any], scene: ScenePrediction, job: JobRecord
+    ) -> None:
         spec = rt.spec
         unit = Path(row["path"])
         paths = output_paths(Path(spec.outbox), output_base(rt.layout, unit), spec.confidence)
         summary = summary_of(
-            watch_id=spec.id, unit=str(unit), row=row, scene=scene, job=job, paths=paths
+            watch_id=spec.id,
+            unit=str(unit),
+            row=row,
+            scene=scene,
+            job=job,
+            paths=paths,
         )
         # The input's key unchanged: it is the file we classified, not a newer version
         # that arrived under the same name meanwhile (that one is a scene of its own).
@@ -260,11 +280,7 @@ class Dispatcher:
             delete_unit(unit)
         done = self.queue.mark_done(row["id"], {"summary": paths["summary"], "moved_to": dest})
         if done and self.events is not None:
-            self.events.scene_done(
-                spec.id,
-                float(scene.get("seconds") or 0.0),
-                summary["timings"]["total_seconds"],
-            )
+            self.events.scene_done(spec.id, scene.seconds, summary["timings"]["total_seconds"])
 
     def _fail(self, rt: Runtime, row: dict[str, Any], reason: str, job_id: int | None) -> None:
         spec = rt.spec
@@ -295,15 +311,44 @@ class Dispatcher:
                 self.events.scene_failed(spec.id)
 
 
+class Action(StrEnum):
+    """What becomes of the scenes of a job that did not succeed."""
+
+    FAIL = "fail"  # each scene to failed/ with the job's error
+    SPLIT = "split"  # each scene queued again alone, to find the bad one(s)
+    RETRY = "retry"  # queued again after a backoff, as the same batch
+    RETRY_ALONE = "retry_alone"  # queued again after a backoff, each scene alone
+
+
+def failure_action(state: JobState, code: Code, scenes: int) -> Action:
+    """The retry policy: retry only what is transient (sipd.errors.is_transient).
+
+    A failure of the input's own (INVALID_ARGUMENT, INTERNAL, ...) would fail again the
+    same way: a batch is split so one bad file fails only itself, a single scene fails.
+    A cancelled job was stopped by someone: its scenes fail. A transient failure is
+    retried (the caller counts attempts): UNAVAILABLE (the worker died: out of memory or
+    a native crash) or RESOURCE_EXHAUSTED may be one file's doing, so each scene is
+    retried alone; ABORTED (the daemon was interrupted) is nobody's, so the batch stays."""
+    if state == JobState.CANCELLED:
+        return Action.FAIL
+    if not is_transient(code):
+        return Action.SPLIT if scenes > 1 else Action.FAIL
+    if code == Code.ABORTED or scenes == 1:
+        return Action.RETRY
+    return Action.RETRY_ALONE
+
+
 def _scene_of(
-    row: dict[str, Any], scenes: list[dict[str, Any]], job: dict[str, Any]
-) -> dict[str, Any] | None:
+    row: dict[str, Any], index: int, members: int, scenes: list[ScenePrediction]
+) -> ScenePrediction | None:
+    """The result scene of `row`, the `index`-th of the job's `members` scenes.
+
+    Matched by the input the predictor reports; else by position, which holds when the
+    result has one scene per request item (the predictor keeps the request order, and a
+    job's rows in id order are its request order)."""
     for scene in scenes:
-        if input_of(str(scene.get("input", "")), row["path"]):
+        if input_of(scene.input, row["path"]):
             return scene
-    # Fall back on the position in the job's inputs (the predictor keeps the order).
-    inputs = job["params"].get("inputs", [])
-    for i, item in enumerate(inputs):
-        if input_of(item.get("path", ""), row["path"]) and i < len(scenes):
-            return scenes[i]
+    if len(scenes) == members:
+        return scenes[index]
     return None

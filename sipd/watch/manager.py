@@ -109,9 +109,6 @@ class WatchManager:
 
     def start(self) -> None:
         self.sync_config()
-        adopted, requeued = self.queue.recover_submitting()
-        if adopted or requeued:
-            log.info("recovered scenes being submitted: %d adopted, %d requeued", adopted, requeued)
         self.queue.clear_stopping_of_live_jobs()
         logging.getLogger("watchdog.observers.inotify").addFilter(_StopRace(self._stop))
         self._observer = Observer()
@@ -222,7 +219,8 @@ class WatchManager:
         return sum(1 for w in self.queue.list_watches() if w["state"] == ACTIVE)
 
     def stats(self) -> dict[str, dict[str, Any]]:
-        """Per watch: scenes by state, units seen but not queued, paused (for metrics)."""
+        """Per watch: scenes by state, units seen but not queued (and of those, the ones held
+        for their sentinel), paused, and the scanner's passes and rescans (for metrics)."""
         counts = self.queue.counts()
         with self._lock:
             runtimes = dict(self._runtimes)
@@ -233,6 +231,9 @@ class WatchManager:
                 **by_state,
                 "PENDING": len(rt.settler) if rt is not None else 0,
                 "paused": rt.paused if rt is not None else False,
+                "AWAITING_SENTINEL": rt.settler.awaiting_sentinel if rt is not None else 0,
+                "PASSES": rt.passes if rt is not None else 0,
+                "RESCANS": rt.rescans if rt is not None else 0,
             }
         return out
 
@@ -258,7 +259,7 @@ class WatchManager:
         inbox = self.policy.check(spec.inbox, f"{where}: inbox")
         outbox = self.policy.check(spec.outbox, f"{where}: outbox")
         check_folders(inbox, outbox, where)
-        spec.inbox, spec.outbox = str(inbox), str(outbox)
+        spec = spec.model_copy(update={"inbox": str(inbox), "outbox": str(outbox)})
         for other in self.queue.list_watches():
             o: WatchSpec = other["spec"]
             if o.id == spec.id:

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sipd.contracts.job_record import JobRecord
+from sipd.contracts.jobs import ScenePrediction
 from sipd.raster import atomic_path
 from sipd.watch.files import companions, split_ext
 
@@ -38,26 +40,28 @@ def summary_of(
     watch_id: str,
     unit: str,
     row: dict[str, Any],
-    scene: dict[str, Any],
-    job: dict[str, Any],
+    scene: ScenePrediction,
+    job: JobRecord,
     paths: dict[str, str],
 ) -> dict[str, Any]:
     now = time.time()
     detected = row["detect_time"]
+    result = job.result
+    model = f"projects/{result.project}/models/{result.version}" if result is not None else ""
     return {
         "input": unit,
         "input_size": row["size"],
         "input_mtime": row["mtime_ns"] / 1e9,
         "watch": f"watches/{watch_id}",
-        "model": job["result"].get("model") or job["params"].get("model", ""),
-        "provider": job["result"].get("provider", ""),
-        "job": f"jobs/{job['id']}",
-        "width": scene.get("width"),
-        "height": scene.get("height"),
-        "pixels": scene.get("pixels"),
-        "class_pixels": scene.get("class_pixels", {}),
-        "class_area_m2": scene.get("class_area_m2", {}),
-        "pixel_area_m2": scene.get("pixel_area_m2", _pixel_area(scene)),
+        "model": model,
+        "provider": getattr(result, "provider", ""),
+        "job": job.name,
+        "width": scene.width,
+        "height": scene.height,
+        "pixels": scene.pixels,
+        "class_pixels": scene.class_pixels,
+        "class_area_m2": scene.class_area_m2,
+        "pixel_area_m2": scene.pixel_area_m2,
         "outputs": {
             "labels": paths["output"],
             "confidence": paths["confidence"] or None,
@@ -65,23 +69,16 @@ def summary_of(
         },
         "timings": {
             "detected": _iso(row["detect_time"]),
-            "started": _iso(job.get("start_time") or row.get("start_time")),
+            "started": _iso(job.start_time or row.get("start_time")),
             "finished": _iso(now),
             # Seconds the predictor spent on this scene, and from detection to outputs.
-            "predict_seconds": scene.get("seconds"),
-            "mpx_per_s": scene.get("mpx_per_s"),
-            "queued_seconds": round(max(0.0, (job.get("start_time") or now) - detected), 3),
+            "predict_seconds": scene.seconds,
+            "mpx_per_s": scene.mpx_per_s,
+            "queued_seconds": round(max(0.0, (job.start_time or now) - detected), 3),
             "total_seconds": round(max(0.0, now - detected), 3),
         },
         "attempts": row["attempts"] + 1,
     }
-
-
-def _pixel_area(scene: dict[str, Any]) -> float | None:
-    """m² per pixel from the class totals; None when the CRS gave no area."""
-    pixels = sum((scene.get("class_pixels") or {}).values())
-    area = sum((scene.get("class_area_m2") or {}).values())
-    return area / pixels if pixels and area else None
 
 
 def _iso(seconds: float | None) -> str | None:

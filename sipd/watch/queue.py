@@ -3,13 +3,14 @@
 A scene row is keyed by (watch, path, size, mtime): the same bytes at the
 same path are taken once; a changed file is a new row. Row states:
 
-    QUEUED -> SUBMITTING -> RUNNING -> DONE | FAILED
-       ^__________|____________|  (retry, split of a failed batch, shutdown)
+    QUEUED -> RUNNING -> DONE | FAILED
+       ^_________|  (retry, split of a failed batch, shutdown)
 
-SUBMITTING brackets the moment a job is created: the row records the
-highest job id before the submit, so after a crash between the submit and
-the row update, recovery finds the job by its source and inputs instead of
-submitting the scene a second time.
+QUEUED -> RUNNING happens inside the transaction that inserts the scenes'
+predict job (`attach` as the engine's on_insert hook), so the store holds
+either the rows QUEUED and no job, or the job and its rows RUNNING with its
+id: a crash at any point leaves nothing to find again. Rows an older daemon
+left SUBMITTING are settled by store migration 3.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from sipd.store import FINAL_STATES, Store
 from sipd.watch.spec import WatchSpec
 
 ACTIVE, PAUSED = "ACTIVE", "PAUSED"
+
+
+class ClaimLost(Exception):
+    """Scenes read for a batch changed before their job was created; nothing was submitted."""
 
 
 def job_source(watch_id: str) -> str:
@@ -86,9 +91,8 @@ class WatchQueue:
             "SELECT watch, state, COUNT(*) AS n FROM watch_files GROUP BY watch, state"
         )
         for r in rows:
-            state = "QUEUED" if r["state"] == "SUBMITTING" else r["state"]
             if r["watch"] in out:
-                out[r["watch"]][state] += r["n"]
+                out[r["watch"]][r["state"]] += r["n"]
         return out
 
     # -- scenes -------------------------------------------------------------------
@@ -101,9 +105,7 @@ class WatchQueue:
 
     def depth(self) -> int:
         """Scenes waiting across all watches (what watch.queue_limit bounds)."""
-        row = self.store.query_one(
-            "SELECT COUNT(*) FROM watch_files WHERE state IN ('QUEUED', 'SUBMITTING')"
-        )
+        row = self.store.query_one("SELECT COUNT(*) FROM watch_files WHERE state = 'QUEUED'")
         return int(row[0]) if row else 0
 
     def offer(self, watch_id: str, path: str, size: int, mtime_ns: int, limit: int) -> str:
@@ -118,7 +120,7 @@ class WatchQueue:
             if known:
                 return "known"
             waiting = db.execute(
-                "SELECT COUNT(*) FROM watch_files WHERE state IN ('QUEUED', 'SUBMITTING')"
+                "SELECT COUNT(*) FROM watch_files WHERE state = 'QUEUED'"
             ).fetchone()[0]
             if waiting >= limit:
                 return "full"
@@ -141,38 +143,47 @@ class WatchQueue:
         return [r[0] for r in rows]
 
     def claim(self, watch_id: str, batch: int, now: float) -> list[dict[str, Any]]:
-        """Up to `batch` ready scenes of one watch, moved to SUBMITTING (solo ones alone)."""
-        with self.store.transaction() as db:
-            rows = db.execute(
-                "SELECT * FROM watch_files WHERE watch = ? AND state = 'QUEUED' "
-                "AND not_before <= ? ORDER BY solo DESC, id LIMIT ?",
-                (watch_id, now, batch),
-            ).fetchall()
-            if not rows:
-                return []
-            if rows[0]["solo"]:
-                rows = rows[:1]
-            floor = db.execute("SELECT COALESCE(MAX(id), 0) FROM jobs").fetchone()[0]
-            ids = [r["id"] for r in rows]
-            db.execute(
-                f"UPDATE watch_files SET state = 'SUBMITTING', job_floor = ? "
-                f"WHERE id IN ({_marks(ids)})",
-                (floor, *ids),
-            )
+        """Up to `batch` ready scenes of one watch, in id order (a solo one alone).
+
+        Only reads: the rows stay QUEUED until `attach` moves them in the transaction
+        that creates their job, so a crash before that leaves them simply waiting."""
+        rows = self.store.query(
+            "SELECT * FROM watch_files WHERE watch = ? AND state = 'QUEUED' "
+            "AND not_before <= ? ORDER BY solo DESC, id LIMIT ?",
+            (watch_id, now, batch),
+        )
+        if rows and rows[0]["solo"]:
+            rows = rows[:1]
         return [dict(r) for r in rows]
 
-    def attach(self, ids: list[int], job_id: int, model: str) -> None:
-        self.store.execute(
+    def attach(
+        self, ids: list[int], job_id: int, model: str, db: sqlite3.Connection | None = None
+    ) -> None:
+        """QUEUED -> RUNNING with `job_id`; on `db`, the open transaction inserting that job
+        (the engine's on_insert hook), else in a transaction of its own.
+
+        Raises ClaimLost when any of the rows is no longer QUEUED: the caller's transaction
+        then rolls back, and no job exists for scenes that were not all still waiting."""
+        if db is None:
+            with self.store.transaction() as own:
+                self.attach(ids, job_id, model, own)
+            return
+        cur = db.execute(
             f"UPDATE watch_files SET state = 'RUNNING', job = ?, model = ?, start_time = ? "
-            f"WHERE id IN ({_marks(ids)}) AND state = 'SUBMITTING'",
+            f"WHERE id IN ({_marks(ids)}) AND state = 'QUEUED'",
             (job_id, model, time.time(), *ids),
         )
+        if cur.rowcount != len(ids):
+            raise ClaimLost(
+                f"{len(ids) - cur.rowcount} of {len(ids)} scene(s) changed since they were "
+                "read (dropped, failed or their watch removed); not submitted"
+            )
 
     def release(self, ids: list[int], not_before: float = 0.0) -> None:
-        """Back to QUEUED without counting an attempt (nothing ran)."""
+        """Back to QUEUED without counting an attempt (stopped by a shutdown: nothing ran)."""
         self.store.execute(
             f"UPDATE watch_files SET state = 'QUEUED', job = NULL, stopping = 0, not_before = ? "
-            f"WHERE id IN ({_marks(ids)}) AND state IN ('SUBMITTING', 'RUNNING')",
+            f"WHERE id IN ({_marks(ids)}) AND state = 'RUNNING'",
             (not_before, *ids),
         )
 
@@ -207,21 +218,23 @@ class WatchQueue:
     def mark_failed(self, file_id: int, error: str) -> bool:
         cur = self.store.execute(
             "UPDATE watch_files SET state = 'FAILED', error = ?, end_time = ?, stopping = 0 "
-            "WHERE id = ? AND state IN ('QUEUED', 'SUBMITTING', 'RUNNING')",
+            "WHERE id = ? AND state IN ('QUEUED', 'RUNNING')",
             (error, time.time(), file_id),
         )
         return cur.rowcount == 1
 
     def drop(self, file_id: int) -> None:
         """Forget a waiting scene whose file vanished or changed before it ran."""
-        self.store.execute(
-            "DELETE FROM watch_files WHERE id = ? AND state IN ('QUEUED', 'SUBMITTING')",
-            (file_id,),
-        )
+        self.store.execute("DELETE FROM watch_files WHERE id = ? AND state = 'QUEUED'", (file_id,))
 
-    def rows_of_job(self, job_id: int) -> list[dict[str, Any]]:
+    def rows_of_job(self, job_id: int, running_only: bool = True) -> list[dict[str, Any]]:
+        """The scenes of a job in id order, which is the order of its request (`claim`).
+
+        running_only=False adds those already finished (DONE, FAILED keep their job): all
+        of them line up with the job's result scenes one to one."""
+        state = "AND state = 'RUNNING'" if running_only else ""
         rows = self.store.query(
-            "SELECT * FROM watch_files WHERE job = ? AND state = 'RUNNING' ORDER BY id", (job_id,)
+            f"SELECT * FROM watch_files WHERE job = ? {state} ORDER BY id", (job_id,)
         )
         return [dict(r) for r in rows]
 
@@ -258,33 +271,6 @@ class WatchQueue:
             "UPDATE watch_files SET stopping = 0 WHERE state = 'RUNNING' AND job IN "
             "(SELECT id FROM jobs WHERE state IN ('QUEUED', 'RUNNING'))"
         )
-
-    def recover_submitting(self) -> tuple[int, int]:
-        """After a crash: adopt the job a SUBMITTING scene got, or requeue it.
-
-        Returns (adopted, requeued)."""
-        rows = self.store.query("SELECT * FROM watch_files WHERE state = 'SUBMITTING'")
-        adopted = requeued = 0
-        for row in rows:
-            job = self._job_for(row)
-            if job is not None:
-                self.attach([row["id"]], job["id"], job["params"].get("model", ""))
-                adopted += 1
-            else:
-                self.release([row["id"]])
-                requeued += 1
-        return adopted, requeued
-
-    def _job_for(self, row: sqlite3.Row) -> dict[str, Any] | None:
-        jobs = self.store.query(
-            "SELECT id, params FROM jobs WHERE source = ? AND id > ? ORDER BY id",
-            (job_source(row["watch"]), row["job_floor"] or 0),
-        )
-        for job in jobs:
-            params = json.loads(job["params"])
-            if any(input_of(i.get("path", ""), row["path"]) for i in params.get("inputs", [])):
-                return {"id": job["id"], "params": params}
-        return None
 
     def scene_rows(self, ids: Iterable[int]) -> list[dict[str, Any]]:
         ids = list(ids)

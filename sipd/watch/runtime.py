@@ -33,6 +33,11 @@ class Runtime:
     hold_until: float = 0.0  # no dispatch before (no model yet, engine queue full)
     cleaned: bool = False  # leftover temporaries removed from the outbox
     rescan_requested: bool = True  # at start and on resume
+    # Completed scanner passes over this watch (paused or not) and full rescans of its inbox:
+    # a stuck scanner shows as counters that stop rising, and a test can wait for "the
+    # scanner looked again" instead of sleeping.
+    passes: int = 0
+    rescans: int = 0
 
 
 def unit_key(unit: Path) -> tuple[int, int] | None:

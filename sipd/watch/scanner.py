@@ -68,14 +68,14 @@ class Scanner:
         self._drain_events(runtimes, now)
         full = False
         for rt in runtimes.values():
-            if rt.paused:
-                continue
-            if not rt.cleaned:
-                self._clean_outbox(rt)
-            if rt.rescan_requested or now >= rt.next_scan:
-                self._rescan(rt, now)
-            if not full:
-                full = self._offer_ready(rt, now)
+            if not rt.paused:
+                if not rt.cleaned:
+                    self._clean_outbox(rt)
+                if rt.rescan_requested or now >= rt.next_scan:
+                    self._rescan(rt, now)
+                if not full:
+                    full = self._offer_ready(rt, now)
+            rt.passes += 1  # counted once the pass is complete, a paused watch's too
 
     def _drain_events(self, runtimes: dict[str, Runtime], now: float) -> None:
         while True:
@@ -108,6 +108,7 @@ class Scanner:
             if key is None or (str(unit), *key) in known:
                 continue
             rt.settler.touch(unit, now)
+        rt.rescans += 1
 
     def _offer_ready(self, rt: Runtime, now: float) -> bool:
         """Queue the units that settled; True when the queue is full (backpressure)."""

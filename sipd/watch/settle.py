@@ -37,6 +37,9 @@ class Settler:
         self._signature = read_signature
         self._sentinel = sentinel
         self._pending: dict[Path, _Seen] = {}
+        # Units still for `quiet` seconds but held for lack of a (fresh) sentinel at the last
+        # poll: "complete by size, waiting for the writer's word", seen from outside.
+        self.awaiting_sentinel = 0
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -55,6 +58,7 @@ class Settler:
     def poll(self, now: float) -> list[tuple[Path, Signature]]:
         """Units that are complete now, with the signature they were taken at."""
         ready = []
+        awaiting = 0
         for unit, seen in list(self._pending.items()):
             sig = self._signature(unit)
             if sig is None:
@@ -62,8 +66,11 @@ class Settler:
                 continue
             if sig != seen.signature:
                 seen.signature, seen.since = sig, now
+            still = now - seen.since >= self.quiet
             # A sentinel is the writer saying "complete": no need to wait.
-            quiet = not self.require_sentinel and now - seen.since >= self.quiet
-            if quiet or self._sentinel(unit, sig[1]):
+            if (still and not self.require_sentinel) or self._sentinel(unit, sig[1]):
                 ready.append((unit, sig))
+            elif still:
+                awaiting += 1  # only with require_sentinel: quiet alone does not release it
+        self.awaiting_sentinel = awaiting
         return ready

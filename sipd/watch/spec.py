@@ -1,23 +1,26 @@
-"""A watch's definition as plain data, checked the same way for the API and sipd.yaml."""
+"""A watch's definition, checked the same way for the API and sipd.yaml."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import Field, ValidationError, field_validator
+
+from sipd.contracts.base import Contract
+from sipd.contracts.jobs import describe
 from sipd.errors import InvalidArgument
 
 WATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
-ON_SUCCESS = ("keep", "move", "delete")
 # Folders inside an inbox the watch itself writes to; never scanned.
 PROCESSED_DIR = "processed"
 FAILED_DIR = "failed"
 
 
-@dataclass
-class WatchSpec:
+class WatchSpec(Contract):
+    """A watch, checked when built (sipd.contracts style: frozen, unknown fields refused)."""
+
     id: str
     inbox: str
     outbox: str
@@ -25,14 +28,48 @@ class WatchSpec:
     model: str = "latest"
     pattern: str = "*"
     recursive: bool = False
-    on_success: str = "keep"
+    on_success: Literal["keep", "move", "delete"] = "keep"
     # 0 = the daemon's watch.quiet_seconds.
-    quiet_seconds: float = 0.0
+    quiet_seconds: float = Field(default=0.0, ge=0)
     require_sentinel: bool = False
     confidence: bool = False
 
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not WATCH_ID.match(value):
+            raise ValueError(
+                f"watch id {value!r} is not valid; use 1-63 letters, digits, '-' and '_', "
+                "starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("project")
+    @classmethod
+    def _project(cls, value: str) -> str:
+        return value.removeprefix("projects/")
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        # "projects/p/models/3", "3" and "latest" all name a version.
+        model = (value or "latest").rsplit("/", 1)[-1]
+        if model != "latest" and not model.isdigit():
+            raise ValueError(f"model {value!r} is not a version number or 'latest'")
+        return model
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, value: str) -> str:
+        if "/" in value:
+            raise ValueError(
+                f"pattern {value!r} matches file names, so it cannot hold '/'; "
+                "use --recursive to take files from sub-folders"
+            )
+        return value or "*"
+
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump()
 
     @property
     def outbox_path(self) -> Path:
@@ -41,7 +78,7 @@ class WatchSpec:
 
 def spec_from_dict(data: dict[str, Any], where: str) -> WatchSpec:
     """A WatchSpec from loose data (sipd.yaml or the API), with every field checked."""
-    known = {f.name for f in fields(WatchSpec)}
+    known = set(WatchSpec.model_fields)
     unknown = sorted(set(data) - known)
     if unknown:
         raise InvalidArgument(
@@ -50,44 +87,13 @@ def spec_from_dict(data: dict[str, Any], where: str) -> WatchSpec:
     for required in ("id", "inbox", "outbox", "project"):
         if not str(data.get(required) or "").strip():
             raise InvalidArgument(f"{where}: {required} is required")
-    spec = WatchSpec(
-        id=str(data["id"]),
-        inbox=str(data["inbox"]),
-        outbox=str(data["outbox"]),
-        project=str(data["project"]).removeprefix("projects/"),
-        model=str(data.get("model") or "latest"),
-        pattern=str(data.get("pattern") or "*"),
-        recursive=_bool(data.get("recursive", False), f"{where}: recursive"),
-        on_success=str(data.get("on_success") or "keep").lower(),
-        quiet_seconds=_float(data.get("quiet_seconds", 0.0), f"{where}: quiet_seconds"),
-        require_sentinel=_bool(data.get("require_sentinel", False), f"{where}: require_sentinel"),
-        confidence=_bool(data.get("confidence", False), f"{where}: confidence"),
-    )
-    validate(spec, where)
-    return spec
-
-
-def validate(spec: WatchSpec, where: str = "watch") -> None:
-    if not WATCH_ID.match(spec.id):
-        raise InvalidArgument(
-            f"{where}: watch id {spec.id!r} is not valid; use 1-63 letters, digits, '-' and '_', "
-            "starting with a letter or digit"
-        )
-    model = spec.model.rsplit("/", 1)[-1]
-    if model != "latest" and not model.isdigit():
-        raise InvalidArgument(f"{where}: model {spec.model!r} is not a version number or 'latest'")
-    spec.model = model
-    if spec.on_success not in ON_SUCCESS:
-        raise InvalidArgument(
-            f"{where}: on_success {spec.on_success!r} is not one of: {', '.join(ON_SUCCESS)}"
-        )
-    if spec.quiet_seconds < 0:
-        raise InvalidArgument(f"{where}: quiet_seconds must be 0 (default) or positive")
-    if "/" in spec.pattern:
-        raise InvalidArgument(
-            f"{where}: pattern {spec.pattern!r} matches file names, so it cannot hold '/'; "
-            "use --recursive to take files from sub-folders"
-        )
+    fields = {k: v for k, v in data.items() if v is not None and v != ""}
+    if isinstance(fields.get("on_success"), str):
+        fields["on_success"] = fields["on_success"].lower()
+    try:
+        return WatchSpec(**fields)
+    except ValidationError as exc:
+        raise InvalidArgument(f"{where}: {describe(exc)}") from None
 
 
 def check_folders(inbox: Path, outbox: Path, where: str = "watch") -> None:
@@ -97,20 +103,3 @@ def check_folders(inbox: Path, outbox: Path, where: str = "watch") -> None:
             f"{where}: inbox {inbox} and outbox {outbox} must be different folders, "
             "neither inside the other"
         )
-
-
-def _bool(value: Any, where: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-        return value.lower() in ("true", "yes", "1")
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    raise InvalidArgument(f"{where} must be true or false, got {value!r}")
-
-
-def _float(value: Any, where: str) -> float:
-    try:
-        return float(value or 0.0)
-    except (TypeError, ValueError):
-        raise InvalidArgument(f"{where} must be a number, got {value!r}") from None

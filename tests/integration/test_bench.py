@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def _sipctl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -14,6 +16,7 @@ def _sipctl(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # builds a model and runs the predictor and the baseline
 def test_bench_reports_speed_memory_and_agreement(tmp_path: Path) -> None:
     result = _sipctl("--json", "bench", "--size", "256", "--dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -32,6 +35,7 @@ def test_bench_reports_speed_memory_and_agreement(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # builds a model and runs three predictions
 def test_bench_sweep_gives_one_row_per_size(tmp_path: Path) -> None:
     result = _sipctl(
         "--json", "-q", "bench", "--sizes", "128,192", "--no-baseline", "--dir", str(tmp_path)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sipapi.v1 import common_pb2, job_pb2, system_pb2
 
 from tests.integration.watch_support import metric, scrape
@@ -27,6 +28,7 @@ def _state(d: Sipd, name: str) -> int:
     return d.client.jobs.GetJob(job_pb2.GetJobRequest(name=name), timeout=10).state
 
 
+@pytest.mark.slow  # a killed worker is restarted (~6 s)
 def test_jobs_and_worker_restarts_are_counted_from_real_events(tmp_path: Path) -> None:
     d = Sipd(tmp_path / "state", roots=[tmp_path], metrics=True).start()
     try:

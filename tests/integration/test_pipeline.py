@@ -1,4 +1,8 @@
-"""SIP's first example through a real daemon: label, prepare, train, test, predict."""
+"""SIP's first example through a real daemon: label, prepare, train, test, predict.
+
+The flow's own training run serves the tests of training and of its accuracy; the tests that
+only need *a* model (several scenes, copies, errors, re-export) use the session's trained
+model instead."""
 
 from __future__ import annotations
 
@@ -21,12 +25,23 @@ from sipapi.v1 import (
 )
 
 from sipd.synthetic import make_scene, sample_rois
-from tests.support import Sipd, wait_for, write_raster
+from tests.support import (
+    MODEL_BANDS,
+    MODEL_CLASSES,
+    MODEL_PROJECT,
+    Sipd,
+    assert_cog,
+    file_hashes,
+    install_model,
+    wait_for,
+    write_raster,
+)
 
 SIZE = 384
 CLASSES = ["water", "ice", "land"]
 STATE = common_pb2.Job.State
 EPOCHS = "8"
+P = MODEL_PROJECT  # the project of the tests that use the session's trained model
 
 
 def _add_rois(d: Sipd, project: str, scene: str, rois: list[dict[str, Any]]) -> None:
@@ -94,6 +109,28 @@ def flow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flow]:
         d.stop()
 
 
+@pytest.fixture(scope="module")
+def modelled(tmp_path_factory: pytest.TempPathFactory, trained_model: Path) -> Iterator[Sipd]:
+    """For the tests that need a model but no training run of their own: a daemon whose
+    project P has version 1, a copy of the session's trained model, and the flow's scenes."""
+    root = tmp_path_factory.mktemp("modelled")
+    install_model(trained_model, root / "state", P)
+    d = Sipd(root / "state", roots=[root]).start()
+    try:
+        classes = ",".join(c["name"] for c in MODEL_CLASSES)
+        d.sipctl("project", "create", P, "--classes", classes, "--bands", ",".join(MODEL_BANDS))
+        for name, seed in (("a", 1), ("b", 2), ("c", 3)):
+            make_scene(root / f"{name}.tif", width=SIZE, height=SIZE, bands=4, seed=seed)
+        # One train ROI, so that a train request gets past "no train ROIs" to its arguments.
+        d.sipctl("scene", "add", P, str(root / "a.tif"), "--name", "a")
+        d.sipctl("roi", "add", P, "--scene", "a", "--class", MODEL_CLASSES[0]["name"],
+                 "--wkt", "POINT (10 10)", "--crs", "pixel")  # fmt: skip
+        yield d
+    finally:
+        d.stop()
+
+
+@pytest.mark.slow  # the module's training run
 def test_few_labels_give_an_accurate_held_out_test(flow: Flow) -> None:
     counts = flow.mask["counts"]
     labeled = sum(n for split in counts.values() for c, n in split.items() if c != "background")
@@ -113,13 +150,16 @@ def test_few_labels_give_an_accurate_held_out_test(flow: Flow) -> None:
     assert np.trace(cm) / cm.sum() == pytest.approx(report["overall_accuracy"])
 
 
+@pytest.mark.slow  # the module's training run
 def test_model_folder_is_self_describing(flow: Flow) -> None:
     model = flow.d.sipctl_json("models", "show", "flow")
     folder = Path(model["path"])
     for name in ("model.onnx", "model.yaml", "metrics.json", "checkpoint.pt", "train.log"):
         assert (folder / name).is_file(), name
-    metrics = json.loads((folder / "metrics.json").read_text())
-    assert metrics["test"]["overall_accuracy"] == pytest.approx(flow.test["overall_accuracy"])
+    # The test report is a record of its own; the version's files stay as published.
+    (record,) = sorted((folder / "evaluations").glob("*.json"))
+    saved = json.loads(record.read_text())
+    assert saved["report"]["overall_accuracy"] == pytest.approx(flow.test["overall_accuracy"])
     assert model["test"]["overall_accuracy"] == pytest.approx(flow.test["overall_accuracy"])
     assert [c["name"] for c in model["classes"]] == CLASSES and model["bands"] == [
         "B1",
@@ -130,6 +170,7 @@ def test_model_folder_is_self_describing(flow: Flow) -> None:
     assert len(flow.d.sipctl_json("models", "list", "flow")["models"]) == 1
 
 
+@pytest.mark.slow  # the accuracy of the module's training run
 def test_predict_writes_a_georeferenced_label_map(flow: Flow) -> None:
     d = flow.d
     root = d.roots[0]
@@ -150,6 +191,7 @@ def test_predict_writes_a_georeferenced_label_map(flow: Flow) -> None:
         assert ds.dtypes[0] == "uint8" and ds.nodata == 0
         assert ds.colormap(1)[1][:3] != ds.colormap(1)[2][:3]
         assert ds.tags()["CLASS_1"] == "water"
+    assert_cog(out)
     assert (labels == flow.truth["c"]).mean() > 0.95
     assert sum(scene["class_pixels"].values()) == scene["pixels"] == SIZE * SIZE
     assert scene["class_pixels"]["ice"] == int((labels == 2).sum())
@@ -162,8 +204,8 @@ def test_predict_writes_a_georeferenced_label_map(flow: Flow) -> None:
     d.sipctl("predict", "flow", str(root / "c.tif"), "-o", str(out), "--overwrite")
 
 
-def test_predict_several_scenes_nodata_and_background(flow: Flow) -> None:
-    d = flow.d
+def test_predict_several_scenes_nodata_and_background(modelled: Sipd) -> None:
+    d = modelled
     root = d.roots[0]
     data = rasterio.open(root / "a.tif").read()
     data[:, :40, :] = 0
@@ -175,7 +217,7 @@ def test_predict_several_scenes_nodata_and_background(flow: Flow) -> None:
     outdir.mkdir()
     result = d.sipctl_json(
         "predict",
-        "flow",
+        P,
         str(holes),
         str(root / "b.tif"),
         "-o",
@@ -195,36 +237,37 @@ def test_predict_several_scenes_nodata_and_background(flow: Flow) -> None:
 
 
 def test_a_copied_model_folder_predicts_identical_labels_elsewhere(
-    flow: Flow, tmp_path: Path
+    modelled: Sipd, tmp_path: Path
 ) -> None:
-    src_model = Path(flow.d.sipctl_json("models", "show", "flow")["path"])
+    src_model = Path(modelled.sipctl_json("models", "show", P)["path"])
     other = Sipd(tmp_path / "state", roots=[tmp_path]).start()
     try:
-        dest = tmp_path / "state" / "models" / "flow" / "1"
+        dest = tmp_path / "state" / "models" / P / "1"
         shutil.copytree(src_model, dest)
         scene = tmp_path / "c.tif"
-        shutil.copy(flow.d.roots[0] / "c.tif", scene)
+        shutil.copy(modelled.roots[0] / "c.tif", scene)
         assert (
-            other.sipctl_json("models", "list", "flow")["models"][0]["name"]
-            == "projects/flow/models/1"
+            other.sipctl_json("models", "list", P)["models"][0]["name"]
+            == f"projects/{P}/models/1"
         )
-        other.sipctl("predict", "flow", str(scene), "-o", str(tmp_path / "there.tif"))
-        flow.d.sipctl(
+        other.sipctl("predict", P, str(scene), "-o", str(tmp_path / "there.tif"))
+        modelled.sipctl(
             "predict",
-            "flow",
-            str(flow.d.roots[0] / "c.tif"),
+            P,
+            str(modelled.roots[0] / "c.tif"),
             "-o",
-            str(flow.d.roots[0] / "here.tif"),
+            str(modelled.roots[0] / "here.tif"),
         )
         with (
             rasterio.open(tmp_path / "there.tif") as a,
-            rasterio.open(flow.d.roots[0] / "here.tif") as b,
+            rasterio.open(modelled.roots[0] / "here.tif") as b,
         ):
             assert np.array_equal(a.read(1), b.read(1))
     finally:
         other.stop()
 
 
+@pytest.mark.slow  # trains
 def test_training_progress_streams_per_epoch_metrics(flow: Flow) -> None:
     c = flow.d.client
     job = c.training.Train(
@@ -251,6 +294,7 @@ def test_training_progress_streams_per_epoch_metrics(flow: Flow) -> None:
     assert [m["version"] for m in flow.d.sipctl_json("models", "list", "flow")["models"]] == [1]
 
 
+@pytest.mark.slow  # trains
 def test_cancel_during_training_leaves_no_model(flow: Flow) -> None:
     d = flow.d
     name = d.sipctl(
@@ -268,11 +312,14 @@ def test_cancel_during_training_leaves_no_model(flow: Flow) -> None:
     assert final["state"] == "CANCELLED"
     assert [m["version"] for m in d.sipctl_json("models", "list", "flow")["models"]] == [1]
     models_dir = Path(d.sipctl_json("models", "show", "flow")["path"]).parent
-    assert sorted(p.name for p in models_dir.iterdir()) == ["1"]
+    # No staging folder left behind; a deleted version's tombstone (.deleted-N, which keeps
+    # its number from being reused) is not one.
+    left = sorted(p.name for p in models_dir.iterdir() if not p.name.startswith(".deleted-"))
+    assert left == ["1"]
 
 
-def test_pipeline_errors(flow: Flow) -> None:
-    d = flow.d
+def test_pipeline_errors(modelled: Sipd) -> None:
+    d = modelled
     c = d.client
     root = d.roots[0]
     d.sipctl("project", "create", "empty", "--classes", "x,y", "--bands", "B1,B2,B3,B4")
@@ -289,13 +336,13 @@ def test_pipeline_errors(flow: Flow) -> None:
     with pytest.raises(grpc.RpcError) as err:
         c.training.Test(training_pb2.TestRequest(model="projects/empty/models/latest"), timeout=10)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND and "no model" in err.value.details()
-    result = d.sipctl("train", "flow", "--arch", "resnet", check=False)
+    result = d.sipctl("train", P, "--arch", "resnet", check=False)
     assert "arch 'resnet' is not known" in result.stderr
     two = write_raster(root / "two.tif", np.ones((2, 64, 64), np.uint16))
     with pytest.raises(grpc.RpcError) as err:
         c.prediction.Predict(
             prediction_pb2.PredictRequest(
-                model="projects/flow/models/1", inputs=[str(two)], output=str(root / "x.tif")
+                model=f"projects/{P}/models/1", inputs=[str(two)], output=str(root / "x.tif")
             ),
             timeout=10,
         )
@@ -304,12 +351,12 @@ def test_pipeline_errors(flow: Flow) -> None:
     )
     corrupt = root / "corrupt.tif"
     corrupt.write_bytes((root / "a.tif").read_bytes()[:5000])
-    result = d.sipctl("predict", "flow", str(corrupt), "-o", str(root / "y.tif"), check=False)
+    result = d.sipctl("predict", P, str(corrupt), "-o", str(root / "y.tif"), check=False)
     assert result.returncode == 1 and "corrupt" in result.stderr
     assert not (root / "x.tif").exists() and not (root / "y.tif").exists()
     result = d.sipctl(
         "predict",
-        "flow",
+        P,
         str(root / "c.tif"),
         "-o",
         str(root / "z.tif"),
@@ -320,17 +367,33 @@ def test_pipeline_errors(flow: Flow) -> None:
     assert "NOT_FOUND" in result.stderr and "versions: 1" in result.stderr
 
 
-def test_reexport_with_an_fp16_variant_keeps_the_labels(flow: Flow) -> None:
-    d = flow.d
+def test_published_versions_never_change_test_and_reexport_add_records(modelled: Sipd) -> None:
+    d = modelled
     root = d.roots[0]
-    d.sipctl("predict", "flow", str(root / "c.tif"), "-o", str(root / "before.tif"))
-    out = d.sipctl_json("models", "export", "flow", "1", "--fp16")
-    folder = Path(d.sipctl_json("models", "show", "flow", "1")["path"])
-    assert out["model"] == "projects/flow/models/1"
+    v1 = Path(d.sipctl_json("models", "show", P, "1")["path"])
+    before = file_hashes(v1)
+    d.sipctl("roi", "add", P, "--scene", "a", "--class", MODEL_CLASSES[0]["name"],
+             "--wkt", "POINT (20 20)", "--crs", "pixel", "--split", "test")  # fmt: skip
+    report = d.sipctl_json("test", P, "--model", "1")
+    d.sipctl("predict", P, str(root / "c.tif"), "-o", str(root / "before.tif"))
+    out = d.sipctl_json("models", "export", P, "1", "--fp16")
+    # The test report is a record beside the version, the re-export a new version:
+    # not one byte of version 1's published files changed.
+    after = file_hashes(v1)
+    evaluations = [k for k in after if k.startswith("evaluations/")]
+    assert len(evaluations) == 1 and {k: after[k] for k in before} == before
+    shown = d.sipctl_json("models", "show", P, "1")
+    assert shown["test"]["overall_accuracy"] == pytest.approx(report["overall_accuracy"])
+    assert [e["pixels"] for e in shown["evaluations"]] == [report["pixels"]]
+    assert out["model"] == f"projects/{P}/models/2"
+    assert out["source_model"] == f"projects/{P}/models/1"
+    v2 = d.sipctl_json("models", "show", P, "2")
+    assert v2["derived_from"] == f"projects/{P}/models/1"
+    folder = Path(v2["path"])
     assert (folder / "model.fp16.onnx").is_file() and out["max_abs_diff"] < 1e-3
-    assert "model.fp16.onnx" in d.sipctl_json("models", "show", "flow", "1")["model_yaml"]
-    d.sipctl("predict", "flow", str(root / "c.tif"), "-o", str(root / "after.tif"))
+    assert "model.fp16.onnx" in v2["model_yaml"]
+    d.sipctl("predict", P, str(root / "c.tif"), "-o", str(root / "after.tif"), "--model", "2")
     with rasterio.open(root / "before.tif") as a, rasterio.open(root / "after.tif") as b:
         assert np.array_equal(a.read(1), b.read(1))
-    result = d.sipctl("models", "export", "flow", "latest", check=False)
+    result = d.sipctl("models", "export", P, "latest", check=False)
     assert result.returncode == 1 and "explicitly" in result.stderr

@@ -251,6 +251,7 @@ def test_cancel_running_and_queued_jobs(sipd: Sipd) -> None:
     assert d.sipctl_json("diagnostics", "--seconds", "0.2")["iterations"] >= 1
 
 
+@pytest.mark.slow  # a multiply of seconds past the grace, then a worker restart
 def test_cancel_hard_kills_a_job_that_does_not_stop(tmp_path: Path) -> None:
     # One 6144^3 multiply takes seconds on two cores: longer than the grace.
     d = Sipd(
@@ -288,6 +289,7 @@ def test_worker_crash_fails_the_job_and_the_next_one_runs(sipd: Sipd) -> None:
     assert "while running job" in d.log()
 
 
+@pytest.mark.slow  # two daemon starts and an orphaned worker to wait out
 def test_sigkill_of_the_daemon_then_restart(tmp_path: Path) -> None:
     d = Sipd(tmp_path / "state", roots=[tmp_path]).start()
     done = _diagnostics(d, seconds=0.1)
@@ -322,6 +324,7 @@ def _zombie(pid: int) -> bool:
         return True
 
 
+@pytest.mark.slow  # two daemon starts around a cancelled job
 def test_sigterm_cancels_the_running_job_and_exits_zero(tmp_path: Path) -> None:
     d = Sipd(tmp_path / "state", roots=[tmp_path]).start()
     job = _diagnostics(d, seconds=300)

@@ -16,8 +16,8 @@ import pytest
 import rasterio
 from sipapi.v1 import common_pb2, job_pb2, prediction_pb2, training_pb2
 
-from sipd.inference.throughput_bench import make_model, write_synthetic_scene
-from tests.support import Sipd, wait_for, write_raster
+from sipd.bench.throughput import make_model, write_synthetic_scene
+from tests.support import Sipd, file_hashes, wait_for, write_raster
 
 MODEL = "projects/remote/models/1"
 P = prediction_pb2
@@ -234,14 +234,20 @@ def test_export_model_writes_the_fp16_variant(daemon):
     job = d.client.training.ExportModel(
         training_pb2.ExportModelRequest(name=MODEL, fp16=True), timeout=30
     )
+    source = d.data_dir / "models" / "remote" / "1"
+    before = file_hashes(source)
     final = d.sipctl_json("jobs", "wait", job.name)
     assert final["state"] == "SUCCEEDED", final
-    folder = d.data_dir / "models" / "remote" / "1"
+    # A published version never changes: the re-export is version 2, derived from 1.
+    assert final["export"]["model"] == "projects/remote/models/2"
+    assert final["export"]["source_model"] == MODEL
+    assert file_hashes(source) == before
+    folder = d.data_dir / "models" / "remote" / "2"
     assert (folder / "model.fp16.onnx").is_file()
     names = {Path(f).name for f in final["export"]["files"]}
-    assert names == {"model.onnx", "model.fp16.onnx", "model.yaml"}
+    assert {"model.onnx", "model.fp16.onnx", "model.yaml", "checkpoint.pt"} <= names
     assert final["export"]["max_abs_diff"] < 1e-3
-    # The re-exported model keeps predicting (the worker reloads the changed graph).
+    # The new version predicts ("latest" is now version 2).
     src = d.roots[0] / "after_export.tif"
     write_synthetic_scene(src, 200, 4)
     assert _path_labels(d, src, "after_export_labels.tif").min() >= 1

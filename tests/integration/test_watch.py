@@ -16,22 +16,25 @@ from pathlib import Path
 import pytest
 
 from tests.integration.watch_support import (
+    after_a_rescan,
+    awaiting_sentinel,
     check_output_set,
     copy_like,
     make_scenes,
     metric,
     output_sets,
+    scanner_passes,
     scrape,
     start_daemon,
-    train_tiny_model,
     watch_show,
 )
 from tests.support import wait_for
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_tiny_model(tmp_path_factory.mktemp("model"))
+@pytest.fixture
+def model(trained_model: Path) -> Path:
+    """The session's trained model (tests/conftest.py); start_daemon installs a copy."""
+    return trained_model
 
 
 def _succeeded_inputs(db: Path) -> Counter[str]:
@@ -43,6 +46,7 @@ def _succeeded_inputs(db: Path) -> Counter[str]:
     return Counter(s["input"] for (r,) in rows for s in json.loads(r)["scenes"])
 
 
+@pytest.mark.slow  # 200 scenes
 def test_200_scenes_from_concurrent_writers_each_give_one_complete_output_set(
     tmp_path: Path, model: Path
 ) -> None:
@@ -111,6 +115,7 @@ def test_200_scenes_from_concurrent_writers_each_give_one_complete_output_set(
     assert set(done.values()) == {1}
 
 
+@pytest.mark.slow  # 52 scenes, two daemon starts
 def test_sigkill_mid_batch_then_restart_gives_exactly_one_output_set_each(
     tmp_path: Path, model: Path
 ) -> None:
@@ -171,6 +176,7 @@ def test_sigkill_mid_batch_then_restart_gives_exactly_one_output_set_each(
     assert set(done.values()) == {1}  # a scene whose job had finished was not run again
 
 
+@pytest.mark.slow  # two 1024x1024 scenes, two daemon starts
 def test_sigterm_mid_job_requeues_its_scenes_without_counting_an_attempt(
     tmp_path: Path, model: Path
 ) -> None:
@@ -252,6 +258,7 @@ def test_bad_files_end_in_failed_with_a_reason_and_the_others_go_on(
         d.stop()
 
 
+@pytest.mark.slow  # seven scenes, two daemon starts, a rescan to wait for
 def test_config_watch_sentinels_products_pause_latest_and_restart(
     tmp_path: Path, model: Path
 ) -> None:
@@ -271,8 +278,9 @@ def test_config_watch_sentinels_products_pause_latest_and_restart(
         assert refused.returncode == 1 and "FAILED_PRECONDITION" in refused.stderr
         # Without its sentinel a complete file waits; NAME.done releases it.
         copy_like(scenes[0], inbox, "plain", random.Random(0))
-        time.sleep(2.5)
-        assert watch_show(d, "station")["queued"] + watch_show(d, "station")["done"] == 0
+        awaiting_sentinel(d, "station")  # quiet long enough, and held
+        w = watch_show(d, "station")
+        assert w["queued"] + w["running"] + w["done"] == 0
         (inbox / f"{scenes[0].name}.done").write_text("")
         # A zip and a SAFE-style folder are one scene each; sub-folders are watched.
         (inbox / "pass2").mkdir(parents=True)
@@ -299,8 +307,11 @@ def test_config_watch_sentinels_products_pause_latest_and_restart(
         d.sipctl("watch", "pause", "station")
         copy_like(scenes[3], inbox, "plain", random.Random(0))
         (inbox / f"{scenes[3].name}.done").write_text("")
-        time.sleep(2.0)
-        assert watch_show(d, "station")["done"] == 4
+        # Passes enough to settle and queue it several times over (quiet 1 s = 4 passes),
+        # had the pause not held it.
+        scanner_passes(d, "station", 8)
+        w = watch_show(d, "station")
+        assert (w["done"], w["queued"], w["running"]) == (4, 0, 0)
         models = d.data_dir / "models" / "wp"
         (models / "2").mkdir()
         for f in (models / "1").iterdir():
@@ -318,11 +329,14 @@ def test_config_watch_sentinels_products_pause_latest_and_restart(
     try:
         wait_for(lambda: watch_show(d, "station")["done"] == 6, 60, what="the scene from downtime")
         (inbox / scenes[0].name).write_bytes(scenes[5].read_bytes())  # same name, new content
-        time.sleep(2.0)  # its old sentinel is older than the new data: it waits
-        assert watch_show(d, "station")["done"] == 6
+        awaiting_sentinel(d, "station")  # its old sentinel is older than the new data: it waits
+        w = watch_show(d, "station")
+        assert (w["done"], w["queued"], w["running"]) == (6, 0, 0)
         (inbox / f"{scenes[0].name}.done").write_text("again")
         wait_for(lambda: watch_show(d, "station")["done"] == 7, 60, what="the changed scene")
-        time.sleep(1.5)
+        # A full rescan after that finds nothing left to take: processed once.
+        samples = after_a_rescan(d, "station")
+        assert metric(samples, "sipd_watch_files_pending", watch="station") == 0
         w = watch_show(d, "station")
         assert (w["done"], w["failed"], w["queued"], w["running"]) == (7, 0, 0, 0)
         listed = d.sipctl_json("watch", "list")["watches"]
@@ -333,6 +347,7 @@ def test_config_watch_sentinels_products_pause_latest_and_restart(
         d.stop()
 
 
+@pytest.mark.slow  # a daemon and nine sipctl processes (~5 s); bad_files covers the API fast
 def test_watch_add_checks_its_arguments(tmp_path: Path, model: Path) -> None:
     d = start_daemon(tmp_path, model)
     try:

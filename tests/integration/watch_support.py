@@ -1,5 +1,5 @@
-"""Shared pieces of the watched-folder tests: a real trained model, a daemon with a project,
-writers that behave like scp/rsync/slow downloaders, and a /metrics scrape."""
+"""Shared pieces of the watched-folder tests: a daemon with a project and the session's trained
+model, writers that behave like scp/rsync/slow downloaders, and a /metrics scrape."""
 
 from __future__ import annotations
 
@@ -7,55 +7,27 @@ import json
 import os
 import random
 import re
-import shutil
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from sipd.synthetic import burn_rois, make_scene, sample_rois, write_mask
-from tests.support import Sipd
+from sipd.synthetic import make_scene
+from tests.support import (
+    MODEL_BANDS,
+    MODEL_CLASSES,
+    MODEL_PROJECT,
+    MODEL_TILE,
+    Sipd,
+    assert_cog,
+    install_model,
+    wait_for,
+)
 
-BANDS = ["B1", "B2", "B3", "B4"]
-CLASSES = [
-    {"value": 1, "name": "forest", "color": "#228b22"},
-    {"value": 2, "name": "water", "color": "#1e90ff"},
-    {"value": 3, "name": "urban", "color": "#808080"},
-]
-SIZE = 64  # scene edge: one tile per scene keeps 200 scenes quick on a shared CPU
-
-
-def train_tiny_model(folder: Path) -> Path:
-    """A real model version trained on one synthetic scene (seconds on one CPU thread)."""
-    import torch
-
-    from sipd.dataset import prepare_dataset
-    from sipd.progress import JobContext
-    from sipd.training import train_model
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        path = folder / "train.tif"
-        truth = make_scene(path, width=128, height=128, seed=11)
-        rois = sample_rois(
-            truth, seed=11, n_lines_per_class=2, n_points_per_class=4,
-            splits={"train": 0.8, "val": 0.2},
-        )  # fmt: skip
-        masks = {}
-        for split in ("train", "val"):
-            masks[split] = str(folder / f"train_{split}.tif")
-            write_mask(masks[split], burn_rois(rois, truth.shape, split=split), like=path)
-        scenes = [{"name": "train", "path": str(path), "masks": masks}]
-        prepare_dataset(scenes, out_dir=folder / "ds", bands=BANDS, chip_size=32, ctx=JobContext())
-        result = train_model(
-            dataset_dir=folder / "ds", models_root=folder / "models", project="wp",
-            classes=CLASSES, bands=BANDS, epochs=2, seed=0, tile_size=SIZE, arch="unet",
-            arch_params={"base_channels": 4, "depth": 2}, batch_size=8, ctx=JobContext(),
-        )  # fmt: skip
-    finally:
-        torch.set_num_threads(before)
-    return Path(result["model_dir"])
+# The shared trained model's project, bands and classes (tests/conftest.py: trained_model).
+BANDS = MODEL_BANDS
+CLASSES = MODEL_CLASSES
+SIZE = MODEL_TILE  # scene edge: one tile per scene keeps 200 scenes quick on a shared CPU
 
 
 def start_daemon(
@@ -63,9 +35,8 @@ def start_daemon(
 ) -> Sipd:
     """A daemon with metrics on, project `wp` and model version 1 in its repository."""
     state = root / "state"
-    (state / "models" / "wp").mkdir(parents=True, exist_ok=True)
-    if not (state / "models" / "wp" / "1").exists():
-        shutil.copytree(model, state / "models" / "wp" / "1")
+    if not (state / "models" / MODEL_PROJECT / "1").exists():  # a restart keeps its models
+        install_model(model, state, MODEL_PROJECT)
     settings = {
         "SIPD_WATCH__QUIET_SECONDS": "1.0",
         "SIPD_WATCH__RESCAN_SECONDS": "5",
@@ -134,6 +105,40 @@ def metric(samples: dict[str, float], name: str, **labels: str) -> float:
     return samples.get(f"{name}{{{want}}}" if labels else name, 0.0)
 
 
+def scanner_passes(d: Sipd, watch_id: str, n: int) -> None:
+    """Return once the scanner has completed `n` more passes over the watch (paused or not):
+    "nothing was taken" is then observed over passes that really ran, not assumed after a
+    sleep (a loaded machine may run none in that time). Passes are TICK (0.25 s) apart."""
+    name = "sipd_watch_scanner_passes_total"
+    start = metric(scrape(d), name, watch=watch_id)
+    wait_for(lambda: metric(scrape(d), name, watch=watch_id) >= start + n, 60, interval=0.05,
+             what=f"{n} scanner passes over watch {watch_id}")  # fmt: skip
+
+
+def awaiting_sentinel(d: Sipd, watch_id: str, n: int = 1) -> None:
+    """Return once `n` units of the watch are still for the quiet period and held only for
+    lack of a fresh sentinel (the settler looked at them and said no)."""
+    name = "sipd_watch_files_awaiting_sentinel"
+    wait_for(lambda: metric(scrape(d), name, watch=watch_id) == n, 60, interval=0.05,
+             what=f"{n} unit(s) of watch {watch_id} held for a sentinel")  # fmt: skip
+
+
+def after_a_rescan(d: Sipd, watch_id: str) -> dict[str, float]:
+    """/metrics once a full rescan of the watch's inbox has completed after this call began.
+
+    Rescans and offers run one after the other on the scanner thread, so that rescan knew
+    every scene queued before the call; one it would take again shows as a pending unit.
+    """
+    name = "sipd_watch_rescans_total"
+    start = metric(scrape(d), name, watch=watch_id)
+
+    def rescanned() -> dict[str, float] | None:
+        samples = scrape(d)
+        return samples if metric(samples, name, watch=watch_id) >= start + 1 else None
+
+    return wait_for(rescanned, 60, interval=0.1, what=f"a rescan of watch {watch_id}")
+
+
 def watch_show(d: Sipd, watch_id: str) -> dict[str, Any]:
     """GetWatch over gRPC (quicker than sipctl when polling)."""
     from sipapi.v1 import watch_pb2
@@ -159,6 +164,7 @@ def check_output_set(outbox: Path, stem: str) -> dict[str, Any]:
     with rasterio.open(outbox / f"{stem}.tif") as ds:
         labels = ds.read(1)
         assert ds.width == ds.height == SIZE
+    assert_cog(outbox / f"{stem}.tif")
     assert (outbox / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((outbox / f"{stem}.json").read_text())
     counts = {c["name"]: int((labels == c["value"]).sum()) for c in CLASSES}

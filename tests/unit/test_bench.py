@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import rasterio
 
+from sipd.bench.baseline import predict_naive
+from sipd.bench.throughput import compare, prepare, write_synthetic_scene
 from sipd.inference import load_model, predict_scene
-from sipd.inference.baseline import predict_naive
-from sipd.inference.throughput_bench import compare, prepare, write_synthetic_scene
 
 
 @pytest.fixture(scope="module")

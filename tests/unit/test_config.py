@@ -57,7 +57,7 @@ def test_defaults_need_no_file() -> None:
         ("lisen: x\n", "unknown option 'lisen'"),
         ("jobs: {queue_limt: 1}\n", "unknown option 'queue_limt'"),
         ("jobs: {queue_limit: many}\n", "jobs.queue_limit"),
-        ("device: gpu\n", "auto, cpu, cuda:N"),
+        ("device: gpu\n", "auto, cpu, cuda, cuda:N"),
         ("listen: localhost\n", "HOST:PORT"),
         ("[1, 2]\n", "mapping"),
         ("a: [\n", "not valid YAML"),

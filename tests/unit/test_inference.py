@@ -13,6 +13,7 @@ from rasterio.enums import ColorInterp
 from sipd.errors import InvalidArgument
 from sipd.inference import load_model, predict_scene, write_quicklook
 from sipd.progress import JobCancelled, JobContext
+from tests.support import assert_cog
 from tests.unit.test_inference_support import (
     BANDS,
     make_tiny_model,
@@ -68,7 +69,6 @@ def test_label_map_format(model, scene_1024, tmp_path):
         assert ds.nodata == 0
         assert ds.block_shapes[0] == (512, 512)
         assert ds.compression.value == "LZW"
-        assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
         assert ds.overviews(1) == [2]
         assert ds.colorinterp[0] == ColorInterp.palette
         cmap = ds.colormap(1)
@@ -79,6 +79,7 @@ def test_label_map_format(model, scene_1024, tmp_path):
         assert (tags["CLASS_1"], tags["CLASS_2"], tags["CLASS_3"]) == ("ice", "water", "land")
         assert ds.descriptions == ("labels",)
         labels = ds.read(1)
+    assert_cog(out)
     counts = np.bincount(labels.ravel(), minlength=4)
     assert result["width"] == result["height"] == 1024
     assert result["pixels"] == 1024 * 1024 == int(counts[1:].sum())
@@ -98,7 +99,6 @@ def test_confidence_and_probabilities(model, scene_1024, tmp_path):
     with rasterio.open(conf_path) as ds:
         assert ds.dtypes[0] == "uint8" and ds.nodata == 0
         assert ds.scales[0] == pytest.approx(1 / 255)
-        assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
         conf = ds.read(1, window=((0, 62), (0, 62)))  # away from the crop's own border
     assert np.abs(conf / 255.0 - ref_conf[0, :62, :62]).max() <= 0.5 / 255 + 1e-6
     assert conf.min() >= 1
@@ -107,6 +107,8 @@ def test_confidence_and_probabilities(model, scene_1024, tmp_path):
         assert ds.descriptions == ("ice", "water", "land")
         prob = ds.read(window=((0, 62), (0, 62)))
     np.testing.assert_allclose(prob, ref_prob[0, :, :62, :62], atol=1e-5)
+    for path in (labels_path, conf_path, prob_path):
+        assert_cog(path)
 
 
 def test_nodata_and_background_are_zero(model, tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from sipd.errors import FailedPrecondition, InvalidArgument
 from sipd.inference import SessionCache, load_model, read_model_spec
 from sipd.inference import sessions as engine
 from sipd.inference.tiling import make_grid
+from sipd.modelrepo import dump_card, read_card, record_evaluation
 from tests.unit.test_inference_support import make_tiny_model
 
 
@@ -37,7 +37,7 @@ def test_spec_reads_model_yaml(model_dir):
     spec = read_model_spec(model_dir)
     assert spec.class_names == ["ice", "water", "land"]
     assert spec.class_values == [1, 2, 3]
-    assert spec.classes[0].color == (0xFF, 0xA5, 0x00)
+    assert spec.classes[0].rgb == (0xFF, 0xA5, 0x00)
     assert spec.bands == ("B1", "B2", "B3", "B4")
     assert (spec.tile.size, spec.tile.halo, spec.tile.multiple) == (256, 8, 8)
     assert spec.outputs["confidence"] == "confidence"
@@ -55,20 +55,24 @@ def test_load_model_reports_what_is_missing(model_dir, tmp_path):
 @pytest.mark.parametrize(
     ("change", "needle"),
     [
-        ({"classes": [{"value": 2, "name": "a", "color": "#000000"}]}, "values must be 1..K"),
+        ({"classes": [{"value": 2, "name": "a", "color": "#000000"}]}, "must be 1..K"),
         ({"bands": []}, "bands"),
         ({"outputs": {"confidence": "confidence"}}, "labels"),
         ({"tile": {"size": 100, "halo": 8, "multiple": 8}}, "multiple of 8"),
-        ({"normalization": {"mean": [1, 2], "std": [1, 2]}}, "normalization.mean"),
-        ({"classes": [{"value": 1, "name": "a", "color": "red"}]}, "colour"),
+        ({"normalization": {"mean": [1, 2], "std": [1, 2]}}, "normalization: mean has 2"),
+        ({"classes": [{"value": 1, "name": "a", "color": "red"}]}, r"classes\[0\]\.color"),
+        ({"tile": {"size": 256, "halo": 8, "multiple": 8, "overlap": 3}}, "tile.overlap"),
     ],
 )
-def test_bad_model_yaml_is_invalid_argument(model_dir, tmp_path, change, needle):
+@pytest.mark.parametrize("card_format", [1, 2])
+def test_bad_model_yaml_is_invalid_argument(model_dir, tmp_path, change, needle, card_format):
     folder = _copy(model_dir, tmp_path / "bad")
+    if card_format == 2:  # the tiny model's card is format 1, as older sipd wrote it
+        (folder / "model.yaml").write_text(dump_card(read_card(folder)))
     _edit_yaml(folder, **change)
     with pytest.raises(InvalidArgument, match=needle) as err:
         load_model(folder)
-    assert "model.yaml" in str(err.value)
+    assert str(folder / "model.yaml") in str(err.value)
 
 
 def test_unparsable_yaml_and_mismatched_graph(model_dir, tmp_path):
@@ -116,12 +120,15 @@ def test_session_cache_reuses_and_evicts_lru(model_dir, tmp_path):
     assert cache.get(dirs[1]) is not b
 
 
-def test_session_cache_reloads_a_changed_graph(model_dir, tmp_path):
+def test_session_cache_notices_another_folder_under_the_same_name(model_dir, tmp_path):
+    # Published folders never change; only a folder replaced as a whole (a version
+    # deleted by hand and another copied in under its number) is another model.
     folder = _copy(model_dir, tmp_path / "v")
     cache = SessionCache()
     first = cache.get(folder)
-    st = (folder / "model.onnx").stat()
-    os.utime(folder / "model.onnx", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert cache.get(folder) is first
+    shutil.rmtree(folder)
+    _copy(model_dir, folder)
     second = cache.get(folder)
     assert second is not first and len(cache) == 1
     assert cache.get(folder) is second
@@ -199,9 +206,10 @@ def test_usable_providers_always_include_the_cpu():
     assert engine.usable_providers("cuda:0")[-1] == "CPUExecutionProvider"
 
 
-def test_session_cache_reloads_when_the_fp16_variant_appears(model_dir, tmp_path):
+def test_session_cache_keeps_the_session_when_an_evaluation_is_recorded(model_dir, tmp_path):
+    # Evaluations are additions beside a version, not a change of its model.
     folder = _copy(model_dir, tmp_path / "v")
     cache = SessionCache()
     first = cache.get(folder)
-    shutil.copy(folder / "model.onnx", folder / "model.fp16.onnx")
-    assert cache.get(folder) is not first
+    record_evaluation(folder, {"overall_accuracy": 1.0})
+    assert cache.get(folder) is first

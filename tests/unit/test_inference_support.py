@@ -67,6 +67,8 @@ def export_model(
                 "probabilities": {0: "n", 2: "h", 3: "w"},
             },
         )
+    # Format 1, as sipd wrote cards before format 2: the predictor tests thus
+    # also run every older model folder's card through the upgrader.
     doc = {
         "format": "sipd-model/1",
         "name": "projects/test/models/1",

@@ -10,8 +10,8 @@ import rasterio
 import torch
 import yaml
 
+from sipd.bench.throughput import make_model, write_synthetic_scene
 from sipd.inference import load_model, predict_scene
-from sipd.inference.throughput_bench import make_model, write_synthetic_scene
 from sipd.nets import DEFAULT_NET, build_net
 from sipd.training.train import tile_defaults
 

@@ -1,6 +1,9 @@
-"""sipd.nets: shapes, ONNX export and honest receptive margins."""
+"""sipd.nets: the catalog, shapes, ONNX export and honest receptive margins."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 import onnxruntime as ort
@@ -8,7 +11,7 @@ import pytest
 import torch
 
 from sipd.errors import InvalidArgument
-from sipd.nets import NETS, build_net, default_params
+from sipd.nets import ARCHS, build_net, default_params
 from sipd.training import check_onnx_export, export_onnx
 
 # Small variants keep the tests fast; the defaults are covered by
@@ -29,12 +32,22 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def test_registry_lists_three_architectures():
-    assert set(NETS) == {"unet", "patchcnn", "spectral"}
+def test_catalog_lists_three_architectures():
+    assert ARCHS == ("unet", "patchcnn", "spectral")
     assert default_params("unet") == {"base_channels": 16, "depth": 3}
 
 
-@pytest.mark.parametrize("name", sorted(NETS))
+def test_architecture_names_import_without_torch():
+    # The daemon validates names with the catalog and must never load torch.
+    code = (
+        "import sys; from sipd.nets.catalog import ARCHS, check_arch; check_arch('unet'); "
+        "print(len(ARCHS), 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["3", "False"]
+
+
+@pytest.mark.parametrize("name", ARCHS)
 def test_default_nets_build(name):
     torch.manual_seed(0)
     net = build_net(name, 5, 4).eval()
@@ -44,9 +57,11 @@ def test_default_nets_build(name):
     assert out.shape[:2] == (2, 4)
     assert out.shape[2:] == ((3 * m, 2 * m) if m > 1 else (13, 7))
     assert net.receptive_margin >= 0 and net.hparams == default_params(name)
+    # Every net states the halo a grid-aligned tile needs; never more than the full margin.
+    assert 0 <= net.seamless_margin <= net.receptive_margin
 
 
-@pytest.mark.parametrize("name", sorted(NETS))
+@pytest.mark.parametrize("name", ARCHS)
 def test_export_matches_torch_with_dynamic_sizes(name, tmp_path):
     torch.manual_seed(1)
     net = build_net(name, 3, 4, **SMALL[name])
@@ -116,7 +131,7 @@ def test_receptive_margin_is_honest(name, params):
 
 
 def test_unknown_architecture_and_parameter_are_invalid_argument():
-    with pytest.raises(InvalidArgument, match="accepted: patchcnn, spectral, unet"):
+    with pytest.raises(InvalidArgument, match="accepted: unet, patchcnn, spectral"):
         build_net("resnet", 3, 2)
     with pytest.raises(InvalidArgument, match="base_channels"):
         build_net("unet", 3, 2, width=8)

@@ -15,6 +15,7 @@ import yaml
 
 from sipd.dataset import prepare_dataset
 from sipd.errors import FailedPrecondition, InvalidArgument
+from sipd.modelrepo import read_card
 from sipd.progress import JobCancelled, JobContext
 from sipd.synthetic import burn_rois, make_scene, sample_rois, write_mask
 from sipd.training import load_checkpoint, train_model
@@ -74,6 +75,7 @@ def trained(dataset, tmp_path_factory):
     return result, events, models
 
 
+@pytest.mark.slow  # the module's 8-epoch training run
 def test_model_folder_has_all_files_and_card(trained):
     result, _, models = trained
     assert result["version"] == 1 and result["model"] == "projects/demo/models/1"
@@ -83,7 +85,10 @@ def test_model_folder_has_all_files_and_card(trained):
         ["model.onnx", "model.yaml", "metrics.json", "checkpoint.pt", "train.log"])
     assert [p.name for p in models.iterdir()] == ["1"]  # no staging folder left
     card = yaml.safe_load((folder / "model.yaml").read_text())
-    assert card["format"] == "sipd-model/1"
+    assert card["format"] == "sipd-model/2"
+    assert "derived_from" not in card and "fp16" not in card  # unset: left out
+    typed = read_card(folder)  # the one reader accepts what the one writer wrote
+    assert typed.version == 1 and typed.tile.halo == 24
     assert card["name"] == "projects/demo/models/1"
     assert card["project"] == "demo" and card["version"] == 1
     assert card["created"].endswith("Z")
@@ -104,6 +109,7 @@ def test_model_folder_has_all_files_and_card(trained):
     assert t["scenes"] == ["a", "b"]
     assert set(t["labeled_pixels"]) == {"train", "val"}
     assert set(t["labeled_pixels"]["train"]) == {"forest", "water", "urban"}
+    assert t["patience"] == 8 and t["selection"] == "val_accuracy" and t["device"] == "cpu"
     assert card["onnx_check"]["tolerance"] == 1e-3
     assert card["onnx_check"]["max_abs_diff"] == result["onnx_max_abs_diff"] < 1e-4
 
@@ -117,6 +123,7 @@ def test_model_folder_has_all_files_and_card(trained):
     assert epoch_lines[0].startswith("epoch 1/8") and "val_acc" in epoch_lines[0]
 
 
+@pytest.mark.slow  # the module's 8-epoch training run
 def test_progress_reports_each_epoch_with_metrics(trained):
     result, events, _ = trained
     per_epoch = [e for e in events if e.stage == "train"]
@@ -127,6 +134,7 @@ def test_progress_reports_each_epoch_with_metrics(trained):
     assert result["best_val_accuracy"] == max(h["val_accuracy"] for h in result["history"])
 
 
+@pytest.mark.slow  # the module's 8-epoch training run
 def test_heldout_scene_is_classified_accurately_by_onnxruntime(trained, tmp_path):
     result, _, _ = trained
     truth = make_scene(tmp_path / "new.tif", width=256, height=256, seed=99)
@@ -232,6 +240,9 @@ def test_unprepared_or_mismatched_dataset_and_bad_arguments(dataset, tmp_path):
         train_model(dataset_dir=dataset / "ds", classes=CLASSES[1:], bands=BANDS, **common)
     with pytest.raises(InvalidArgument, match="class value"):
         train_model(dataset_dir=dataset / "ds", classes=CLASSES[:2], bands=BANDS, **common)
+    with pytest.raises(InvalidArgument, match=r"class 'water': color: 'blue' is not '#rrggbb'"):
+        bad = [CLASSES[0], {**CLASSES[1], "color": "blue"}, CLASSES[2]]
+        train_model(dataset_dir=dataset / "ds", classes=bad, bands=BANDS, **common)
     with pytest.raises(InvalidArgument, match="class_weights"):
         train_model(dataset_dir=dataset / "ds", classes=CLASSES, bands=BANDS,
                     class_weights=[1.0, 2.0], **common)

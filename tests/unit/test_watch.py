@@ -1,5 +1,6 @@
 """The watch building blocks on real files and a real SQLite store: names, settling, products,
-the durable queue (exactly-once key, backpressure, crash recovery of a submit)."""
+the durable queue (exactly-once key, backpressure, batches). The submit transaction and its
+crash points: tests/unit/test_watch_transaction.py."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from sipd.config import WatchConfig
 from sipd.errors import AlreadyExists, InvalidArgument
 from sipd.store import Store
 from sipd.watch.files import (
@@ -25,7 +27,9 @@ from sipd.watch.files import (
 )
 from sipd.watch.outputs import free_destination, move_unit
 from sipd.watch.products import raster_path
-from sipd.watch.queue import WatchQueue
+from sipd.watch.queue import ClaimLost, WatchQueue
+from sipd.watch.runtime import Runtime
+from sipd.watch.scanner import Scanner
 from sipd.watch.settle import Settler
 from sipd.watch.spec import WatchSpec, check_folders, spec_from_dict
 
@@ -77,20 +81,38 @@ def test_scan_finds_units_and_skips_ours(tmp_path: Path) -> None:
 
 
 def test_settler_waits_for_a_quiet_period_while_a_writer_appends(tmp_path: Path) -> None:
+    # The settler's clock is the `now` each poll is given: the writer's pace and the quiet
+    # period are stepped exactly, with no sleeps and no dependence on the machine's load.
     path = tmp_path / "slow.tif"
     settler = Settler(quiet=0.6, require_sentinel=False)
+    now = 100.0
+    settler.touch(path, now)
     with open(path, "wb") as out:
-        start = time.monotonic()
-        settler.touch(path, start)
-        while time.monotonic() - start < 1.5:  # chunks every 0.1 s: never quiet for 0.6 s
+        for _ in range(15):  # a chunk every 0.1 s for 1.5 s: never quiet for 0.6 s
             out.write(b"x" * 1000)
             out.flush()
-            assert settler.poll(time.monotonic()) == []
-            time.sleep(0.1)
-    assert settler.poll(time.monotonic()) == []  # the last change restarted the clock
-    time.sleep(0.7)
-    ready = settler.poll(time.monotonic())
-    assert [u for u, _ in ready] == [path] and ready[0][1][0] == path.stat().st_size
+            now += 0.1
+            assert settler.poll(now) == []
+    # The last change (seen at `now`) restarted the clock: still pending just before 0.6 s.
+    assert settler.poll(now + 0.59) == []
+    ready = settler.poll(now + 0.61)
+    assert [u for u, _ in ready] == [path] and ready[0][1][0] == path.stat().st_size == 15000
+    assert settler.awaiting_sentinel == 0  # no sentinel asked for: nothing held for one
+
+
+def test_a_quiet_unit_without_its_sentinel_is_held_and_counted(tmp_path: Path) -> None:
+    data = tmp_path / "scene.tif"
+    data.write_bytes(b"v1")
+    settler = Settler(quiet=1.0, require_sentinel=True)
+    settler.touch(data, 0.0)
+    assert settler.poll(0.5) == [] and settler.awaiting_sentinel == 0  # not quiet yet
+    assert settler.poll(1.5) == [] and settler.awaiting_sentinel == 1  # quiet, but held
+    with open(data, "ab") as out:
+        out.write(b"more")  # written again: no longer quiet, so no longer counted as held
+    assert settler.poll(2.0) == [] and settler.awaiting_sentinel == 0
+    assert settler.poll(3.0) == [] and settler.awaiting_sentinel == 1
+    (tmp_path / "scene.tif.done").write_text("")
+    assert [u for u, _ in settler.poll(3.1)] == [data] and settler.awaiting_sentinel == 0
 
 
 def test_a_fresh_sentinel_releases_at_once_a_stale_one_does_not(tmp_path: Path) -> None:
@@ -245,27 +267,46 @@ def test_claim_batches_but_a_solo_scene_runs_alone(queue: WatchQueue) -> None:
     claimed: list[str] = []
     while batch := queue.claim("w", 10, time.time()):
         claimed += [r["path"] for r in batch]
+        queue.attach([r["id"] for r in batch], job_id=9, model="m")
     assert sorted(claimed) == ["/in/0.tif", "/in/1.tif", "/in/2.tif", "/in/4.tif"]
     assert queue.scene_rows([row["id"]])[0]["attempts"] == 1
 
 
-def test_recovery_adopts_the_job_a_crashed_submit_created(queue: WatchQueue) -> None:
-    store = queue.store
+def test_claim_only_reads_and_attach_takes_only_waiting_scenes(queue: WatchQueue) -> None:
     for name in ("a", "b"):
         queue.offer("w", f"/in/{name}.tif", 1, 1, limit=100)
     rows = queue.claim("w", 8, time.time())
-    assert {r["state"] for r in queue.scene_rows(r["id"] for r in rows)} == {"SUBMITTING"}
-    # The job was created, then the daemon died before the rows recorded it.
-    params = {"inputs": [{"path": "/in/a.tif"}, {"path": "/in/b.tif"}]}
-    job_id = store.insert_job("predict", "p", params, "watches/w")
-    store.insert_job("predict", "p", params, "watches/other")  # another watch's: not ours
-    assert queue.recover_submitting() == (2, 0)
-    assert [r["job"] for r in queue.rows_of_job(job_id)] == [job_id, job_id]
-    # A submit that never reached the engine: the scene simply waits again.
-    queue.offer("w", "/in/c.tif", 1, 1, limit=100)
-    queue.claim("w", 8, time.time())
-    assert queue.recover_submitting() == (0, 1)
-    assert queue.counts()["w"] == {"QUEUED": 1, "RUNNING": 2, "DONE": 0, "FAILED": 0}
+    ids = [r["id"] for r in rows]
+    # Read, not taken: a crash now leaves nothing to recover.
+    assert queue.claim("w", 8, time.time()) == rows
+    assert queue.counts()["w"]["QUEUED"] == 2
+    queue.mark_failed(ids[1], "unreadable")  # changed after it was read
+    with pytest.raises(ClaimLost, match="1 of 2"):
+        queue.attach(ids, job_id=5, model="m")
+    assert [r["state"] for r in queue.scene_rows(ids)] == ["QUEUED", "FAILED"]  # all or none
+    queue.attach(ids[:1], job_id=5, model="m")
+    assert [r["path"] for r in queue.rows_of_job(5)] == ["/in/a.tif"]
+
+
+def test_the_scanner_counts_its_passes_and_rescans(queue: WatchQueue, tmp_path: Path) -> None:
+    # The counters /metrics exposes, and tests wait on instead of sleeping.
+    spec = queue.get_watch("w")["spec"]
+    Path(spec.inbox).mkdir()
+    (Path(spec.inbox) / "a.tif").write_bytes(b"x")
+    rt = Runtime(spec=spec, layout=Layout(Path(spec.inbox), False, "*"),
+                 settler=Settler(quiet=0.0, require_sentinel=False), paused=False)  # fmt: skip
+    scanner = Scanner(queue, WatchConfig(rescan_seconds=3600), lambda: {"w": rt},
+                      schedule=lambda _rt: None, wake=lambda: None)  # fmt: skip
+    scanner.tick()  # the start rescan finds a.tif; quiet 0: queued in the same pass
+    assert (rt.passes, rt.rescans, queue.counts()["w"]["QUEUED"]) == (1, 1, 1)
+    scanner.tick()  # the next rescan is an hour away
+    assert (rt.passes, rt.rescans) == (2, 1)
+    rt.paused = True
+    scanner.tick()  # a paused watch is passed over, and that pass counts
+    assert (rt.passes, rt.rescans) == (3, 1)
+    rt.paused, rt.rescan_requested = False, True  # what resume does
+    scanner.tick()
+    assert (rt.passes, rt.rescans, queue.counts()["w"]["QUEUED"]) == (4, 2, 1)  # a.tif is known
 
 
 def test_finished_steps_are_recorded_once(queue: WatchQueue) -> None:

@@ -11,6 +11,15 @@ import yaml
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from sipd.contracts.job_record import JobRecord
+from sipd.contracts.jobs import (
+    ModelRef,
+    PredictItem,
+    PredictParams,
+    PredictResult,
+    ScenePrediction,
+)
+from sipd.contracts.worker_settings import WorkerSettings
 from sipd.jobs.engine import JobEngine
 from sipd.prometheus import Metrics
 from sipd.store import Store
@@ -23,7 +32,7 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 def _metrics(tmp_path: Path) -> tuple[Metrics, Store]:
     store = Store(tmp_path / "sipd.db")
     engine = JobEngine(store, device="cpu", queue_limit=10, cancel_grace_seconds=1,
-                       worker_settings={})  # fmt: skip
+                       worker_settings=WorkerSettings())  # fmt: skip
     queue = WatchQueue(store)
     queue.create_watch(WatchSpec(id="w1", inbox="/in", outbox="/out", project="p"))
     queue.offer("w1", "/in/a.tif", 1, 1, limit=10)
@@ -33,11 +42,34 @@ def _metrics(tmp_path: Path) -> tuple[Metrics, Store]:
     queue.mark_done(rows[0]["id"], {})
 
     def stats() -> dict[str, dict[str, int]]:
-        return {w: {**c, "PENDING": 3} for w, c in queue.counts().items()}
+        # The scanner's side (WatchManager.stats): settling units, held ones, passes, rescans.
+        scanner = {"PENDING": 3, "AWAITING_SENTINEL": 2, "PASSES": 40, "RESCANS": 5}
+        return {w: {**c, **scanner} for w, c in queue.counts().items()}
 
     m = Metrics(store, device="cpu", engine_status=engine.status, watch_stats=stats,
                 watch_queue_limit=10)  # fmt: skip
     return m, store
+
+
+def _predict_job(store: Store, source: str, pixels: list[int], finish: bool = True) -> JobRecord:
+    """A real job row of type predict, typed as the engine hands it to listeners."""
+    ref = ModelRef(project="p", version=1, path="/models/p/1")
+    item = PredictItem(input="/in/a.tif", output="/out/a.tif")
+    params = PredictParams(model=ref, items=[item] * max(1, len(pixels)))
+    job_id = store.insert_job("predict", "p", params.model_dump(mode="json"), source)
+    store.mark_running(job_id)
+    if finish:
+        scenes = [
+            ScenePrediction(input="/in/a.tif", output="/out/a.tif", width=64, height=64,
+                            pixels=n, class_pixels={}, class_area_m2={}, seconds=1.0,
+                            mpx_per_s=1.0)  # fmt: skip
+            for n in pixels
+        ]
+        result = PredictResult(project="p", version=1, scenes=scenes, provider="cpu", seconds=1.0)
+        store.finish_job(job_id, "SUCCEEDED", result=result.model_dump(mode="json"))
+    row = store.get_job(job_id)
+    assert row is not None
+    return JobRecord.from_row(row)
 
 
 def _samples(m: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -51,11 +83,7 @@ def _samples(m: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 def test_values_come_from_the_store_and_from_job_events(tmp_path: Path) -> None:
     m, store = _metrics(tmp_path)
-    job_id = store.insert_job("predict", "p", {}, "watches/w1")
-    store.mark_running(job_id)
-    result = {"scenes": [{"pixels": 4096}, {"pixels": 100}]}
-    store.finish_job(job_id, "SUCCEEDED", result=result)
-    m.on_job(store.get_job(job_id))
+    m.on_job(_predict_job(store, "watches/w1", [4096, 100]))
     m.scene_done("w1", 0.25, 3.0)
     m.scene_retried("w1")
     s = _samples(m)
@@ -63,6 +91,9 @@ def test_values_come_from_the_store_and_from_job_events(tmp_path: Path) -> None:
     assert s[("sipd_watch_scenes_total", (("outcome", "failed"), ("watch", "w1")))] == 0
     assert s[("sipd_watch_queue_depth", (("watch", "w1"),))] == 1
     assert s[("sipd_watch_files_pending", (("watch", "w1"),))] == 3
+    assert s[("sipd_watch_files_awaiting_sentinel", (("watch", "w1"),))] == 2
+    assert s[("sipd_watch_scanner_passes_total", (("watch", "w1"),))] == 40
+    assert s[("sipd_watch_rescans_total", (("watch", "w1"),))] == 5
     assert s[("sipd_watch_queue_limit", ())] == 10
     assert s[("sipd_jobs", (("state", "SUCCEEDED"), ("type", "predict")))] == 1
     assert s[("sipd_pixels_classified_total", (("project", "p"),))] == 4196
@@ -74,9 +105,8 @@ def test_values_come_from_the_store_and_from_job_events(tmp_path: Path) -> None:
 
 
 def test_names_follow_prometheus_conventions(tmp_path: Path) -> None:
-    m, _ = _metrics(tmp_path)
-    m.on_job({"state": "SUCCEEDED", "type": "t", "project": "", "start_time": 1.0,
-              "end_time": 2.0, "create_time": 0.5, "result": {}})  # fmt: skip
+    m, store = _metrics(tmp_path)
+    m.on_job(_predict_job(store, "api", [10]))
     m.scene_done("w1", 1.0, 1.0)
     m.scene_retried("w1")
     text = generate_latest(m.registry).decode()
@@ -93,11 +123,8 @@ def test_names_follow_prometheus_conventions(tmp_path: Path) -> None:
 
 def test_deploy_files_use_only_metrics_sipd_exposes(tmp_path: Path) -> None:
     m, store = _metrics(tmp_path)
-    job_id = store.insert_job("predict", "p", {}, "api")
-    store.mark_running(job_id)
-    m.on_job(store.get_job(job_id))
-    m.on_job({"state": "SUCCEEDED", "type": "predict", "project": "p", "start_time": 1.0,
-              "end_time": 2.0, "create_time": 0.5, "result": {"scenes": []}})  # fmt: skip
+    m.on_job(_predict_job(store, "api", [], finish=False))
+    m.on_job(_predict_job(store, "api", []))
     m.scene_done("w1", 1.0, 1.0)
     m.scene_retried("w1")
     exposed = {s.name for f in text_string_to_metric_families(generate_latest(m.registry).decode())

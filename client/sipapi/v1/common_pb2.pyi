@@ -43,7 +43,7 @@ class LabelCount(_message.Message):
     def __init__(self, class_name: _Optional[str] = ..., split: _Optional[_Union[Split, str]] = ..., pixels: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("name", "type", "state", "project", "create_time", "start_time", "end_time", "progress", "error", "error_code", "params", "source", "inspect", "diagnostics", "prepare", "train", "test", "predict", "export", "preprocess")
+    __slots__ = ("name", "type", "state", "project", "create_time", "start_time", "end_time", "progress", "error", "error_code", "params", "source", "inspect", "diagnostics", "prepare", "train", "test", "predict", "export", "preprocess", "masks")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Job.State]
@@ -78,6 +78,7 @@ class Job(_message.Message):
     PREDICT_FIELD_NUMBER: _ClassVar[int]
     EXPORT_FIELD_NUMBER: _ClassVar[int]
     PREPROCESS_FIELD_NUMBER: _ClassVar[int]
+    MASKS_FIELD_NUMBER: _ClassVar[int]
     name: str
     type: str
     state: Job.State
@@ -98,7 +99,8 @@ class Job(_message.Message):
     predict: PredictResult
     export: ExportResult
     preprocess: PreprocessResult
-    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., state: _Optional[_Union[Job.State, str]] = ..., project: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[_Union[JobProgress, _Mapping]] = ..., error: _Optional[str] = ..., error_code: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., source: _Optional[str] = ..., inspect: _Optional[_Union[InspectResult, _Mapping]] = ..., diagnostics: _Optional[_Union[DiagnosticsResult, _Mapping]] = ..., prepare: _Optional[_Union[PrepareResult, _Mapping]] = ..., train: _Optional[_Union[TrainResult, _Mapping]] = ..., test: _Optional[_Union[AccuracyReport, _Mapping]] = ..., predict: _Optional[_Union[PredictResult, _Mapping]] = ..., export: _Optional[_Union[ExportResult, _Mapping]] = ..., preprocess: _Optional[_Union[PreprocessResult, _Mapping]] = ...) -> None: ...
+    masks: MaskSummary
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., state: _Optional[_Union[Job.State, str]] = ..., project: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[_Union[JobProgress, _Mapping]] = ..., error: _Optional[str] = ..., error_code: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., source: _Optional[str] = ..., inspect: _Optional[_Union[InspectResult, _Mapping]] = ..., diagnostics: _Optional[_Union[DiagnosticsResult, _Mapping]] = ..., prepare: _Optional[_Union[PrepareResult, _Mapping]] = ..., train: _Optional[_Union[TrainResult, _Mapping]] = ..., test: _Optional[_Union[AccuracyReport, _Mapping]] = ..., predict: _Optional[_Union[PredictResult, _Mapping]] = ..., export: _Optional[_Union[ExportResult, _Mapping]] = ..., preprocess: _Optional[_Union[PreprocessResult, _Mapping]] = ..., masks: _Optional[_Union[MaskSummary, _Mapping]] = ...) -> None: ...
 
 class JobProgress(_message.Message):
     __slots__ = ("stage", "fraction", "message", "metrics", "eta_seconds", "update_time")
@@ -348,14 +350,16 @@ class PredictResult(_message.Message):
     def __init__(self, model: _Optional[str] = ..., scenes: _Optional[_Iterable[_Union[ScenePrediction, _Mapping]]] = ..., provider: _Optional[str] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class ExportResult(_message.Message):
-    __slots__ = ("model", "files", "max_abs_diff")
+    __slots__ = ("model", "files", "max_abs_diff", "source_model")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     FILES_FIELD_NUMBER: _ClassVar[int]
     MAX_ABS_DIFF_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_MODEL_FIELD_NUMBER: _ClassVar[int]
     model: str
     files: _containers.RepeatedScalarFieldContainer[str]
     max_abs_diff: float
-    def __init__(self, model: _Optional[str] = ..., files: _Optional[_Iterable[str]] = ..., max_abs_diff: _Optional[float] = ...) -> None: ...
+    source_model: str
+    def __init__(self, model: _Optional[str] = ..., files: _Optional[_Iterable[str]] = ..., max_abs_diff: _Optional[float] = ..., source_model: _Optional[str] = ...) -> None: ...
 
 class PreprocessResult(_message.Message):
     __slots__ = ("preprocessor", "outputs", "info")
@@ -366,3 +370,32 @@ class PreprocessResult(_message.Message):
     outputs: _containers.RepeatedScalarFieldContainer[str]
     info: RasterInfo
     def __init__(self, preprocessor: _Optional[str] = ..., outputs: _Optional[_Iterable[str]] = ..., info: _Optional[_Union[RasterInfo, _Mapping]] = ...) -> None: ...
+
+class SceneMasks(_message.Message):
+    __slots__ = ("scene", "paths", "counts", "conflicting_pixels", "pixels_in_several_splits")
+    class PathsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SCENE_FIELD_NUMBER: _ClassVar[int]
+    PATHS_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    CONFLICTING_PIXELS_FIELD_NUMBER: _ClassVar[int]
+    PIXELS_IN_SEVERAL_SPLITS_FIELD_NUMBER: _ClassVar[int]
+    scene: str
+    paths: _containers.ScalarMap[str, str]
+    counts: _containers.RepeatedCompositeFieldContainer[LabelCount]
+    conflicting_pixels: int
+    pixels_in_several_splits: int
+    def __init__(self, scene: _Optional[str] = ..., paths: _Optional[_Mapping[str, str]] = ..., counts: _Optional[_Iterable[_Union[LabelCount, _Mapping]]] = ..., conflicting_pixels: _Optional[int] = ..., pixels_in_several_splits: _Optional[int] = ...) -> None: ...
+
+class MaskSummary(_message.Message):
+    __slots__ = ("scenes", "totals")
+    SCENES_FIELD_NUMBER: _ClassVar[int]
+    TOTALS_FIELD_NUMBER: _ClassVar[int]
+    scenes: _containers.RepeatedCompositeFieldContainer[SceneMasks]
+    totals: _containers.RepeatedCompositeFieldContainer[LabelCount]
+    def __init__(self, scenes: _Optional[_Iterable[_Union[SceneMasks, _Mapping]]] = ..., totals: _Optional[_Iterable[_Union[LabelCount, _Mapping]]] = ...) -> None: ...

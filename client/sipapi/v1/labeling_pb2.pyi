@@ -206,32 +206,3 @@ class ComputeMasksRequest(_message.Message):
     parent: str
     scenes: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, parent: _Optional[str] = ..., scenes: _Optional[_Iterable[str]] = ...) -> None: ...
-
-class SceneMasks(_message.Message):
-    __slots__ = ("scene", "paths", "counts", "conflicting_pixels", "pixels_in_several_splits")
-    class PathsEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: str
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
-    SCENE_FIELD_NUMBER: _ClassVar[int]
-    PATHS_FIELD_NUMBER: _ClassVar[int]
-    COUNTS_FIELD_NUMBER: _ClassVar[int]
-    CONFLICTING_PIXELS_FIELD_NUMBER: _ClassVar[int]
-    PIXELS_IN_SEVERAL_SPLITS_FIELD_NUMBER: _ClassVar[int]
-    scene: str
-    paths: _containers.ScalarMap[str, str]
-    counts: _containers.RepeatedCompositeFieldContainer[_common_pb2.LabelCount]
-    conflicting_pixels: int
-    pixels_in_several_splits: int
-    def __init__(self, scene: _Optional[str] = ..., paths: _Optional[_Mapping[str, str]] = ..., counts: _Optional[_Iterable[_Union[_common_pb2.LabelCount, _Mapping]]] = ..., conflicting_pixels: _Optional[int] = ..., pixels_in_several_splits: _Optional[int] = ...) -> None: ...
-
-class MaskSummary(_message.Message):
-    __slots__ = ("scenes", "totals")
-    SCENES_FIELD_NUMBER: _ClassVar[int]
-    TOTALS_FIELD_NUMBER: _ClassVar[int]
-    scenes: _containers.RepeatedCompositeFieldContainer[SceneMasks]
-    totals: _containers.RepeatedCompositeFieldContainer[_common_pb2.LabelCount]
-    def __init__(self, scenes: _Optional[_Iterable[_Union[SceneMasks, _Mapping]]] = ..., totals: _Optional[_Iterable[_Union[_common_pb2.LabelCount, _Mapping]]] = ...) -> None: ...

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
+from sipapi.v1 import common_pb2 as sip_dot_v1_dot_common__pb2
 from sipapi.v1 import labeling_pb2 as sip_dot_v1_dot_labeling__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -84,7 +85,7 @@ class LabelingServiceStub:
         self.ComputeMasks = channel.unary_unary(
                 '/sip.v1.LabelingService/ComputeMasks',
                 request_serializer=sip_dot_v1_dot_labeling__pb2.ComputeMasksRequest.SerializeToString,
-                response_deserializer=sip_dot_v1_dot_labeling__pb2.MaskSummary.FromString,
+                response_deserializer=sip_dot_v1_dot_common__pb2.MaskSummary.FromString,
                 _registered_method=True)
 
 
@@ -221,7 +222,7 @@ def add_LabelingServiceServicer_to_server(servicer, server):
             'ComputeMasks': grpc.unary_unary_rpc_method_handler(
                     servicer.ComputeMasks,
                     request_deserializer=sip_dot_v1_dot_labeling__pb2.ComputeMasksRequest.FromString,
-                    response_serializer=sip_dot_v1_dot_labeling__pb2.MaskSummary.SerializeToString,
+                    response_serializer=sip_dot_v1_dot_common__pb2.MaskSummary.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -494,7 +495,7 @@ class LabelingService:
             target,
             '/sip.v1.LabelingService/ComputeMasks',
             sip_dot_v1_dot_labeling__pb2.ComputeMasksRequest.SerializeToString,
-            sip_dot_v1_dot_labeling__pb2.MaskSummary.FromString,
+            sip_dot_v1_dot_common__pb2.MaskSummary.FromString,
             options,
             channel_credentials,
             insecure,

@@ -84,7 +84,7 @@ class DeleteModelRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class Model(_message.Message):
-    __slots__ = ("name", "version", "create_time", "path", "arch", "classes", "bands", "tile_size", "tile_halo", "training", "test", "model_yaml")
+    __slots__ = ("name", "version", "create_time", "path", "arch", "classes", "bands", "tile_size", "tile_halo", "training", "test", "model_yaml", "derived_from", "evaluations")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -97,6 +97,8 @@ class Model(_message.Message):
     TRAINING_FIELD_NUMBER: _ClassVar[int]
     TEST_FIELD_NUMBER: _ClassVar[int]
     MODEL_YAML_FIELD_NUMBER: _ClassVar[int]
+    DERIVED_FROM_FIELD_NUMBER: _ClassVar[int]
+    EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     create_time: _timestamp_pb2.Timestamp
@@ -109,4 +111,6 @@ class Model(_message.Message):
     training: _common_pb2.TrainResult
     test: _common_pb2.AccuracyReport
     model_yaml: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., path: _Optional[str] = ..., arch: _Optional[str] = ..., classes: _Optional[_Iterable[_Union[_common_pb2.ClassDef, _Mapping]]] = ..., bands: _Optional[_Iterable[str]] = ..., tile_size: _Optional[int] = ..., tile_halo: _Optional[int] = ..., training: _Optional[_Union[_common_pb2.TrainResult, _Mapping]] = ..., test: _Optional[_Union[_common_pb2.AccuracyReport, _Mapping]] = ..., model_yaml: _Optional[str] = ...) -> None: ...
+    derived_from: str
+    evaluations: _containers.RepeatedCompositeFieldContainer[_common_pb2.AccuracyReport]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., path: _Optional[str] = ..., arch: _Optional[str] = ..., classes: _Optional[_Iterable[_Union[_common_pb2.ClassDef, _Mapping]]] = ..., bands: _Optional[_Iterable[str]] = ..., tile_size: _Optional[int] = ..., tile_halo: _Optional[int] = ..., training: _Optional[_Union[_common_pb2.TrainResult, _Mapping]] = ..., test: _Optional[_Union[_common_pb2.AccuracyReport, _Mapping]] = ..., model_yaml: _Optional[str] = ..., derived_from: _Optional[str] = ..., evaluations: _Optional[_Iterable[_Union[_common_pb2.AccuracyReport, _Mapping]]] = ...) -> None: ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -78,7 +79,7 @@ def _sizes(a: argparse.Namespace) -> list[int]:
 def _child(app: App, *args: str) -> dict[str, Any]:
     """One step in a fresh Python process; its last stdout line is JSON."""
     proc = subprocess.run(
-        [sys.executable, "-m", "sipd.inference.throughput_bench", *args],
+        [sys.executable, "-m", "sipd.bench.throughput", *args],
         capture_output=True,
         text=True,
     )
@@ -145,6 +146,14 @@ def _row(app: App, folder: Path, size: int) -> dict[str, Any]:
 
 def bench(app: App) -> int:
     sizes = _sizes(app.args)
+    # The measurements run sipd's engine in child processes on this machine; the
+    # client distribution alone (no torch, onnxruntime, GDAL) cannot.
+    if importlib.util.find_spec("sipd") is None:
+        raise CliError(
+            "sipctl bench measures this machine's engine and needs the sipd daemon "
+            "installed here as well (pip install -c constraints.txt ./client . in the sipd "
+            "repository)"
+        )
     folder = Path(app.args.dir).expanduser().resolve()
     rows = [_row(app, folder, size) for size in sizes]
     main = next((r for r in rows if r["size"] == 5000), rows[-1])

@@ -103,7 +103,7 @@ def register(sub: Any, job_options: argparse.ArgumentParser) -> None:
     p.add_argument("version", nargs="?", default="latest")
     p.set_defaults(func=models_show)
     p = msub.add_parser("export", parents=[job_options],
-                        help="re-export a version's checkpoint to ONNX (a job)")
+                        help="re-export a version's checkpoint to ONNX as a new version (a job)")
     p.add_argument("project")
     p.add_argument("version")
     p.add_argument("--fp16", action="store_true", help="also write model.fp16.onnx (for CUDA)")
@@ -326,7 +326,10 @@ def models_export(app: App) -> int:
     job = app.client.call(app.client.training.ExportModel, req)
 
     def human(r: Any) -> None:
-        print(f"{r.model}: wrote {', '.join(r.files)}; max |diff| vs torch {r.max_abs_diff:.2e}")
+        print(
+            f"{r.source_model} re-exported as {r.model} (the source version is unchanged): "
+            f"wrote {', '.join(r.files)}; max |diff| vs torch {r.max_abs_diff:.2e}"
+        )
 
     return app.run_job(job, human)
 

@@ -1,29 +1,54 @@
-"""Name -> architecture, and the one constructor the rest of sipd uses."""
+"""The architectures sipd trains: their names, where each class lives, and the constructor.
+
+Torch-free at import: the daemon validates architecture names with `ARCHS`
+without loading torch (only the worker touches the device); a net's module
+is imported when `build_net` or `default_params` first needs its class.
+
+Every net maps normalized input [N, C, H, W] to logits [N, K, H, W] and
+exposes `hparams` (all params, defaults filled in), `size_multiple` (H and
+W must be multiples of it), `receptive_margin` (context per side that can
+affect an output pixel anywhere) and `seamless_margin` (context per side a
+tile aligned to the `size_multiple` grid needs so that its core equals a
+whole-image pass; at most `receptive_margin`).
+"""
 
 from __future__ import annotations
 
+import importlib
 import inspect
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from sipd.errors import InvalidArgument
-from sipd.nets.patchcnn import PatchCNN
-from sipd.nets.spectral import SpectralMLP
-from sipd.nets.unet import UNet
 
-NETS: dict[str, type[nn.Module]] = {
-    "unet": UNet,
-    "patchcnn": PatchCNN,
-    "spectral": SpectralMLP,
+if TYPE_CHECKING:
+    from torch import nn
+
+# name -> "module:Class". The one list of architectures.
+ARCHITECTURES: dict[str, str] = {
+    "unet": "sipd.nets.unet:UNet",
+    "patchcnn": "sipd.nets.patchcnn:PatchCNN",
+    "spectral": "sipd.nets.spectral:SpectralMLP",
 }
+ARCHS: tuple[str, ...] = tuple(ARCHITECTURES)
 DEFAULT_NET = "unet"
+
+
+def check_arch(name: str) -> str:
+    """`name` if it is an architecture sipd knows, else InvalidArgument listing them."""
+    if name not in ARCHITECTURES:
+        raise InvalidArgument(f"unknown architecture {name!r}; accepted: {', '.join(ARCHS)}")
+    return name
+
+
+def net_class(name: str) -> type[nn.Module]:
+    """The class of architecture `name` (imports its module, and with it torch)."""
+    module, _, cls = ARCHITECTURES[check_arch(name)].partition(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 def default_params(name: str) -> dict[str, Any]:
     """The architecture's hyper-parameters and their defaults."""
-    cls = _lookup(name)
-    sig = inspect.signature(cls.__init__)
+    sig = inspect.signature(net_class(name).__init__)
     return {
         p.name: p.default
         for p in sig.parameters.values()
@@ -32,13 +57,8 @@ def default_params(name: str) -> dict[str, Any]:
 
 
 def build_net(name: str, in_channels: int, num_classes: int, **params: Any) -> nn.Module:
-    """Build network `name`: input [N, in_channels, H, W] -> logits [N, num_classes, H, W].
-
-    Every net exposes `receptive_margin` (pixels of context each side that
-    can affect an output pixel), `size_multiple` (H and W must be
-    multiples of it) and `hparams` (all params, defaults filled in).
-    """
-    cls = _lookup(name)
+    """Build network `name`: input [N, in_channels, H, W] -> logits [N, num_classes, H, W]."""
+    cls = net_class(name)
     known = default_params(name)
     unknown = sorted(set(params) - set(known))
     if unknown:
@@ -72,12 +92,3 @@ def _coerce(arch: str, key: str, value: Any, default: Any) -> Any:
         f"parameter {key}={value!r} of architecture {arch!r} must be of type {kind.__name__} "
         f"(default {default!r})"
     )
-
-
-def _lookup(name: str) -> type[nn.Module]:
-    try:
-        return NETS[name]
-    except KeyError:
-        raise InvalidArgument(
-            f"unknown architecture {name!r}; accepted: {', '.join(sorted(NETS))}"
-        ) from None

@@ -1,11 +1,11 @@
 """The measurements behind `sipctl bench`, one per child process.
 
-    python -m sipd.inference.throughput_bench prepare  --dir DIR --size N [--bands 4]
-                                                       [--classes 3]
-    python -m sipd.inference.throughput_bench sipd     --model M --scene S --out O [--tile T]
-                                                       [--batch B] [--threads N] [--io-threads N]
-    python -m sipd.inference.throughput_bench baseline --model M --scene S --out O [--tile T]
-    python -m sipd.inference.throughput_bench compare  A B
+    python -m sipd.bench.throughput prepare  --dir DIR --size N [--bands 4]
+                                             [--classes 3]
+    python -m sipd.bench.throughput sipd     --model M --scene S --out O [--tile T]
+                                             [--batch B] [--threads N] [--io-threads N]
+    python -m sipd.bench.throughput baseline --model M --scene S --out O [--tile T]
+    python -m sipd.bench.throughput compare  A B
 
 Each prints one JSON line. `sipctl bench` runs every measurement in a fresh
 process, so its peak RSS (VmHWM) and CPU time are that measurement's alone,
@@ -21,6 +21,7 @@ class), exported by the real exporter: speed does not depend on training.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import resource
@@ -34,6 +35,9 @@ import rasterio
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
+from sipd.errors import SipError
+from sipd.modelrepo import ModelCard, dump_card, read_card, version_name
+from sipd.modelrepo.layout import CARD_FILE, GRAPH_FILE
 from sipd.raster import atomic_path
 
 MODEL_DIR = "model"  # under --dir
@@ -84,13 +88,15 @@ def make_model(folder: Path, bands: int, classes: int, seed: int = 0) -> Path:
 
     Exported with the trainer's exporter, checked against torch, tile and
     halo from the trainer's defaults: a real model folder, only not trained.
+    The folder is written in place (it is the bench's scratch model, not a
+    published version); its card says projects/bench/models/1.
     """
+    # Imported here: the predictor's measurement runs in a process that must
+    # not load torch (its peak memory is part of what the bench reports).
     import torch
-    import yaml
 
     from sipd.nets import DEFAULT_NET, build_net
     from sipd.training.checkpoint import FILE, checkpoint_payload
-    from sipd.training.model_folder import MODEL_FORMAT
     from sipd.training.onnx_export import INPUT, OUTPUTS, check_onnx_export, export_onnx
     from sipd.training.train import tile_defaults
 
@@ -105,8 +111,8 @@ def make_model(folder: Path, bands: int, classes: int, seed: int = 0) -> Path:
     net = build_net(DEFAULT_NET, bands, classes)
     _calibrate_batchnorm(net, mean, std)
     folder.mkdir(parents=True, exist_ok=True)
-    export_onnx(net, mean, std, folder / "model.onnx")
-    check = check_onnx_export(net, mean, std, folder / "model.onnx")
+    export_onnx(net, mean, std, folder / GRAPH_FILE)
+    check = check_onnx_export(net, mean, std, folder / GRAPH_FILE)
     torch.save(
         checkpoint_payload(
             net, net.state_dict(), arch=DEFAULT_NET, in_channels=bands, num_classes=classes,
@@ -114,24 +120,23 @@ def make_model(folder: Path, bands: int, classes: int, seed: int = 0) -> Path:
         ),
         folder / FILE,
     )
-    card = {
-        "format": MODEL_FORMAT,
-        "name": "projects/bench/models/1",
-        "project": "bench",
-        "version": 1,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "classes": class_list,
-        "bands": band_names,
-        "input": {"name": INPUT, "dtype": "float32", "layout": "NCHW"},
-        "outputs": {name: name for name in OUTPUTS},
-        "normalization": {"mean": mean, "std": std},
-        "tile": tile_defaults(net),
-        "architecture": {"name": DEFAULT_NET, "params": dict(net.hparams)},
-        "training": {"note": f"benchmark model: random weights (seed {seed}), not trained"},
-        "onnx_check": check,
-    }
-    with atomic_path(folder / "model.yaml") as tmp:
-        tmp.write_text(yaml.safe_dump(card, sort_keys=False, default_flow_style=None, width=100))
+    card = ModelCard(
+        name=version_name("bench", 1),
+        project="bench",
+        version=1,
+        created=dt.datetime.now(dt.UTC).replace(microsecond=0),
+        classes=class_list,
+        bands=band_names,
+        input={"name": INPUT, "dtype": "float32", "layout": "NCHW"},
+        outputs={name: name for name in OUTPUTS},
+        normalization={"mean": mean, "std": std},
+        tile=tile_defaults(net),
+        architecture={"name": DEFAULT_NET, "params": dict(net.hparams)},
+        training={"note": f"benchmark model: random weights (seed {seed}), not trained"},
+        onnx_check=check,
+    )
+    with atomic_path(folder / CARD_FILE) as tmp:
+        tmp.write_text(dump_card(card), encoding="utf-8")
     return folder
 
 
@@ -167,18 +172,19 @@ def prepare(folder: Path, size: int, bands: int, classes: int) -> dict[str, Any]
     if not scene.is_file():
         write_synthetic_scene(scene, size, bands)
         made.append("scene")
-    card = model / "model.yaml"
-    if not card.is_file() or _model_mismatch(card, bands, classes):
+    if _model_mismatch(model, bands, classes):
         make_model(model, bands, classes)
         made.append("model")
     return {"scene": str(scene), "model": str(model), "made": made}
 
 
-def _model_mismatch(card: Path, bands: int, classes: int) -> bool:
-    import yaml
-
-    doc = yaml.safe_load(card.read_text()) or {}
-    return len(doc.get("bands", [])) != bands or len(doc.get("classes", [])) != classes
+def _model_mismatch(model: Path, bands: int, classes: int) -> bool:
+    """True unless `model` holds a readable card for this many bands and classes."""
+    try:
+        card = read_card(model)
+    except SipError:
+        return True  # missing, or written by another sipd: make a fresh one
+    return len(card.bands) != bands or len(card.classes) != classes
 
 
 def cpu_seconds() -> float:
@@ -248,7 +254,7 @@ def measure_sipd(args: argparse.Namespace) -> dict[str, Any]:
 def measure_baseline(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from sipd.inference.baseline import predict_naive
+    from sipd.bench.baseline import predict_naive
 
     pixels = _pixels(args.scene)
     out = _measure(
@@ -277,7 +283,7 @@ def compare(a: str, b: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m sipd.inference.throughput_bench",
+        prog="python -m sipd.bench.throughput",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -20,7 +20,8 @@ import numpy as np
 import rasterio
 import torch
 
-from sipd.inference.spec import read_model_spec
+from sipd.device import torch_device
+from sipd.inference.model_view import read_model_spec
 from sipd.inference.tiling import make_grid
 from sipd.training.checkpoint import load_checkpoint
 
@@ -39,7 +40,7 @@ def predict_naive(
     """
     spec = read_model_spec(model_dir)
     net, _ = load_checkpoint(model_dir)
-    dev = torch.device("cpu" if device in ("cpu", "auto") else device)
+    dev = torch_device(device)
     net = net.to(dev)
     mean = torch.tensor(spec.mean, dtype=torch.float32).view(-1, 1, 1)
     std = torch.tensor(spec.std, dtype=torch.float32).view(-1, 1, 1)
