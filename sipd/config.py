@@ -87,6 +87,35 @@ class WatchConfig:
 
 
 @dataclass
+class LimitsConfig:
+    # Streaming calls (WatchJob, PredictStream) open at once; each holds an RPC
+    # thread, so beyond this they are refused with RESOURCE_EXHAUSTED and
+    # unary calls (Health, GetStatus, CancelJob) always find a thread.
+    max_streams: int = 64
+    # Streaming calls open at once from one client connection.
+    max_streams_per_client: int = 16
+    # Largest scene (width x height) accepted for labeling and masks: a mask
+    # holds one byte per pixel in memory, so this bounds its allocation.
+    max_scene_pixels: int = 1_000_000_000
+
+
+@dataclass
+class AccessConfig:
+    # Bearer tokens besides the owner's (DATA_DIR/sipd.token, admin, made at
+    # first start): each {name, token or token_file, scopes: read|label|admin}.
+    tokens: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class TlsConfig:
+    # Server certificate chain and key (PEM); both set = TLS on the gRPC port.
+    cert: str = ""
+    key: str = ""
+    # CA bundle (PEM) that client certificates must chain to; set = mTLS required.
+    client_ca: str = ""
+
+
+@dataclass
 class Config:
     # gRPC address; port 0 picks a free port (written to DATA_DIR/sipd.address).
     listen: str = "127.0.0.1:50051"
@@ -104,6 +133,11 @@ class Config:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     watch: WatchConfig = field(default_factory=WatchConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    access: AccessConfig = field(default_factory=AccessConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    # Listen on a non-loopback address without TLS (tokens then cross the network in clear).
+    insecure_allow_remote_without_tls: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -117,6 +151,7 @@ _ENV_NAMES = {
     "SIPD_DEVICE": "device",
     "SIPD_LOG_LEVEL": "log_level",
     "SIPD_ALLOWED_ROOTS": "allowed_roots",
+    "SIPD_INSECURE_ALLOW_REMOTE_WITHOUT_TLS": "insecure_allow_remote_without_tls",
 }
 
 
@@ -245,12 +280,20 @@ def _validate(config: Config) -> None:
         host, sep, port = address.rpartition(":")
         if not sep or not host or not port.isdigit() or int(port) > 65535:
             raise InvalidArgument(f"{name} {address!r} must be HOST:PORT, e.g. 127.0.0.1:50051")
+    tls = config.tls
+    if bool(tls.cert) != bool(tls.key):
+        raise InvalidArgument("tls.cert and tls.key go together: set both (PEM files) or neither")
+    if tls.client_ca and not tls.cert:
+        raise InvalidArgument("tls.client_ca (mTLS) needs tls.cert and tls.key as well")
     positive = {
         "jobs.queue_limit": config.jobs.queue_limit,
         "inference.session_cache_size": config.inference.session_cache_size,
         "inference.stream_chunk_bytes": config.inference.stream_chunk_bytes,
         "inference.max_stream_bytes": config.inference.max_stream_bytes,
         "watch.queue_limit": config.watch.queue_limit,
+        "limits.max_streams": config.limits.max_streams,
+        "limits.max_streams_per_client": config.limits.max_streams_per_client,
+        "limits.max_scene_pixels": config.limits.max_scene_pixels,
     }
     for name, value in positive.items():
         if value < 1:

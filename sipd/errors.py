@@ -9,6 +9,7 @@ so each says what was wrong and what is accepted.
 
 from __future__ import annotations
 
+import errno
 from enum import StrEnum
 
 
@@ -88,3 +89,45 @@ class Unavailable(SipError):
 
     code = Code.UNAVAILABLE
 
+
+# Longest user value quoted in a message: a name or path of 10 kB must not
+# make a 10 kB status message.
+QUOTE_CHARS = 200
+
+
+def bounded(text: str, limit: int = QUOTE_CHARS) -> str:
+    """`text` cut to `limit` characters, with an ellipsis saying it was cut."""
+    if len(text) <= limit:
+        return text
+    return text[: max(limit - 1, 0)] + "…"
+
+
+# "No space left on device" (ENOSPC) and "Disk quota exceeded" (EDQUOT).
+_FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+_FULL_TEXT = ("no space left on device", "disk quota exceeded")
+
+
+def disk_full(exc: BaseException) -> ResourceExhausted | None:
+    """A RESOURCE_EXHAUSTED error when `exc` (or what caused it) is a full disk, else None.
+
+    Python reports it as OSError ENOSPC; GDAL (rasterio) reports a failed
+    write whose message carries the C library's text, so the text is read
+    too. RESOURCE_EXHAUSTED is transient: a watch retries once space is freed.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _FULL_ERRNOS:
+            where = current.filename
+            return ResourceExhausted(
+                "no space left on device"
+                + (f" at {bounded(str(where))}" if where else "")
+                + "; free space there or point sipd elsewhere, then try again"
+            )
+        if any(t in str(current).lower() for t in _FULL_TEXT):
+            return ResourceExhausted(
+                f"no space left on device ({bounded(str(current))}); free space and try again"
+            )
+        current = current.__cause__ or current.__context__
+    return None

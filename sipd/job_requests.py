@@ -8,6 +8,7 @@ watched folders) builds its params here, so a job looks the same whoever asked.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +33,8 @@ from sipd.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from sipd.jobs.engine import JobEngine
 from sipd.modelrepo import ModelRepository, ModelVersion
 from sipd.paths import PathPolicy
-from sipd.projects import Projects
-from sipd.raster import check_readable, raster_info
+from sipd.projects import Projects, check_scene_dtype
+from sipd.raster import FilesCheck, check_readable, raster_info
 
 
 @dataclass(frozen=True)
@@ -183,8 +184,14 @@ class JobRequests:
         params = TestParams(snapshot=snapshot, model=model_ref(model))
         return self.engine.submit(params, project=project)
 
-    def check_bands(self, model: ModelVersion, raster: Path, what: str) -> None:
-        count = raster_info(raster)["band_count"]
+    def check_bands(
+        self, model: ModelVersion, raster: Path, what: str, check_files: FilesCheck | None = None
+    ) -> None:
+        info = raster_info(raster, check_files)
+        # The pixel types scenes may have (float64 and complex ones are refused here,
+        # not failed later in the worker).
+        check_scene_dtype(info)
+        count = info["band_count"]
         bands = model.card.bands
         if count != len(bands):
             raise InvalidArgument(
@@ -205,11 +212,15 @@ class JobRequests:
             raise InvalidArgument("inputs is empty; give at least one raster to classify")
         if not output:
             raise InvalidArgument("output is empty; give a file (one input) or a folder (several)")
-        resolved = [self.policy.check(p, "input raster") for p in inputs]
+        resolved = [self.policy.check_input(p, "input raster") for p in inputs]
         for path in resolved:
-            check_readable(path)
-            self.check_bands(model, path, str(path))
-        out = self.policy.check(output, "output path")
+            # Every file GDAL opens for the input (VRT sources, sidecars) is
+            # checked against the roots before a pixel is read.
+            opened = functools.partial(self.policy.check_opened, what=f"input raster {path}")
+            check_readable(path, opened)
+            self.check_bands(model, path, str(path), opened)
+        data_dir = self.config.data_dir
+        out = self.policy.check_output(output, "output path", data_dir)
         if len(resolved) > 1 or out.is_dir():
             if not out.is_dir():
                 raise InvalidArgument(f"output {out} must be an existing folder for several inputs")
@@ -229,7 +240,7 @@ class JobRequests:
             confidence = None
             if options.confidence:
                 confidence = (
-                    self.policy.check(options.confidence_path, "confidence path")
+                    self.policy.check_output(options.confidence_path, "confidence path", data_dir)
                     if options.confidence_path
                     else dst.with_name(f"{dst.stem}_confidence.tif")
                 )
@@ -255,7 +266,7 @@ class JobRequests:
         params = predict_params(
             model,
             items,
-            background_mask=str(self.policy.check(mask, "background mask")) if mask else "",
+            background_mask=str(self.policy.check_input(mask, "background mask")) if mask else "",
             tile_size=options.tile_size or self.config.inference.tile_size,
             batch_size=options.batch_size or self.config.inference.batch_size,
             overwrite=options.overwrite,

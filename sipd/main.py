@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 import yaml
 
@@ -36,6 +37,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="DIR",
         help="folder the daemon may read and write (repeatable; replaces the default roots)",
     )
+    p.add_argument("--tls-cert", dest="tls_cert", metavar="PEM", help="server certificate chain")
+    p.add_argument("--tls-key", dest="tls_key", metavar="PEM", help="server private key")
+    p.add_argument(
+        "--tls-client-ca",
+        dest="tls_client_ca",
+        metavar="PEM",
+        help="CA bundle client certificates must chain to (turns on mTLS)",
+    )
+    p.add_argument(
+        "--insecure-allow-remote-without-tls",
+        action="store_const",
+        const=True,
+        dest="insecure_allow_remote_without_tls",
+        help="listen on a non-loopback address without TLS; tokens then cross the network "
+        "in clear (see docs/security.md)",
+    )
     p.add_argument(
         "--print-config", action="store_true", help="print the merged configuration and exit"
     )
@@ -45,18 +62,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    overrides = {
+    overrides: dict[str, Any] = {
         key: value
         for key, value in vars(args).items()
         if key not in ("config", "print_config") and value is not None
     }
+    # The TLS flags are options of the tls section.
+    tls = {
+        option: overrides.pop(f"tls_{option}")
+        for option in ("cert", "key", "client_ca")
+        if f"tls_{option}" in overrides
+    }
+    if tls:
+        overrides["tls"] = tls
     try:
         config = load_config(args.config, overrides=overrides)
     except SipError as exc:
         print(f"sipd: {exc}", file=sys.stderr)
         return 2
     if args.print_config:
-        print(yaml.safe_dump(config.as_dict(), sort_keys=False), end="")
+        shown = config.as_dict()
+        for entry in shown["access"]["tokens"]:
+            if isinstance(entry, dict) and entry.get("token"):
+                entry["token"] = "<hidden>"  # a printed config is pasted into tickets
+        print(yaml.safe_dump(shown, sort_keys=False), end="")
         return 0
 
     from sipd.server import Daemon, configure_logging

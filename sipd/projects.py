@@ -8,15 +8,27 @@ project's revision, which tells whether a prepared dataset is stale.
 
 from __future__ import annotations
 
+import functools
 import json
+import math
+import os
 import re
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+from sipd.config import LimitsConfig
 from sipd.contracts.jobs import ProjectSnapshot, RoiSnapshot, SceneSnapshot
-from sipd.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from sipd.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    bounded,
+)
 from sipd.labeling import (
     SPLITS,
     RoiSpec,
@@ -99,11 +111,31 @@ def normalize_color(color: str, index: int) -> str:
     )
 
 
+def check_scene_dtype(info: dict[str, Any]) -> None:
+    """Refuse a pixel type no net is trained on (raster_info's dict); the one rule for
+    scenes added to a project and rasters given to predict."""
+    if info["dtype"] not in SCENE_DTYPES:
+        raise InvalidArgument(
+            f"{bounded(str(info['path']))} has pixel type {info['dtype']}; "
+            f"accepted: {', '.join(SCENE_DTYPES)} "
+            "(convert it, e.g. with gdal_translate -ot Float32)"
+        )
+
+
 class Projects:
-    def __init__(self, store: Store, policy: PathPolicy, data_dir: Path) -> None:
+    def __init__(
+        self,
+        store: Store,
+        policy: PathPolicy,
+        data_dir: Path,
+        max_scene_pixels: int = LimitsConfig.max_scene_pixels,
+    ) -> None:
         self.store = store
         self.policy = policy
         self.data_dir = data_dir
+        # A mask holds a byte per scene pixel in the worker's memory: a header
+        # declaring 200000 x 200000 pixels is refused here, before anything allocates.
+        self.max_scene_pixels = max_scene_pixels
 
     # -- projects -----------------------------------------------------------------
 
@@ -112,8 +144,8 @@ class Projects:
     ) -> dict[str, Any]:
         if not PROJECT_ID.match(project_id or ""):
             raise InvalidArgument(
-                f"project id {project_id!r} is not valid: 1-63 lowercase letters, digits, '-' "
-                "or '_', starting with a letter"
+                f"project id {bounded(repr(project_id))} is not valid: 1-63 lowercase letters, "
+                "digits, '-' or '_', starting with a letter"
             )
         if not classes:
             raise InvalidArgument("a project needs at least one class, e.g. --classes ice,water")
@@ -124,8 +156,8 @@ class Projects:
         for i, (name, color) in enumerate(classes):
             if not CLASS_NAME.match(name) or name.lower() == "background":
                 raise InvalidArgument(
-                    f"class name {name!r} is not valid: letters, digits, '_', '-', '.', starting "
-                    "with a letter; 'background' is reserved for value 0"
+                    f"class name {bounded(repr(name))} is not valid: letters, digits, '_', '-', "
+                    "'.', starting with a letter; 'background' is reserved for value 0"
                 )
             if name.lower() in seen:
                 raise InvalidArgument(f"class {name!r} is given twice")
@@ -137,7 +169,9 @@ class Projects:
             seen.add(name.lower())
             defs.append({"value": i + 1, "name": name, "color": normalize_color(color, i)})
         if len(set(bands)) != len(bands) or any(not b for b in bands):
-            raise InvalidArgument(f"band names must be unique and non-empty, got {bands}")
+            raise InvalidArgument(
+                f"band names must be unique and non-empty, got {bounded(str(bands))}"
+            )
         try:
             self.store.execute(
                 "INSERT INTO projects (id, description, classes, bands, create_time) "
@@ -198,17 +232,18 @@ class Projects:
 
     def add_scene(self, project_id: str, scene_id: str, path: str, mask: str) -> dict[str, Any]:
         project = self.get(project_id)
-        resolved = self.policy.check(path, "scene path")
+        resolved = self.policy.check_input(path, "scene path")
+        opened = functools.partial(self.policy.check_opened, what=f"scene {resolved}")
         if not scene_id:
             scene_id = re.sub(r"[^A-Za-z0-9._-]", "_", resolved.stem)[:63] or "scene"
         if not SCENE_ID.match(scene_id):
             raise InvalidArgument(
-                f"scene id {scene_id!r} is not valid: letters, digits, '.', '_' or '-'"
+                f"scene id {bounded(repr(scene_id))} is not valid: letters, digits, '.', '_' or '-'"
             )
-        info = raster_info(resolved)
+        info = raster_info(resolved, opened)
         self._check_scene(project, info)
-        check_readable(resolved)
-        mask_path = str(self.policy.check(mask, "background mask")) if mask else ""
+        check_readable(resolved, opened)
+        mask_path = str(self.policy.check_input(mask, "background mask")) if mask else ""
         if mask_path:
             background_mask(resolved, mask_path)  # refuses a wrong size or an unreadable file now
         with self.store.transaction() as db:
@@ -233,12 +268,8 @@ class Projects:
         return self.get_scene(project_id, scene_id)
 
     def _check_scene(self, project: dict[str, Any], info: dict[str, Any]) -> None:
-        if info["dtype"] not in SCENE_DTYPES:
-            raise InvalidArgument(
-                f"{info['path']} has pixel type {info['dtype']}; "
-                f"accepted: {', '.join(SCENE_DTYPES)} "
-                "(convert it, e.g. with gdal_translate -ot Float32)"
-            )
+        self._check_scene_size(info)
+        check_scene_dtype(info)
         bands = project["bands"]
         if bands and info["band_count"] != len(bands):
             raise InvalidArgument(
@@ -250,6 +281,16 @@ class Projects:
             raise InvalidArgument(
                 f"{info['path']} has bands {', '.join(names)} but project {project['id']!r} "
                 f"expects {', '.join(bands)} in that order"
+            )
+
+    def _check_scene_size(self, info: dict[str, Any]) -> None:
+        pixels = int(info["width"]) * int(info["height"])
+        if pixels > self.max_scene_pixels:
+            raise ResourceExhausted(
+                f"{bounded(str(info.get('path', 'the scene')))} is {info['width']} x "
+                f"{info['height']} pixels ({pixels:,}), more than this daemon handles "
+                f"({self.max_scene_pixels:,}, option limits.max_scene_pixels); "
+                "cut it into smaller scenes or raise the limit"
             )
 
     def get_scene(self, project_id: str, scene_id: str) -> dict[str, Any]:
@@ -299,11 +340,17 @@ class Projects:
     ) -> dict[str, Any]:
         project = self.get(project_id)
         scene = self.get_scene(project_id, scene_id)
+        if not math.isfinite(width) or width < 0:
+            # 0 means "not given" (proto3 default); a negative or NaN width is a mistake.
+            raise InvalidArgument(
+                f"roi width {width} is not valid; give a positive line width in pixels "
+                "(0 = default 1)"
+            )
+        if width == 0:
+            width = 1.0
         geom = parse_wkt(wkt)
         if coordinates == "scene":
             geom = scene_to_pixel(geom, scene["info"]["transform"])
-        if width <= 0:
-            width = 1.0
         roi = RoiSpec(class_name, split, geom, width, source, coordinates)
         self._validate(project, scene, roi, f"({class_name}, {split})")
         with self.store.transaction() as db:
@@ -382,7 +429,7 @@ class Projects:
     ) -> dict[str, Any]:
         project = self.get(project_id)
         scene = self.get_scene(project_id, scene_id)
-        resolved = self.policy.check(path, "ROI file")
+        resolved = self.policy.check_input(path, "ROI file")
         info = scene["info"]
         rois = import_rois(
             resolved,
@@ -412,7 +459,12 @@ class Projects:
         return {"imported": len(rois), "objects": objects, "format": _format_name(resolved)}
 
     def export_rois(
-        self, project_id: str, scene_id: str, path: str, coordinates: str
+        self,
+        project_id: str,
+        scene_id: str,
+        path: str,
+        coordinates: str,
+        overwrite: bool = False,
     ) -> dict[str, Any]:
         scene = self.get_scene(project_id, scene_id)
         rows = self.list_rois(project_id, scene_id)
@@ -432,10 +484,34 @@ class Projects:
         text = json.dumps(doc)
         if not path:
             return {"count": len(rows), "geojson": text, "path": ""}
-        resolved = self.policy.check(path, "export path")
+        resolved = self._export_target(path, overwrite)
         with atomic_path(resolved) as tmp:
             tmp.write_text(text)
         return {"count": len(rows), "geojson": "", "path": str(resolved)}
+
+    def _export_target(self, path: str, overwrite: bool) -> Path:
+        """The checked export file: inside the roots, outside the data dir (sipd.db,
+        models, projects), never a registered scene's raster or mask, and an
+        existing file only when the caller asked to overwrite it."""
+        resolved = self.policy.check_output(path, "export path", self.data_dir)
+        if resolved.is_dir():
+            raise InvalidArgument(
+                f"export path {resolved} is a folder; give a file name (e.g. rois.geojson)"
+            )
+        rows = self.store.query("SELECT project, id, path, background_mask FROM scenes")
+        for row in rows:
+            for used in (row["path"], row["background_mask"]):
+                if used and Path(os.path.realpath(used)) == resolved:
+                    raise PermissionDenied(
+                        f"export path {resolved} is a file of scene {row['id']!r} in project "
+                        f"{row['project']!r}; choose another file"
+                    )
+        if os.path.lexists(resolved) and not overwrite:
+            raise AlreadyExists(
+                f"export path {resolved} exists; pass overwrite (sipctl roi export "
+                "--overwrite) to replace it, or choose another file"
+            )
+        return resolved
 
     # -- masks and job snapshots --------------------------------------------------
 
@@ -456,6 +532,8 @@ class Projects:
         for scene in self.list_scenes(project_id):
             if wanted and scene["id"] not in wanted:
                 continue
+            # Scenes stored before the limit (or under a larger one) are refused at submit.
+            self._check_scene_size(scene["info"])
             rois = [
                 RoiSnapshot(
                     class_name=r["class_name"], split=r["split"], wkt=r["wkt"], width=r["width"]
@@ -498,7 +576,7 @@ def _format_name(path: Path) -> str:
         return "gpkg" if suffix == ".gpkg" else "shapefile"
     try:
         doc = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return "json"
     if isinstance(doc, dict) and "objects" in doc:
         return "sip-json"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import rasterio
 from rasterio.errors import RasterioIOError
 
 from sipd.errors import InvalidArgument
+from sipd.paths import require_regular
 
 # Pixel types a scene may have (the issue's list); anything else is refused
 # up front rather than failing deep inside training.
@@ -40,23 +42,41 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def open_raster(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
-    """Open a raster for reading, turning GDAL's errors into a clear InvalidArgument."""
-    if "://" not in str(path) and not str(path).startswith("/vsi") and not os.path.exists(path):
-        raise InvalidArgument(f"raster {path} does not exist")
+# Called with every file GDAL opened for a dataset (`ds.files`: VRT sources,
+# sidecars) before any pixel is read; raises to refuse the dataset.
+FilesCheck = Callable[[list[str]], None]
+
+
+def open_raster(
+    path: str | os.PathLike[str], check_files: FilesCheck | None = None
+) -> rasterio.DatasetReader:
+    """Open a raster for reading, turning GDAL's errors into a clear InvalidArgument.
+
+    A plain path must be a regular file or a folder (checked with os.stat before
+    GDAL opens anything: open() on a FIFO would block the thread for good).
+    """
+    if "://" not in str(path) and not str(path).startswith("/vsi"):
+        require_regular(path, "raster")
     try:
-        return rasterio.open(path)
+        ds = rasterio.open(path)
     except RasterioIOError as exc:
         raise InvalidArgument(
             f"cannot read raster {path}: {exc}; accepted: any GDAL-readable raster "
             "(GeoTIFF/COG, JP2, ENVI, HDF5, netCDF, NITF, PNG, SAFE, RS2)"
         ) from exc
+    if check_files is not None:
+        try:
+            check_files(list(ds.files))
+        except BaseException:
+            ds.close()
+            raise
+    return ds
 
 
-def check_readable(path: str | os.PathLike[str]) -> None:
+def check_readable(path: str | os.PathLike[str], check_files: FilesCheck | None = None) -> None:
     """Read the first and the last block of every band: a truncated or corrupt
     file fails here, when it is registered, rather than halfway through a job."""
-    with open_raster(path) as ds:
+    with open_raster(path, check_files) as ds:
         windows = list(ds.block_windows(1))
         try:
             for _, window in (windows[0], windows[-1]) if windows else ():
@@ -67,9 +87,11 @@ def check_readable(path: str | os.PathLike[str]) -> None:
             ) from exc
 
 
-def raster_info(path: str | os.PathLike[str]) -> dict[str, Any]:
+def raster_info(
+    path: str | os.PathLike[str], check_files: FilesCheck | None = None
+) -> dict[str, Any]:
     """Metadata of a raster as plain data (size, bands, dtype, CRS, transform, nodata)."""
-    with open_raster(path) as ds:
+    with open_raster(path, check_files) as ds:
         crs = ds.crs.to_string() if ds.crs else ""
         return {
             "path": str(path),
@@ -155,6 +177,21 @@ def scratch_path(near: str | os.PathLike[str], suffix: str = ".tif") -> Iterator
     finally:
         for p in (tmp, *(tmp.with_name(tmp.name + s) for s in (".aux.xml", ".ovr", ".msk"))):
             with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+
+
+def remove_stale_scratch(near: str | os.PathLike[str]) -> None:
+    """Remove scratch files a killed worker left for `near` (named as by
+    `scratch_path` and `atomic_path`). The one worker writes an output at a
+    time, so none of them is still in use."""
+    near = Path(near)
+    if not near.parent.is_dir():
+        return
+    stem = glob_escape(near.name)
+    stale = [*near.parent.glob(f".{stem}.*.scratch*"), *near.parent.glob(f".{stem}.*.tmp")]
+    for p in stale:
+        with contextlib.suppress(OSError):
+            if p.is_file() and not p.is_symlink():
                 p.unlink()
 
 

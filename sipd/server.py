@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import logging
 import os
 import signal
@@ -36,9 +37,12 @@ from sipapi.v1 import (
     watch_pb2,
     watch_pb2_grpc,
 )
+from sipctl import runtime
 
 from sipd import __version__
+from sipd.access import Access, load_owner_token, required_scope
 from sipd.config import Config
+from sipd.contracts.jobs import PredictParams
 from sipd.contracts.worker_settings import WorkerSettings
 from sipd.device import resolve_device
 from sipd.errors import FailedPrecondition
@@ -48,8 +52,8 @@ from sipd.modelrepo import ModelRepository
 from sipd.paths import PathPolicy, default_roots
 from sipd.projects import Projects
 from sipd.prometheus import Metrics
-from sipd.raster import atomic_path
-from sipd.services.common import unimplemented
+from sipd.raster import atomic_path, remove_stale_scratch
+from sipd.services.common import StreamLimiter, unimplemented
 from sipd.store import Store
 from sipd.stream_upload import StreamPredictions
 from sipd.watch.manager import WatchManager
@@ -80,19 +84,31 @@ SERVICES: list[tuple[Any, str, Any]] = [
 # Largest gRPC message either way; bulk data goes through streaming chunks.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
+# RPC threads beyond limits.max_streams: streams can never take them, so unary
+# calls (Health, GetStatus, CancelJob, a waiting ComputeMasks) always find one.
+UNARY_THREADS = 32
+
 
 class Daemon:
     """Everything one running sipd owns; servicers reach state through it."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        # First: an exposed listen address fails before anything is opened or spawned.
+        _check_exposure(config)
         self.data_dir = Path(config.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_file = self._take_lock()
+        # Before anything listens: a bad token entry fails the start, not the first call.
+        self.owner_token = load_owner_token(self.data_dir)
+        self.access = Access.from_config(self.owner_token, config.access.tokens)
+        self._records: list[Path] = []
         self.start_time = time.time()
         self.policy = PathPolicy(config.allowed_roots or default_roots(config.data_dir))
         self.store = Store(self.data_dir / "sipd.db")
-        self.projects = Projects(self.store, self.policy, self.data_dir)
+        self.projects = Projects(
+            self.store, self.policy, self.data_dir, config.limits.max_scene_pixels
+        )
         self.models = ModelRepository(self.data_dir / "models")
         self.device = resolve_device(config.device)
         self.engine = JobEngine(
@@ -129,6 +145,9 @@ class Daemon:
         self.metrics_address = ""
         self.server: grpc.Server | None = None
         self.health = health.HealthServicer()
+        self.stream_limits = StreamLimiter(
+            config.limits.max_streams, config.limits.max_streams_per_client
+        )
         self._stopped = threading.Event()
 
     def _take_lock(self) -> Any:
@@ -154,14 +173,25 @@ class Daemon:
             with atomic_path(self.data_dir / "sipd.metrics_address") as tmp:
                 tmp.write_text(self.metrics_address + "\n")
             log.info("metrics on http://%s/metrics", self.metrics_address)
-        self.engine.start()
+        for job in self.engine.start():
+            # A predict job killed mid-write left scratch files beside its outputs;
+            # nobody else would remove them unless the same outputs are written again.
+            if isinstance(job.params, PredictParams):
+                for item in job.params.items:
+                    for output in (item.output, item.confidence, item.probabilities):
+                        if output:
+                            remove_stale_scratch(output)
         self.watches.start()
         server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="rpc"),
+            futures.ThreadPoolExecutor(
+                max_workers=self.config.limits.max_streams + UNARY_THREADS,
+                thread_name_prefix="rpc",
+            ),
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ],
+            interceptors=[AccessInterceptor(self.access)],
         )
         implemented = self._servicers()
         names = [reflection.SERVICE_NAME, health.SERVICE_NAME]
@@ -171,7 +201,11 @@ class Daemon:
             names.append(module.DESCRIPTOR.services_by_name[service].full_name)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(names, server)
-        port = server.add_insecure_port(self.config.listen)
+        credentials = _server_credentials(self.config)
+        if credentials is None:
+            port = server.add_insecure_port(self.config.listen)
+        else:
+            port = server.add_secure_port(self.config.listen, credentials)
         if port == 0:
             raise FailedPrecondition(
                 f"cannot listen on {self.config.listen}: address in use or not local"
@@ -183,6 +217,16 @@ class Daemon:
         for name in names[2:]:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        # The owner's sipctl finds the token for this address here (per-user, 0600);
+        # written before sipd.address, so whoever waits for that finds it too.
+        try:
+            self._records = runtime.write_records(
+                self.address,
+                {"pid": os.getpid(), "token": self.owner_token, "data_dir": str(self.data_dir),
+                 "tls": credentials is not None},
+            )  # fmt: skip
+        except OSError as exc:
+            log.warning("cannot write the runtime record for sipctl (%s); pass --token", exc)
         # Scripts and tests that asked for port 0 read the real address here.
         with atomic_path(self.data_dir / "sipd.address") as tmp:
             tmp.write_text(self.address + "\n")
@@ -231,6 +275,8 @@ class Daemon:
             stopped.wait(5)
         self.store.close()
         (self.data_dir / "sipd.address").unlink(missing_ok=True)
+        for record in self._records:
+            record.unlink(missing_ok=True)
         (self.data_dir / "sipd.metrics_address").unlink(missing_ok=True)
         self._lock_file.close()
         self._stopped.set()
@@ -248,6 +294,91 @@ class Daemon:
         while not stop.wait(1.0):
             pass
         self.stop()
+
+
+class AccessInterceptor(grpc.ServerInterceptor):
+    """Every call but health needs a bearer token with the method's scope (sipd.access)."""
+
+    def __init__(self, access: Access) -> None:
+        self.access = access
+
+    def intercept_service(self, continuation: Any, details: Any) -> Any:
+        method = details.method
+        authorization = next(
+            (v for k, v in details.invocation_metadata or () if k == "authorization"), None
+        )
+        if isinstance(authorization, bytes):
+            authorization = authorization.decode(errors="replace")
+        decision = self.access.check(method, required_scope(method), authorization)
+        handler = continuation(details)
+        if decision.allowed or handler is None:
+            return handler
+        log.info("refused %s: %s", method, decision.message)
+        return _refusal(handler, getattr(grpc.StatusCode, decision.code), decision.message)
+
+
+def _refusal(handler: Any, code: grpc.StatusCode, message: str) -> Any:
+    """A handler of the same shape as `handler` that aborts with `code` and `message`."""
+
+    def deny(request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(code, message)
+
+    def deny_stream(request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(code, message)
+        yield  # pragma: no cover - abort raises; this makes it a generator
+
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(deny_stream)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(deny)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(deny_stream)
+    return grpc.unary_unary_rpc_method_handler(deny)
+
+
+def _is_loopback(listen: str) -> bool:
+    host = listen.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to anything
+
+
+def _check_exposure(config: Config) -> None:
+    if _is_loopback(config.listen) or config.tls.cert:
+        return
+    if config.insecure_allow_remote_without_tls:
+        log.warning(
+            "listening on %s without TLS: tokens and data cross the network in clear "
+            "(--insecure-allow-remote-without-tls)",
+            config.listen,
+        )
+        return
+    raise FailedPrecondition(
+        f"refusing to listen on {config.listen} without TLS: tokens would cross the network "
+        "in clear; set tls.cert and tls.key (--tls-cert, --tls-key), listen on 127.0.0.1, or "
+        "override with --insecure-allow-remote-without-tls (see docs/security.md)"
+    )
+
+
+def _server_credentials(config: Config) -> grpc.ServerCredentials | None:
+    tls = config.tls
+    if not tls.cert:
+        return None
+
+    def read(option: str, path: str) -> bytes:
+        try:
+            return Path(path).expanduser().read_bytes()
+        except OSError as exc:
+            raise FailedPrecondition(f"cannot read {option} {path}: {exc.strerror}") from None
+
+    pair = (read("tls.key", tls.key), read("tls.cert", tls.cert))
+    client_ca = read("tls.client_ca", tls.client_ca) if tls.client_ca else None
+    return grpc.ssl_server_credentials(
+        [pair], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
 
 
 def _placeholder(module: Any, service: str) -> Any:

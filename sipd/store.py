@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from sipd.errors import FailedPrecondition
+
 
 def _settle_submitting_scenes(db: sqlite3.Connection) -> None:
     """Migration 3: a watch's submit became one transaction (sipd/watch/queue.py), so no row
@@ -179,16 +181,39 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(
-            str(self.path), check_same_thread=False, isolation_level=None, timeout=30
-        )
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode loses nothing when the process is killed; only an
-        # OS crash can drop the last transactions.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        try:
+            self._db = sqlite3.connect(
+                str(self.path), check_same_thread=False, isolation_level=None, timeout=30
+            )
+        except sqlite3.Error as exc:
+            raise FailedPrecondition(
+                f"cannot open the store {self.path}: {exc}; check that the data dir is "
+                "writable by the user sipd runs as"
+            ) from exc
+        try:
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode loses nothing when the process is killed; only an
+            # OS crash can drop the last transactions.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            # A file that is not SQLite, or a damaged one: one line saying what to do
+            # (main.py prints SipErrors), not a traceback.
+            self._db.close()
+            if "locked" in str(exc):
+                raise FailedPrecondition(
+                    f"the store {self.path} is locked by another process ({exc}); stop it "
+                    "and start sipd again"
+                ) from exc
+            raise FailedPrecondition(
+                f"the store {self.path} is damaged or not a sipd database ({exc}); restore it "
+                "from a backup, or move it aside to start with an empty store"
+            ) from exc
+        except BaseException:
+            self._db.close()
+            raise
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -196,9 +221,10 @@ class Store:
         with self._lock:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > len(MIGRATIONS):
-                raise RuntimeError(
-                    f"store {self.path} has schema version {version}, newer than this sipd "
-                    f"knows ({len(MIGRATIONS)}); upgrade sipd or use another data dir"
+                raise FailedPrecondition(
+                    f"the store {self.path} has schema version {version}, newer than this "
+                    f"sipd knows ({len(MIGRATIONS)}): it was written by a newer sipd; upgrade "
+                    "sipd, or start this one with another --data-dir"
                 )
             for number in range(version, len(MIGRATIONS)):
                 self._db.execute("BEGIN IMMEDIATE")

@@ -9,12 +9,16 @@ and the spool is removed whatever happens.
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import rasterio
+from rasterio.errors import RasterioError
 
 from sipd.config import Config
 from sipd.contracts.job_record import JobRecord
@@ -64,6 +68,7 @@ class StreamPredictions:
         """Submit the "predict" job for a complete upload (source "stream")."""
         raster = upload.finish()
         try:
+            _check_self_contained(raster, upload.folder, upload.header.encoding)
             check_readable(raster)
         except InvalidArgument as exc:
             raise InvalidArgument(
@@ -138,6 +143,37 @@ def _check_raw(header: StreamHeader, bands: int) -> None:
     if header.shape[0] != bands:
         raise InvalidArgument(
             f"header.shape has {header.shape[0]} band(s) but the model expects {bands}"
+        )
+
+
+# What a stream may be, by encoding: one self-contained file of one driver.
+# A VRT (or anything else naming other files) sent as "GeoTIFF" would make
+# the worker read files the caller chose, outside every root.
+_STREAM_DRIVERS = {"raw": "ENVI", "geotiff": "GTiff"}
+
+
+def _check_self_contained(raster: Path, folder: Path, encoding: str) -> None:
+    """Open the spooled bytes with the encoding's driver only, and refuse them when
+    GDAL opened any file outside the spool folder (checked before reading pixels)."""
+    driver = _STREAM_DRIVERS.get(encoding.lower(), "GTiff")
+    accepted = (
+        "a self-contained GeoTIFF, or RAW pixels described by the header (VRT and "
+        "other formats that reference files are refused)"
+    )
+    try:
+        with rasterio.open(raster, driver=driver) as ds:
+            files = list(ds.files)
+            opened_by = ds.driver
+    except RasterioError as exc:
+        raise InvalidArgument(
+            f"the streamed bytes are not a {encoding} raster ({exc}); accepted: {accepted}"
+        ) from exc
+    spool = Path(os.path.realpath(folder))
+    outside = [f for f in files if not Path(os.path.realpath(f)).is_relative_to(spool)]
+    if opened_by != driver or outside:
+        raise InvalidArgument(
+            f"the streamed bytes were read as {opened_by} and reference other files "
+            f"({', '.join(outside) or 'none'}); accepted: {accepted}"
         )
 
 

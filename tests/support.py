@@ -31,8 +31,18 @@ class Sipd:
         extra_args: list[str] | None = None,
         env: dict[str, str] | None = None,
         metrics: bool = False,
+        listen: str = "127.0.0.1:0",
+        tls_ca: Path | None = None,
     ) -> None:
         self.data_dir = data_dir
+        self.listen = listen
+        # With TLS on (extra_args --tls-cert/--tls-key), the CA the harness's client trusts.
+        self.tls_ca = tls_ca
+        # The owner's token (DATA_DIR/sipd.token), read after the start; the harness's client
+        # sends it. sipctl subprocesses are not given it: they find it by themselves.
+        self.token = ""
+        # (certificate, key) the harness's client presents when the daemon wants mTLS.
+        self.client_cert: tuple[Path, Path] | None = None
         # Prometheus endpoint on a free port (its address in `metrics_address`); off by default.
         self.metrics = metrics
         self.metrics_address = ""
@@ -53,7 +63,7 @@ class Sipd:
             "-m",
             "sipd",
             "--listen",
-            "127.0.0.1:0",
+            self.listen,
             "--data-dir",
             str(self.data_dir),
             "--metrics-listen",
@@ -72,7 +82,11 @@ class Sipd:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"sipd did not start:\n{self.log()}")
             time.sleep(0.05)
-        self.address = address_file.read_text().strip()
+        host, _, port = address_file.read_text().strip().rpartition(":")
+        # A wildcard listen is dialed on loopback (a TLS certificate names 127.0.0.1, not 0.0.0.0).
+        wildcard = host in ("0.0.0.0", "[::]", "::")
+        self.address = f"127.0.0.1:{port}" if wildcard else f"{host}:{port}"
+        self.token = (self.data_dir / "sipd.token").read_text().strip()
         if self.metrics:
             self.metrics_address = (self.data_dir / "sipd.metrics_address").read_text().strip()
         self._client = None
@@ -85,7 +99,14 @@ class Sipd:
     @property
     def client(self) -> Client:
         if self._client is None:
-            self._client = Client(self.address, timeout=30)
+            self._client = Client(
+                self.address,
+                timeout=30,
+                token=self.token,
+                tls_ca=str(self.tls_ca) if self.tls_ca else None,
+                tls_cert=str(self.client_cert[0]) if self.client_cert else None,
+                tls_key=str(self.client_cert[1]) if self.client_cert else None,
+            )
         return self._client
 
     def channel(self) -> grpc.Channel:
@@ -109,7 +130,8 @@ class Sipd:
     def sipctl(
         self, *args: str, check: bool = True, timeout: float = 600
     ) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if k != "SIPCTL_ADDRESS"}
+        # No SIPCTL_TOKEN: the owner's sipctl must find the token with no flags.
+        env = {k: v for k, v in os.environ.items() if k not in ("SIPCTL_ADDRESS", "SIPCTL_TOKEN")}
         result = subprocess.run(
             [sys.executable, "-m", "sipctl", "--address", self.address, *args],
             capture_output=True,

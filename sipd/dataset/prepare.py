@@ -151,14 +151,13 @@ def prepare_dataset(
 
 def _extract(ds, idx, masks, cell, chip, fill, chips: store.Chips, i: int) -> None:
     read, inner = chip_window(cell, chip, (ds.height, ds.width))
-    data, valid = read_valid(ds, idx, read)
+    data, valid, pixel_valid = read_valid(ds, idx, read)
     h, w = data.shape[1:]
     image = chips.image[i]
     image[...] = fill
-    # Nodata and padding take the band mean: zero after normalization, so
-    # they look like "no signal" rather than an extreme value to the net.
+    # Nodata values and padding take the band mean: zero after normalization,
+    # so they look like "no signal" rather than an extreme value to the net.
     image[:, :h, :w] = np.where(valid, data, fill)
-    all_valid = valid.all(axis=0)
     r, c = int(inner.row_off), int(inner.col_off)
     ih, iw = int(inner.height), int(inner.width)
     cell_window = Window(read.col_off + c, read.row_off + r, iw, ih)
@@ -167,7 +166,9 @@ def _extract(ds, idx, masks, cell, chip, fill, chips: store.Chips, i: int) -> No
         if ds_mask is None:
             continue
         labels = ds_mask.read(1, window=cell_window).astype(np.uint8, copy=False)
-        labels = np.where(all_valid[r : r + ih, c : c + iw], labels, BACKGROUND)
+        # Labels stay on every pixel valid by the dataset mask (one band at
+        # nodata included): the predictor classifies exactly those.
+        labels = np.where(pixel_valid[r : r + ih, c : c + iw], labels, BACKGROUND)
         target[r : r + ih, c : c + iw] = labels
     chips.origin[i] = (int(read.row_off), int(read.col_off))
 

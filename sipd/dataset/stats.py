@@ -9,6 +9,8 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from sipd.validity import Validity
+
 # Pixels per strip read: bounds memory to a few tens of MB for any width.
 STRIP_PIXELS = 1 << 21
 # Beyond this many pixels a scene is sampled by taking every k-th strip:
@@ -69,7 +71,7 @@ def accumulate_scene(
     """Add the valid pixels of `indexes` to `acc`; on_strip(fraction) after each strip."""
     windows = list(strips(ds))
     for i, window in enumerate(windows):
-        data, valid = read_valid(ds, indexes, window)
+        data, valid, _ = read_valid(ds, indexes, window)
         for b in range(len(indexes)):
             acc.add(b, data[b][valid[b]])
         on_strip((i + 1) / len(windows))
@@ -77,9 +79,21 @@ def accumulate_scene(
 
 def read_valid(
     ds: rasterio.DatasetReader, indexes: list[int], window: Window
-) -> tuple[np.ndarray, np.ndarray]:
-    """float32 data [C, h, w] and per-band validity (GDAL mask and finite values)."""
-    masked = ds.read(indexes, window=window, masked=True, out_dtype="float32")
-    data = np.asarray(masked.data, dtype=np.float32)
-    valid = ~np.ma.getmaskarray(masked) & np.isfinite(data)
-    return data, valid
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """float32 data [C, h, w], per-band validity [C, h, w] and pixel validity [h, w].
+
+    Pixel validity is GDAL's dataset mask (sipd.validity), as in prediction.
+    A band value counts for the statistics only in a valid pixel and when it
+    is itself a measurement (not the band's nodata value, not non-finite):
+    a valid pixel's nodata band is filled with the mean, so leaving it out
+    keeps the mean and std those of the values the net actually sees.
+    """
+    data = ds.read(indexes, window=window, out_dtype="float32")
+    validity = Validity(ds, indexes)
+    band_bad = validity.band_invalid(data, window)
+    pixel_bad = validity.invalid(data, window, band_bad)
+    pixel_valid = np.ones(data.shape[1:], dtype=bool) if pixel_bad is None else ~pixel_bad
+    band_valid = np.broadcast_to(pixel_valid, data.shape).copy()
+    if band_bad is not None:
+        band_valid &= ~band_bad
+    return data, band_valid, pixel_valid

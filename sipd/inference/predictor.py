@@ -25,7 +25,13 @@ from sipd.inference.tile_loop import Background, ScenePass, run_passes
 from sipd.inference.tiling import TileGrid, make_grid
 from sipd.inference.writers import SceneWriter, write_quicklook
 from sipd.progress import JobContext
-from sipd.raster import atomic_path, copy_to_cog, open_raster, scratch_path
+from sipd.raster import (
+    atomic_path,
+    copy_to_cog,
+    open_raster,
+    remove_stale_scratch,
+    scratch_path,
+)
 
 # Share of the progress bar for the tile loop; the last COG copy takes the rest.
 _TILE_SHARE = 0.95
@@ -155,6 +161,10 @@ def _open_outputs(model: LoadedModel, scene: _Scene) -> None:
     # atomic_path entered first so it exits last: temporaries are renamed
     # only after every COG copy succeeded (and the scratch files are gone).
     stack = scene.stack
+    # A worker killed mid-scene (crash, kill -9) leaves its scratch files
+    # beside the outputs; the next write of the same outputs clears them.
+    for p in scene.finals.values():
+        remove_stale_scratch(p)
     scene.final_tmps = {r: stack.enter_context(atomic_path(p)) for r, p in scene.finals.items()}
     scene.scratch = {r: stack.enter_context(scratch_path(p)) for r, p in scene.finals.items()}
     scene.sink = SceneWriter(

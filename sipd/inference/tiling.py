@@ -28,6 +28,8 @@ import rasterio
 from rasterio.enums import MaskFlags
 from rasterio.windows import Window
 
+from sipd.validity import Validity
+
 
 @dataclass(frozen=True)
 class Tile:
@@ -148,9 +150,11 @@ class TileReader:
     """Reads tiles of one scene into float32 arrays, with their invalid-pixel masks.
 
     Not thread-safe (a rasterio dataset handle is not): each reader thread
-    makes its own. Invalid pixels (nodata in any band, non-finite values) are
-    replaced by the band's normalization mean before the graph sees them, so
-    a fill value like -9999 or NaN does not bleed into valid neighbours.
+    makes its own. Invalid pixels (GDAL's dataset mask, sipd.validity) are
+    written 0; every band value that is nodata or non-finite, in a valid
+    pixel or not, is replaced by the band's normalization mean before the
+    graph sees it, so a fill value like -9999 or NaN does not bleed into
+    valid neighbours or decide a pixel's class.
     """
 
     def __init__(
@@ -174,19 +178,7 @@ class TileReader:
         self._bg_masked = self._bg_ds is not None and self._bg_ds.mask_flag_enums[0] != [
             MaskFlags.all_valid
         ]
-        flags = self.ds.mask_flag_enums
-        self._float = np.issubdtype(np.dtype(self.ds.dtypes[0]), np.floating)
-        if all(f == [MaskFlags.all_valid] for f in flags):
-            self._mask_mode = "none"
-        elif all(MaskFlags.nodata in f for f in flags):
-            # Comparing values we already hold is much cheaper than asking
-            # GDAL for masks, which re-reads and re-compares the same blocks.
-            self._mask_mode = "nodata"
-        else:
-            self._mask_mode = "gdal"  # alpha band or internal/external mask
-        self._nodata = [
-            v if v is not None else self.ds.nodata for v in self.ds.nodatavals
-        ]
+        self._validity = Validity(self.ds)
 
     def close(self) -> None:
         self.ds.close()
@@ -198,24 +190,6 @@ class TileReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _invalid(self, data: np.ndarray, window: Window) -> np.ndarray | None:
-        invalid: np.ndarray | None = None
-        if self._mask_mode == "gdal":
-            invalid = (self.ds.read_masks(window=window) == 0).any(axis=0)
-        elif self._mask_mode == "nodata":
-            invalid = np.zeros(data.shape[1:], dtype=bool)
-            for b, nd in enumerate(self._nodata):
-                if nd is None:
-                    continue
-                invalid |= np.isnan(data[b]) if math.isnan(nd) else data[b] == np.float32(nd)
-        if self._float:
-            bad = ~np.isfinite(data).all(axis=0)
-            if bad.any():
-                invalid = bad if invalid is None else invalid | bad
-        if invalid is not None and not invalid.any():
-            return None
-        return invalid
 
     def _background(self, tile: Tile) -> np.ndarray | None:
         rows = slice(tile.row, tile.row + tile.height)
@@ -233,9 +207,12 @@ class TileReader:
     def read_into(self, tile: Tile, out: np.ndarray) -> np.ndarray | None:
         """Fill `out` [C, H, W] with the tile's input; return its core's invalid mask or None."""
         data = self.ds.read(window=tile.read, out_dtype="float32")
-        invalid = self._invalid(data, tile.read)
-        if invalid is not None:
-            np.copyto(data, np.broadcast_to(self.fill, data.shape), where=invalid[None])
+        band_bad = self._validity.band_invalid(data, tile.read)
+        invalid = self._validity.invalid(data, tile.read, band_bad)
+        if band_bad is not None:
+            # Per band: a valid pixel with one band at nodata is classified
+            # from its other bands, with the fill value never reaching the net.
+            np.copyto(data, np.broadcast_to(self.fill, data.shape), where=band_bad)
         bottom, right = tile.pad
         if bottom or right:
             data = np.pad(data, ((0, 0), (0, bottom), (0, right)), mode="reflect")

@@ -71,7 +71,9 @@ class JobEngine:
 
     # -- lifecycle ----------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self) -> list[JobRecord]:
+        """Mark jobs a killed daemon left RUNNING as FAILED, start the worker; return
+        those jobs so their owners can clean what they left half-written."""
         interrupted = self.store.fail_interrupted_jobs()
         for job_id in interrupted:
             log.warning("job %d was running when the daemon stopped: marked FAILED", job_id)
@@ -80,6 +82,7 @@ class JobEngine:
             target=self._dispatch_loop, name="dispatcher", daemon=True
         )
         self._dispatcher.start()
+        return [self.get(job_id) for job_id in interrupted]
 
     def shutdown(self, grace_seconds: float) -> None:
         """Stop dispatching; give the running job `grace_seconds` to stop; stop the worker."""

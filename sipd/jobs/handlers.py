@@ -43,6 +43,7 @@ from sipd.contracts.jobs import (
     TrainParams,
     TrainResult,
 )
+from sipd.paths import require_regular
 from sipd.progress import JobContext
 
 P = TypeVar("P", bound=JobParams)
@@ -344,6 +345,13 @@ def predict(params: PredictParams, ctx: JobContext) -> PredictResult:
     one is inferred, and finished scenes become COGs while the next one runs."""
     from sipd.inference.predictor import SceneRequest, predict_scenes
 
+    # stat before anything opens an input: a FIFO (dropped in an inbox, or
+    # swapped in after submit) would block the one worker in open() for good.
+    for item in params.items:
+        if not item.input.startswith("/vsi"):  # sipd's own archive paths
+            require_regular(item.input, "input raster")
+    if params.background_mask:
+        require_regular(params.background_mask, "background mask")
     started = time.perf_counter()
     model = session_cache(ctx).get(params.model.path)
     requests = [

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import os
+import select
 import signal
 import sys
 import threading
@@ -23,7 +24,7 @@ from typing import Any
 
 from sipd.contracts.jobs import parse_params
 from sipd.contracts.worker_settings import WorkerSettings
-from sipd.errors import Code, SipError
+from sipd.errors import Code, SipError, disk_full
 from sipd.progress import JobCancelled, JobContext, ProgressEvent
 
 
@@ -93,7 +94,12 @@ def worker_main(conn: Any, cancel_event: Any, device: str, settings: WorkerSetti
                     "out of memory; try a smaller tile or batch size",
                 )
             )
-        except Exception as exc:  # a bug: keep the worker alive, report it, log the trace
+        except Exception as exc:
+            full = disk_full(exc)
+            if full is not None:  # not a bug: transient, a watch retries once space is freed
+                send(("failed", job_id, full.code, str(full)))
+                continue
+            # A bug: keep the worker alive, report it, log the trace.
             log.error("job %s (%s) failed:\n%s", job_id, job_type, traceback.format_exc())
             send(("failed", job_id, Code.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"))
         else:
@@ -101,13 +107,29 @@ def worker_main(conn: Any, cancel_event: Any, device: str, settings: WorkerSetti
 
 
 def _exit_with_parent() -> None:
-    """If the daemon dies (even by SIGKILL), end this process instead of
-    finishing a job whose result nobody will record."""
+    """If the daemon dies (even by SIGKILL), end this process at once.
+
+    Nobody would record the running job's end: the next daemon marks it FAILED
+    "interrupted", so the worker must not go on to publish its outputs (an
+    orphan that finished would leave complete outputs under a failed job). A
+    pidfd wakes this thread the moment the parent exits; polling every 0.5 s
+    left an orphan time to finish a job's last step. The window that remains
+    (the parent killed between a rename and reading "done") is a few ms.
+    """
     parent = os.getppid()
+    try:
+        pidfd = os.pidfd_open(parent)
+    except (AttributeError, OSError):  # not Linux >= 5.3: poll instead
+        pidfd = None
+    if os.getppid() != parent:  # died before the pidfd was open
+        os._exit(1)
 
     def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
+        if pidfd is not None:
+            select.select([pidfd], [], [])  # readable when the parent has exited
+        else:
+            while os.getppid() == parent:
+                time.sleep(0.05)
         os._exit(1)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()

@@ -72,8 +72,30 @@ def check_geometry_type(geom: BaseGeometry, where: str) -> None:
             check_geometry_type(part, where)
 
 
+# Deepest parenthesis nesting parse_wkt accepts: a MULTIPOLYGON is 3, a collection
+# of them 4. GEOS's WKT reader recurses per level and crashes the process (SIGSEGV)
+# near 100000 levels, so deeper text never reaches it.
+MAX_WKT_DEPTH = 16
+
+
+def _wkt_depth(text: str) -> int:
+    depth = deepest = 0
+    for char in text:
+        if char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth -= 1
+    return deepest
+
+
 def parse_wkt(text: str) -> BaseGeometry:
     """Parse a WKT geometry (Z values are dropped: masks are 2-D)."""
+    if _wkt_depth(text or "") > MAX_WKT_DEPTH:
+        raise InvalidArgument(
+            f"geometry WKT is nested more than {MAX_WKT_DEPTH} levels deep; accepted: "
+            f"{ACCEPTED_TYPES_TEXT}, e.g. 'LINESTRING (10 20, 30 40)'"
+        )
     try:
         geom = shapely.from_wkt(text)
     except (ShapelyError, TypeError, ValueError) as exc:
@@ -85,6 +107,9 @@ def parse_wkt(text: str) -> BaseGeometry:
     if geom is None:
         raise InvalidArgument(f"geometry is empty text; accepted WKT of {ACCEPTED_TYPES_TEXT}")
     check_geometry_type(geom, "WKT geometry")
+    if not np.isfinite(shapely.get_coordinates(geom)).all():
+        # WKT reads "inf", "nan" and 1e999 as numbers; no pixel is there.
+        raise InvalidArgument("WKT geometry has coordinates that are not finite numbers")
     return shapely.force_2d(geom)
 
 

@@ -39,6 +39,15 @@ def load_json(path: Path) -> Any:
         ) from exc
     except UnicodeDecodeError as exc:
         raise InvalidArgument(f"{path} is not UTF-8 text: {exc}") from exc
+    except RecursionError:
+        # json recurses per nesting level; a hostile file must not reach the stack limit.
+        raise InvalidArgument(
+            f"{path} is nested too deeply to be an ROI file (arrays or objects inside each "
+            "other thousands of levels deep)"
+        ) from None
+    except ValueError as exc:
+        # e.g. an integer of more digits than Python converts
+        raise InvalidArgument(f"{path} is not valid JSON ({exc})") from exc
 
 
 def read_features(

@@ -95,6 +95,13 @@ def read_sip_csv(
         objects: dict[str, list[dict[str, str]]] = {}
         sizes: set[tuple[int, int]] = set()
         for row in reader:
+            short = [c for c in ("object", "x", "y", "type", "label") if row[col[c]] is None]
+            if short:
+                # DictReader fills the fields a short row lacks with None.
+                raise InvalidArgument(
+                    f"{path}: line {reader.line_num} has too few fields (no "
+                    f"{', '.join(short)}); every row needs ',width,height,Object,X,Y,Type,Label'"
+                )
             objects.setdefault(row[col["object"]].strip(), []).append(row)
             if "width" in col and "height" in col:
                 sizes.add(

@@ -23,6 +23,7 @@ from sipd.labeling.importers import load_json
 from sipd.labeling.reading import FeatureProblems, RawFeature
 from sipd.labeling.vector import OGR_EXTENSIONS, read_geojson, read_ogr
 from sipd.raster import atomic_path, open_raster
+from sipd.validity import Validity
 
 UNLABELED = 0
 BACKGROUND = 255
@@ -179,19 +180,22 @@ def _strips(ds: rasterio.DatasetReader, bytes_per_pixel: int) -> Iterator[Window
 
 
 def _nodata(ds: rasterio.DatasetReader) -> np.ndarray:
-    """True where ANY band is nodata (per-band masks: nodata value, alpha, mask band) or NaN.
+    """True where the pixel is invalid by GDAL's dataset mask (sipd.validity).
 
-    ANY, not ALL: the net reads every band of a pixel, so a pixel missing one
-    band has no trustworthy input; training on it would teach the fill value.
+    All bands nodata, alpha 0 or mask 0 (and all-NaN float pixels): the same
+    rule the dataset preparation and the predictor use, so a label is never
+    dropped from a pixel that is classified, nor kept on one that is not.
     """
     out = np.zeros((ds.height, ds.width), dtype=bool)
-    floating = any(np.dtype(d).kind == "f" for d in ds.dtypes)
+    validity = Validity(ds)
+    if validity.all_valid:
+        return out  # nothing to read the scene for
     per_pixel = ds.count * max(np.dtype(d).itemsize for d in ds.dtypes)
     for win in _strips(ds, per_pixel):
         rows = slice(win.row_off, win.row_off + win.height)
-        out[rows] = (ds.read_masks(window=win) == 0).any(axis=0)
-        if floating:
-            out[rows] |= np.isnan(ds.read(window=win)).any(axis=0)
+        invalid = validity.invalid(ds.read(window=win), win)
+        if invalid is not None:
+            out[rows] = invalid
     return out
 
 

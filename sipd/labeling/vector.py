@@ -130,6 +130,7 @@ def read_geojson(
             "FeatureCollection or Feature (a bare geometry has no class to learn)"
         )
     original, src = _geojson_source_crs(path, doc)
+    lonlat = original == GEOJSON_DEFAULT_CRS and "crs" not in doc
     dst = scene_crs(crs)
     if src is not None and dst is None:
         raise _no_scene_crs_error(path, src)
@@ -141,6 +142,8 @@ def read_geojson(
             if not isinstance(feat, dict) or feat.get("type") != "Feature":
                 raise InvalidArgument('is not a GeoJSON object with "type": "Feature"')
             geom = _parse_geojson_geometry(feat.get("geometry"))
+            if lonlat:
+                _check_lonlat(geom)
             geom = geom if original == "pixel" else to_pixels(geom, src, dst, transform)
             props = feat.get("properties") or {}
             if not isinstance(props, dict):
@@ -157,7 +160,23 @@ def _parse_geojson_geometry(obj: Any) -> BaseGeometry:
     except _GEOM_ERRORS as exc:
         raise InvalidArgument(f"its geometry is not valid GeoJSON ({exc})") from exc
     check_geometry_type(geom, "its geometry")
+    if not np.isfinite(shapely.get_coordinates(geom)).all():
+        raise InvalidArgument("its geometry has coordinates that are not finite numbers")
     return shapely.force_2d(geom)
+
+
+def _check_lonlat(geom: BaseGeometry) -> None:
+    """GeoJSON without a "crs" member is longitude/latitude; numbers out of range mean
+    the file holds projected coordinates (e.g. UTM) without saying so."""
+    xy = shapely.get_coordinates(geom)
+    if len(xy) and ((np.abs(xy[:, 0]) > 180).any() or (np.abs(xy[:, 1]) > 90).any()):
+        x, y = xy[(np.abs(xy[:, 0]) > 180) | (np.abs(xy[:, 1]) > 90)][0]
+        raise InvalidArgument(
+            f"has coordinate ({x:g}, {y:g}), which is not longitude/latitude; a GeoJSON file "
+            'without a "crs" member holds WGS 84 longitude/latitude (RFC 7946). For projected '
+            'coordinates add a "crs" member, e.g. {"type": "name", "properties": {"name": '
+            f'"urn:ogc:def:crs:EPSG::32633"}}}}, or "{COORDINATES_MEMBER}": "scene"'
+        )
 
 
 def _pick_layer(path: Path, layer: str | None) -> str:

@@ -66,4 +66,3 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServiceServicer):
         )
         msg.create_time.CopyFrom(timestamp(d["create_time"]))
         return msg
-

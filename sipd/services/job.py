@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING
 import grpc
 from sipapi.v1 import common_pb2, job_pb2, job_pb2_grpc
 
-from sipd.errors import InvalidArgument
-from sipd.services.common import _page_size, job_id, project_id, rpc
+from sipd.services.common import _page_size, enum_name, job_id, page_start, project_id, rpc
 from sipd.services.job_results import job_to_proto
 
 if TYPE_CHECKING:
@@ -20,6 +19,7 @@ if TYPE_CHECKING:
 class JobServicer(job_pb2_grpc.JobServiceServicer):
     def __init__(self, daemon: Daemon) -> None:
         self.engine = daemon.engine
+        self.stream_limits = daemon.stream_limits
 
     @rpc
     def GetJob(
@@ -32,14 +32,8 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         self, request: job_pb2.ListJobsRequest, context: grpc.ServicerContext
     ) -> job_pb2.ListJobsResponse:
         size = _page_size(request.page_size)
-        before = None
-        if request.page_token:
-            if not request.page_token.isdigit():
-                raise InvalidArgument(
-                    f"page_token {request.page_token!r} was not returned by ListJobs"
-                )
-            before = int(request.page_token)
-        state = common_pb2.Job.State.Name(request.state) if request.state else ""
+        before = page_start(request.page_token, "ListJobs") if request.page_token else None
+        state = enum_name(common_pb2.Job.State, request.state, "state") if request.state else ""
         project = project_id(request.project) if request.project else ""
         jobs = self.engine.list(
             state=state, type_=request.type, project=project, before_id=before, limit=size + 1
@@ -62,6 +56,10 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         self, request: job_pb2.WatchJobRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
         jid = job_id(request.name)
+        with self.stream_limits.hold(context, "WatchJob"):
+            yield from self._watch(jid, context)
+
+    def _watch(self, jid: int, context: grpc.ServicerContext) -> Iterator[common_pb2.JobEvent]:
         events = self.engine.subscribe(jid)
         try:
             job = self.engine.get(jid)

@@ -16,6 +16,8 @@ from sipd.contracts.job_record import JobState
 from sipd.contracts.jobs import MasksResult
 from sipd.errors import InvalidArgument
 from sipd.services.common import (
+    MAX_ROW_ID,
+    enum_name,
     label_counts,
     page,
     parse_name,
@@ -71,7 +73,13 @@ def scene_name(name: str) -> tuple[str, str]:
 
 
 def _coordinates(value: int) -> str:
-    return "scene" if value == labeling_pb2.COORDINATES_SCENE else "pixel"
+    # proto3 keeps unknown enum numbers: refuse them instead of reading them as pixels.
+    return (
+        enum_name(labeling_pb2.Coordinates, value, "coordinates")
+        .removeprefix("COORDINATES_")
+        .lower()
+        .replace("unspecified", "pixel")
+    )
 
 
 class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
@@ -135,7 +143,7 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
 
     @rpc
     def ListRois(self, request: labeling_pb2.ListRoisRequest, context: grpc.ServicerContext) -> Any:
-        match = re.match(r"^projects/([^/]+)/scenes/-$", request.parent)
+        match = re.fullmatch(r"projects/([^/]+)/scenes/-", request.parent)
         if match:
             pid, sid = project_id(f"projects/{match.group(1)}"), None
         else:
@@ -152,8 +160,9 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
         self, request: labeling_pb2.DeleteRoiRequest, context: grpc.ServicerContext
     ) -> Any:
         pid, sid, rid = parse_name(request.name, "projects/{}/scenes/{}/rois/{}", "ROI name")
-        if not rid.isdigit():
-            raise InvalidArgument(f"ROI id {rid!r} is not a number")
+        # ROI ids are SQLite integers: a longer number names no ROI and must not reach SQLite.
+        if not rid.isdigit() or len(rid) > 19 or int(rid) > MAX_ROW_ID:
+            raise InvalidArgument(f"ROI id {rid!r} is not a number of an ROI")
         self.projects.delete_roi(pid, sid, int(rid))
         return empty_pb2.Empty()
 
@@ -189,7 +198,9 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
     ) -> Any:
         pid, sid = scene_name(request.parent)
         coordinates = "" if not request.coordinates else _coordinates(request.coordinates)
-        result = self.projects.export_rois(pid, sid, request.path, coordinates)
+        result = self.projects.export_rois(
+            pid, sid, request.path, coordinates, overwrite=request.overwrite
+        )
         return labeling_pb2.ExportRoisResponse(**result)
 
     @rpc

@@ -28,6 +28,7 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
         self.requests = daemon.requests
         self.streams = daemon.streams
         self.chunk_bytes = daemon.config.inference.stream_chunk_bytes
+        self.stream_limits = daemon.stream_limits
 
     @rpc
     def Predict(self, request: prediction_pb2.PredictRequest, context: grpc.ServicerContext) -> Any:
@@ -49,6 +50,10 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
 
     @rpc
     def PredictStream(self, request_iterator: Any, context: grpc.ServicerContext) -> Any:
+        with self.stream_limits.hold(context, "PredictStream"):
+            yield from self._predict_stream(request_iterator, context)
+
+    def _predict_stream(self, request_iterator: Any, context: grpc.ServicerContext) -> Any:
         first = next(request_iterator, None)
         if first is None or first.WhichOneof("part") != "header":
             raise InvalidArgument(

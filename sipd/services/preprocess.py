@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import grpc
@@ -24,10 +25,11 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServiceServicer):
     def InspectRaster(
         self, request: preprocess_pb2.InspectRasterRequest, context: grpc.ServicerContext
     ) -> common_pb2.Job:
-        path = self.daemon.policy.check(request.path, "raster path")
-        # Open once here so a missing or unreadable file is INVALID_ARGUMENT now,
-        # not a failed job later.
-        check_readable(path)
+        policy = self.daemon.policy
+        path = policy.check_input(request.path, "raster path")
+        # Open once here so a missing or unreadable file is INVALID_ARGUMENT now, not a
+        # failed job later; every file GDAL opens for it (VRT sources) must be in the roots.
+        check_readable(path, functools.partial(policy.check_opened, what=f"raster {path}"))
         job = self.daemon.engine.submit(
             InspectParams(path=str(path), statistics=request.statistics)
         )

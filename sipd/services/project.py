@@ -77,4 +77,3 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
     ) -> Any:
         self.projects.delete(project_id(request.name), request.delete_models)
         return empty_pb2.Empty()
-

@@ -3,7 +3,8 @@
 A scene ("unit") is one file, or one multi-file product: a folder such as
 a SAFE product, a .zip, a .tar.gz. Writers' temporary names are never
 units; sentinels (NAME.done, NAME.ready) and sidecars (NAME.aux.xml, an
-ENVI STEM.hdr) travel with their unit but are not scenes themselves.
+ENVI STEM.hdr, and what GDAL writes beside a file it reads: .ovr, .msk,
+.properties, .aux) travel with their unit but are not scenes themselves.
 """
 
 from __future__ import annotations
@@ -20,8 +21,15 @@ from sipd.watch.spec import FAILED_DIR, PROCESSED_DIR
 # Names writers use while a file is incomplete: scp/rsync/browsers/WinSCP/editors.
 TEMP_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload", ".filepart", ".swp", "~")
 SENTINEL_SUFFIXES = (".done", ".ready")
-# Files that describe another file and are read with it by GDAL.
-SIDECAR_SUFFIXES = (".aux.xml", ".ovr", ".tfw", ".tifw", ".wld", ".hdr", ".prj", ".md5", ".sha256")
+# Files that describe another file and are read with it by GDAL. GDAL itself writes some
+# of them beside an input it reads, even while sipd predicts it: NAME.aux.xml (PAM
+# statistics and metadata), NAME.ovr (external overviews), NAME.msk (an external mask),
+# NAME.properties (the /vsigzip/ index of a .gz/.tar.gz) and NAME.aux (an Erdas RRD aux).
+# They are never scenes; they travel with their scene.
+GDAL_SIDECAR_SUFFIXES = (".aux.xml", ".ovr", ".msk", ".properties", ".aux")
+SIDECAR_SUFFIXES = (
+    *GDAL_SIDECAR_SUFFIXES, ".tfw", ".tifw", ".wld", ".hdr", ".prj", ".md5", ".sha256",
+)  # fmt: skip
 # Folders that are one product, even when the watch descends into sub-folders.
 PRODUCT_DIR_SUFFIXES = (".safe", ".sen3", ".sen2", ".zarr", ".gdb")
 RASTER_SUFFIXES = (
@@ -144,7 +152,7 @@ class Layout:
 
 def _strip_companion(name: str) -> str | None:
     lower = name.lower()
-    for suffix in (*SENTINEL_SUFFIXES, ".aux.xml", ".ovr", ".tfw", ".md5", ".sha256"):
+    for suffix in (*SENTINEL_SUFFIXES, *GDAL_SIDECAR_SUFFIXES, ".tfw", ".md5", ".sha256"):
         if lower.endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
     return None
@@ -218,11 +226,30 @@ def signature(unit: Path) -> Signature | None:
     return size, mtime, count
 
 
+# Units whose output set is named by their stem alone (the names sipd always gave):
+# GeoTIFFs and multi-file products. Any other file keeps its extension in the name.
+_BARE_STEM_SUFFIXES = (".tif", ".tiff", ".zip", ".tar.gz", ".tgz", ".tar", *PRODUCT_DIR_SUFFIXES)
+
+
 def output_base(layout: Layout, unit: Path) -> Path:
-    """Relative output stem: sub/scene.tif -> sub/scene; S1A.SAFE -> S1A; x.tar.gz -> x."""
+    """Relative output stem: sub/scene.tif -> sub/scene; S1A.SAFE -> S1A; x.tar.gz -> x;
+    dup.jp2 -> dup.jp2 (outputs dup.jp2.tif, dup.jp2.json, ...).
+
+    One name per input, decided from the input's name alone: the dispatcher computes it
+    again when the job ends, and the inbox may have changed by then (a sibling moved,
+    deleted or just arrived), so a rule that looked at siblings could name the outputs
+    differently from what the job wrote. Keeping the extension of every other format
+    gives `dup.tif` and `dup.jp2` in one folder an output set each, while GeoTIFF and
+    product names stay as they were (a plain folder has no extension to keep). Not
+    `unit.is_dir()`: a moved or deleted input must get the same name as before.
+    Units that still share a name: one stem as GeoTIFFs and products (x.tif,
+    x.tiff, x.zip, x.SAFE) in one folder.
+    """
     rel = layout.relative(unit)
-    stem, _ = split_ext(rel.name)
-    return rel.with_name(stem)
+    if rel.name.lower().endswith(_BARE_STEM_SUFFIXES):
+        stem, _ = split_ext(rel.name)
+        return rel.with_name(stem)
+    return rel
 
 
 # Names atomic_path and scratch_path give temporaries (sipd.raster).

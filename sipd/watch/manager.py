@@ -19,6 +19,7 @@ second row or a second output set. sipd/watch/queue.py covers the submit.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +31,7 @@ from sipd.config import WatchConfig
 from sipd.errors import FailedPrecondition, InvalidArgument, NotFound, SipError
 from sipd.jobs.engine import JobEngine
 from sipd.modelrepo import ModelRepository
-from sipd.paths import PathPolicy
+from sipd.paths import PathPolicy, refuse_data_dir
 from sipd.projects import Projects
 from sipd.store import Store
 from sipd.watch.dispatcher import Dispatcher
@@ -115,7 +116,22 @@ class WatchManager:
         self._observer.daemon = True
         self._observer.start()
         for row in self.queue.list_watches():
-            self._add_runtime(row["spec"], row["state"] == PAUSED)
+            spec: WatchSpec = row["spec"]
+            try:
+                self._check_data_dir(
+                    Path(os.path.realpath(spec.inbox)),
+                    Path(os.path.realpath(spec.outbox)),
+                    f"watch {spec.id}",
+                )
+            except SipError as exc:
+                # A watch stored before this check existed: it would move the
+                # daemon's own files away. It stays paused with the reason.
+                log.error("%s; watch %s paused", exc, spec.id)
+                self.queue.set_state(spec.id, PAUSED)
+                self.queue.set_last_error(spec.id, str(exc))
+                self._add_runtime(spec, True)
+                continue
+            self._add_runtime(spec, row["state"] == PAUSED)
         loops: list[tuple[Callable[[], None], str]] = [
             (self._scan_loop, "watch-scan"),
             (self._dispatch_loop, "watch-dispatch"),
@@ -185,7 +201,13 @@ class WatchManager:
         return self.get(watch_id)
 
     def resume(self, watch_id: str) -> dict[str, Any]:
-        self.queue.get_watch(watch_id)
+        spec: WatchSpec = self.queue.get_watch(watch_id)["spec"]
+        # A watch paused at start for pointing into the data dir stays paused.
+        self._check_data_dir(
+            Path(os.path.realpath(spec.inbox)),
+            Path(os.path.realpath(spec.outbox)),
+            f"watch {spec.id}",
+        )
         self.queue.set_state(watch_id, ACTIVE)
         with self._lock:
             rt = self._runtimes.get(watch_id)
@@ -259,6 +281,7 @@ class WatchManager:
         inbox = self.policy.check(spec.inbox, f"{where}: inbox")
         outbox = self.policy.check(spec.outbox, f"{where}: outbox")
         check_folders(inbox, outbox, where)
+        self._check_data_dir(inbox, outbox, where)
         spec = spec.model_copy(update={"inbox": str(inbox), "outbox": str(outbox)})
         for other in self.queue.list_watches():
             o: WatchSpec = other["spec"]
@@ -280,6 +303,14 @@ class WatchManager:
                 raise
             log.warning("%s: project or model not found yet; its scenes wait for it", where)
         return spec
+
+    def _check_data_dir(self, inbox: Path, outbox: Path, where: str) -> None:
+        """The daemon's data dir (sipd.db, sipd.lock, models, projects) is never an inbox
+        (its files would be taken as scenes and moved to failed/) nor an outbox, whatever
+        the roots say; an inbox that holds the data dir is refused as well."""
+        data_dir = self.projects.data_dir
+        refuse_data_dir(inbox, f"{where}: inbox", data_dir, containing=True)
+        refuse_data_dir(outbox, f"{where}: outbox", data_dir)
 
     def _make_folders(self, spec: WatchSpec) -> None:
         for folder in (spec.inbox, spec.outbox):

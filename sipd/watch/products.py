@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import tarfile
 import zipfile
 from pathlib import Path
+
+import rasterio
+from rasterio.errors import RasterioError
 
 from sipd.errors import InvalidArgument
 from sipd.watch.files import RASTER_SUFFIXES, is_companion_name, is_ignored_name
@@ -14,15 +19,81 @@ _MANIFESTS = ("manifest.safe", "xfdumanifest.xml", "MTD_MSIL1C.xml", "MTD_MSIL2A
 
 
 def raster_path(unit: Path) -> str:
-    """The path to hand the predictor; InvalidArgument names what was found when none fits."""
+    """The path to hand the predictor; InvalidArgument names what was found when none fits.
+
+    A unit must be self-contained: regular files (or a folder/archive of them), no
+    symlinks, and every file GDAL opens for it (VRT sources, sidecars) inside it.
+    Everything is stat'ed before anything is opened: a FIFO would block the worker.
+    """
+    _check_entry(unit, unit.name)
     lower = unit.name.lower()
     if unit.is_dir():
-        return str(_in_folder(unit))
-    if lower.endswith(".zip"):
-        return _in_archive(unit, _zip_members(unit), "/vsizip/")
-    if lower.endswith((".tar.gz", ".tgz", ".tar")):
-        return _in_archive(unit, _tar_members(unit), "/vsitar/")
-    return str(unit)
+        _check_folder(unit)
+        path = str(_in_folder(unit))
+    elif lower.endswith(".zip"):
+        path = _in_archive(unit, _zip_members(unit), "/vsizip/")
+    elif lower.endswith((".tar.gz", ".tgz", ".tar")):
+        path = _in_archive(unit, _tar_members(unit), "/vsitar/")
+    else:
+        path = str(unit)
+    _check_opened(unit, path)
+    return path
+
+
+_ACCEPTED = "accepted: regular files, or folders and zip/tar archives of them"
+
+
+def _check_entry(path: Path, shown: str) -> None:
+    try:
+        mode = path.lstat().st_mode
+    except OSError as exc:
+        raise InvalidArgument(f"{shown} cannot be read: {exc}") from exc
+    if stat.S_ISLNK(mode):
+        # A link may point anywhere (outside the allowed roots); and with
+        # --on-success delete only the link would go. Links are never followed.
+        raise InvalidArgument(
+            f"{shown} is a symbolic link; links are not followed in a watched inbox. "
+            f"Copy or move the file in; {_ACCEPTED}"
+        )
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise InvalidArgument(
+            f"{shown} is not a regular file (a FIFO, device or socket); {_ACCEPTED}"
+        )
+
+
+def _check_folder(folder: Path) -> None:
+    for root, dirs, files in os.walk(folder):  # os.walk does not follow links
+        for name in (*dirs, *files):
+            path = Path(root) / name
+            _check_entry(path, f"{folder.name}/{path.relative_to(folder).as_posix()}")
+
+
+def _check_opened(unit: Path, path: str) -> None:
+    """Open the chosen raster (metadata only) and refuse it when GDAL opened any file
+    outside the unit: a VRT must name files of its own product, not the disk."""
+    try:
+        with rasterio.open(path) as ds:
+            files = list(ds.files)
+    except RasterioError:
+        # Unreadable: nothing can be read through it either; the job reports
+        # the reader's own error, as for any corrupt scene.
+        return
+    stem = unit.name.split(".", 1)[0]
+    for name in files:
+        if name.startswith("/vsi"):
+            if name.startswith((f"/vsizip/{unit}/", f"/vsitar/{unit}/")):
+                continue
+        else:
+            real = Path(os.path.realpath(name))
+            if real == unit or real.is_relative_to(unit):
+                continue
+            # Sidecars of a single file (scene.tif.aux.xml, scene.hdr, scene.tfw).
+            if real.parent == unit.parent and real.name.split(".", 1)[0] == stem:
+                continue
+        raise InvalidArgument(
+            f"{unit.name} references {name}, outside the unit; a VRT (or sidecar) in a "
+            "watched inbox may only name files inside its own folder or archive"
+        )
 
 
 def _in_folder(folder: Path) -> Path:

@@ -87,6 +87,7 @@ def test_reflection_lists_services_to_another_grpc_implementation(shared_sipd: S
                 grpc_cardinality_stream_stream(),
                 reflection_pb2.ServerReflectionRequest,
                 reflection_pb2.ServerReflectionResponse,
+                metadata={"authorization": f"Bearer {shared_sipd.token}"},
             ) as stream:
                 await stream.send_message(
                     reflection_pb2.ServerReflectionRequest(list_services=""), end=True

@@ -69,3 +69,29 @@ def test_bad_config_names_the_problem(tmp_path: Path, text: str, needle: str) ->
     with pytest.raises(InvalidArgument, match=None) as err:
         load_config(str(cfg), env={})
     assert needle in str(err.value)
+
+
+def test_access_and_tls_options(tmp_path: Path) -> None:
+    env = {
+        "SIPD_ACCESS__TOKENS": "[{name: ci, token_file: /t, scopes: [read]}]",
+        "SIPD_TLS__CERT": "/c.pem",
+        "SIPD_TLS__KEY": "/k.pem",
+        "SIPD_INSECURE_ALLOW_REMOTE_WITHOUT_TLS": "true",
+    }
+    c = load_config(env=env, overrides={"tls": {"client_ca": "/ca.pem"}})
+    assert c.access.tokens == [{"name": "ci", "token_file": "/t", "scopes": ["read"]}]
+    assert (c.tls.cert, c.tls.key, c.tls.client_ca) == ("/c.pem", "/k.pem", "/ca.pem")
+    assert c.insecure_allow_remote_without_tls is True
+    assert load_config(env={}).insecure_allow_remote_without_tls is False
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        ({"tls": {"cert": "/c.pem"}}, "tls.cert and tls.key go together"),
+        ({"tls": {"client_ca": "/ca.pem"}}, "needs tls.cert"),
+    ],
+)
+def test_bad_tls_options(overrides: dict, needle: str) -> None:
+    with pytest.raises(InvalidArgument, match=needle):
+        load_config(env={}, overrides=overrides)

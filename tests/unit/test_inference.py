@@ -113,7 +113,8 @@ def test_confidence_and_probabilities(model, scene_1024, tmp_path):
 
 def test_nodata_and_background_are_zero(model, tmp_path):
     data = scene_array(600, 500, seed=3)
-    data[2, 100:150, 200:260] = 0  # nodata in one band only
+    data[:, 100:150, 200:260] = 0  # nodata in every band: invalid
+    data[2, 10:20, 300:320] = 0  # nodata in one band only: valid (GDAL's dataset mask)
     src = write_scene(tmp_path / "nd.tif", data, nodata=0)
     background = np.zeros((600, 500), dtype=bool)
     background[400:, :50] = True

@@ -117,14 +117,17 @@ def test_unknown_class_and_bad_values() -> None:
         rasterize_rois([], width=W, height=H, class_values={"ice": 255})
 
 
-def test_background_from_nodata_in_any_band(tmp_path: Path) -> None:
+def test_background_where_all_bands_are_nodata(tmp_path: Path) -> None:
+    # GDAL's dataset mask: a pixel is nodata only when every band is.
     data = np.ones((2, H, W), dtype=np.uint16)
-    data[0, 0, :] = 0  # band 1 missing on row 0
-    data[1, :, 0] = 0  # band 2 missing in column 0
-    bg = background_mask(_scene(tmp_path / "s.tif", data, nodata=0))
+    data[0, 0, :] = 0  # band 1 at the nodata value on row 0
+    data[1, :, 0] = 0  # band 2 at the nodata value in column 0
+    path = _scene(tmp_path / "s.tif", data, nodata=0)
+    bg = background_mask(path)
     assert bg.shape == (H, W) and bg.dtype == bool
-    assert bg[0].all() and bg[:, 0].all()
-    assert bg.sum() == W + H - 1
+    assert np.argwhere(bg).tolist() == [[0, 0]]
+    with rasterio.open(path) as ds:
+        assert np.array_equal(bg, ds.dataset_mask() == 0)
 
 
 def test_background_from_nan_in_a_float_scene(tmp_path: Path) -> None:

@@ -180,14 +180,16 @@ class ImportRoisResponse(_message.Message):
     def __init__(self, imported: _Optional[int] = ..., objects: _Optional[_Iterable[_Union[_common_pb2.LabelCount, _Mapping]]] = ..., format: _Optional[str] = ...) -> None: ...
 
 class ExportRoisRequest(_message.Message):
-    __slots__ = ("parent", "path", "coordinates")
+    __slots__ = ("parent", "path", "coordinates", "overwrite")
     PARENT_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     COORDINATES_FIELD_NUMBER: _ClassVar[int]
+    OVERWRITE_FIELD_NUMBER: _ClassVar[int]
     parent: str
     path: str
     coordinates: Coordinates
-    def __init__(self, parent: _Optional[str] = ..., path: _Optional[str] = ..., coordinates: _Optional[_Union[Coordinates, str]] = ...) -> None: ...
+    overwrite: bool
+    def __init__(self, parent: _Optional[str] = ..., path: _Optional[str] = ..., coordinates: _Optional[_Union[Coordinates, str]] = ..., overwrite: _Optional[bool] = ...) -> None: ...
 
 class ExportRoisResponse(_message.Message):
     __slots__ = ("path", "count", "geojson")

@@ -122,6 +122,9 @@ def register(sub: Any, job_options: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--crs", choices=["pixel", "scene"], help="default: the scene's CRS if it has one"
     )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the output file when it exists"
+    )
     p.set_defaults(func=roi_export)
     p = rsub.add_parser("delete", help="delete one ROI")
     p.add_argument("project")
@@ -407,6 +410,7 @@ def roi_export(app: App) -> int:
             parent=_scene_parent(app, a.project, a.scene),
             path=absolute(a.output),
             coordinates=coords,
+            overwrite=a.overwrite,
         ),
     )
     if not a.output:
