@@ -228,12 +228,12 @@ class StreamLimiter:
         with self._lock:
             if self._open >= self.total:
                 raise ResourceExhausted(
-                    f"{method}: {self.total} streaming calls are already open (limit "
-                    "limits.max_streams); wait for one to end or raise the limit"
+                    f"{method}: {self.total} long-lived calls (streams, waits) are open "
+                    "(limit limits.max_streams); wait for one to end or raise the limit"
                 )
             if self._by_peer.get(peer, 0) >= self.per_client:
                 raise ResourceExhausted(
-                    f"{method}: this client already has {self.per_client} streaming calls open "
+                    f"{method}: this client already has {self.per_client} long-lived calls open "
                     "(limit limits.max_streams_per_client); wait for one to end or raise the "
                     "limit"
                 )

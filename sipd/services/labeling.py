@@ -87,6 +87,7 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
         self.projects = daemon.projects
         self.requests = daemon.requests
         self.engine = daemon.engine
+        self.stream_limits = daemon.stream_limits
 
     @rpc
     def CreateScene(
@@ -207,12 +208,14 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
     def ComputeMasks(
         self, request: labeling_pb2.ComputeMasksRequest, context: grpc.ServicerContext
     ) -> Any:
-        # Long work runs in the worker like every other job; this call waits for it.
+        # Long work runs in the worker like every other job; this call waits for it,
+        # holding a thread as long as a stream does, so it counts against the same bound.
         pid = project_id(request.parent)
         ids = [s.rsplit("/", 1)[-1] for s in request.scenes]
-        job = self.requests.masks(pid, ids)
-        while not job.final and context.is_active():
-            job = self.engine.wait(job.id, timeout=1.0)
+        with self.stream_limits.hold(context, "ComputeMasks"):
+            job = self.requests.masks(pid, ids)
+            while not job.final and context.is_active():
+                job = self.engine.wait(job.id, timeout=1.0)
         if not job.final:
             self.engine.cancel(job.id, "cancelled: the ComputeMasks caller went away")
         if job.state != JobState.SUCCEEDED or not isinstance(job.result, MasksResult):
