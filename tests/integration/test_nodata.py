@@ -3,6 +3,7 @@ GDAL's dataset mask gets a class, no collar pixel does (the hardening issue's no
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,10 @@ LANDSAT = FIXTURES / "landsat" / "LC08_L2SP_008059_20191201_20200825_02_T1"
 BANDS = ("SR_B2", "SR_B3", "SR_B4", "SR_B5")
 DARK = 400  # interior pixels given a 0 (the nodata value) in the blue band, like dark water
 
-pytestmark = pytest.mark.skipif(not LANDSAT.is_dir(), reason=f"no fixture at {LANDSAT}")
+# CI always has ../shared beside the clone: there a missing fixture fails, never skips.
+pytestmark = pytest.mark.skipif(
+    not LANDSAT.is_dir() and not os.environ.get("CI"), reason=f"no fixture at {LANDSAT}"
+)
 
 
 def _landsat() -> tuple[np.ndarray, dict]:
