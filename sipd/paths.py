@@ -72,8 +72,10 @@ class PathPolicy:
         the roots too: a VRT inside a root must not read a file outside them."""
         for name in files:
             if name.startswith(_VIRTUAL_PREFIXES):
-                # sipd's own /vsizip/ or /vsitar/ path: the archive was checked.
-                continue
+                # A /vsizip/ or /vsitar/ path (sipd's own for inbox archives, or one a VRT
+                # names) is checked on its archive; any other virtual file system (network,
+                # memory, stdin) is never a file inside the roots.
+                name = _archive_of(name, what)
             resolved = Path(os.path.realpath(name))
             if not self.allows(resolved):
                 raise PermissionDenied(
@@ -81,6 +83,26 @@ class PathPolicy:
                     f"allowed roots [{self._roots_text()}]; a VRT or sidecar may only name "
                     "files inside the roots"
                 )
+
+
+_ARCHIVE_PREFIXES = ("/vsizip/", "/vsitar/", "/vsigzip/")
+
+
+def _archive_of(name: str, what: str) -> str:
+    """The archive file a /vsizip/, /vsitar/ or /vsigzip/ path reads from."""
+    if not name.startswith(_ARCHIVE_PREFIXES):
+        raise PermissionDenied(
+            f"{what} references {name}, a GDAL virtual file system path; only files inside "
+            "the allowed roots (and zip/tar archives there) may be read"
+        )
+    inner = name.split("/", 2)[2]  # drop "/vsizip"
+    inner = "/" + inner.lstrip("/")
+    # The archive is the longest leading part that exists as a file.
+    candidate = Path(inner)
+    for part in (candidate, *candidate.parents):
+        if part.is_file():
+            return str(part)
+    raise PermissionDenied(f"{what} references {name}, whose archive does not exist")
 
 
 def refuse_data_dir(

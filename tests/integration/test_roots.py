@@ -11,6 +11,7 @@ import os
 import shutil
 import sqlite3
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -167,6 +168,13 @@ def test_vrt_naming_files_outside_the_roots_is_refused(daemon: Sipd, outside: Pa
     message = _refused(d, "inspect", str(vrt), "--stats")
     assert "outside the allowed roots" in message
     assert d.sipctl_json("jobs", "list").get("jobs", []) == jobs
+    # A VRT that reads through a GDAL virtual file system: the archive it names is checked.
+    archive = outside / "secret.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(outside / "secret.tif", "secret.tif")
+    zipped = _vrt(d.roots[0] / "zipped.vrt", Path(f"/vsizip/{archive}/secret.tif"))
+    message = _refused(d, "inspect", str(zipped), "--stats")
+    assert "outside the allowed roots" in message
     # A caller's /vsi path is refused too (sipd builds those itself, for inbox archives).
     message = _refused(d, "predict", "remote", f"/vsizip/{outside}/x.zip/a.tif", "-o", str(out))
     assert "virtual file system" in message
