@@ -33,7 +33,7 @@ from sipd.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from sipd.jobs.engine import JobEngine
 from sipd.modelrepo import ModelRepository, ModelVersion
 from sipd.paths import PathPolicy
-from sipd.projects import Projects, check_scene_dtype
+from sipd.projects import Projects, check_mask_opens, check_scene_dtype
 from sipd.raster import FilesCheck, check_readable, raster_info
 
 
@@ -262,11 +262,17 @@ class JobRequests:
                     quicklook=str(quicklook or ""),
                 )
             )
-        mask = options.background_mask
+        mask = (
+            self.policy.check_input(options.background_mask, "background mask")
+            if (options.background_mask)
+            else None
+        )
+        if mask is not None:
+            check_mask_opens(self.policy, mask)
         params = predict_params(
             model,
             items,
-            background_mask=str(self.policy.check_input(mask, "background mask")) if mask else "",
+            background_mask=str(mask or ""),
             tile_size=options.tile_size or self.config.inference.tile_size,
             batch_size=options.batch_size or self.config.inference.batch_size,
             overwrite=options.overwrite,

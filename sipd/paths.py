@@ -70,7 +70,14 @@ class PathPolicy:
     def check_opened(self, files: Iterable[str], what: str) -> None:
         """Every file GDAL opened for a dataset (VRT sources, sidecars) must be inside
         the roots too: a VRT inside a root must not read a file outside them."""
-        for name in files:
+        for index, name in enumerate(files):
+            if not name.startswith("/"):
+                # A GDAL connection string (GTIFF_DIR:1:/x.tif, NETCDF:"/x.nc":v) names
+                # its file inside; realpath would take it as relative to our own folder.
+                raise PermissionDenied(
+                    f"{what} references {name!r}, not a plain absolute file path; a VRT or "
+                    "sidecar may only name files inside the allowed roots"
+                )
             if name.startswith(_VIRTUAL_PREFIXES):
                 # A /vsizip/ or /vsitar/ path (sipd's own for inbox archives, or one a VRT
                 # names) is checked on its archive; any other virtual file system (network,
@@ -83,9 +90,32 @@ class PathPolicy:
                     f"allowed roots [{self._roots_text()}]; a VRT or sidecar may only name "
                     "files inside the roots"
                 )
+            if index > 0:
+                # A source or sidecar that is a FIFO would block GDAL when it reads it.
+                require_regular(resolved, f"{what}: referenced file")
+            if index > 0 and _is_vrt(resolved):
+                # GDAL lists a VRT's direct sources only: a VRT among them could reach
+                # anywhere unseen, and so could a VRT posing as an .ovr or .msk sidecar.
+                raise PermissionDenied(
+                    f"{what} references {name}, itself a VRT; a VRT's sources and a "
+                    "raster's sidecars must be plain rasters"
+                )
 
 
 _ARCHIVE_PREFIXES = ("/vsizip/", "/vsitar/", "/vsigzip/")
+
+
+def _is_vrt(path: Path) -> bool:
+    """Whether a file holds VRT XML (GDAL picks the VRT driver by content, not by name).
+    Only regular files are read: a FIFO among a VRT's sources is refused before."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False  # a folder; non-regular files were refused before
+        with open(path, "rb") as f:
+            head = f.read(1024)
+    except OSError:
+        return False  # GDAL will say it cannot open it
+    return b"<vrtdataset" in head.lower()
 
 
 def _archive_of(name: str, what: str) -> str:

@@ -39,6 +39,7 @@ from sipd.labeling import (
     scene_to_pixel,
     validate_roi,
 )
+from sipd.labeling.rasterize import VECTOR_MASK_EXTENSIONS
 from sipd.paths import PathPolicy
 from sipd.raster import SCENE_DTYPES, atomic_path, check_readable, raster_info
 from sipd.store import Store
@@ -109,6 +110,14 @@ def normalize_color(color: str, index: int) -> str:
     raise InvalidArgument(
         f"colour {color!r} is not #rrggbb or one of: {', '.join(sorted(NAMED_COLORS))}"
     )
+
+
+def check_mask_opens(policy: PathPolicy, mask: Path) -> None:
+    """A raster background mask may make GDAL open only files inside the roots (a VRT
+    mask's sources decide which pixels are left unclassified). Vector masks are read by
+    OGR from GeoJSON, GeoPackage or Shapefile, none of which references other files."""
+    if mask.suffix.lower() not in VECTOR_MASK_EXTENSIONS:
+        check_readable(mask, functools.partial(policy.check_opened, what=f"background mask {mask}"))
 
 
 def check_scene_dtype(info: dict[str, Any]) -> None:
@@ -245,6 +254,7 @@ class Projects:
         check_readable(resolved, opened)
         mask_path = str(self.policy.check_input(mask, "background mask")) if mask else ""
         if mask_path:
+            check_mask_opens(self.policy, Path(mask_path))
             background_mask(resolved, mask_path)  # refuses a wrong size or an unreadable file now
         with self.store.transaction() as db:
             if db.execute(

@@ -161,7 +161,9 @@ def _check_self_contained(raster: Path, folder: Path, encoding: str) -> None:
         "other formats that reference files are refused)"
     )
     try:
-        with rasterio.open(raster, driver=driver) as ds:
+        # Without a driver, as the worker will open it: GDAL picks a driver by content,
+        # so RAW bytes that are VRT XML would be read as a VRT there.
+        with rasterio.open(raster) as ds:
             files = list(ds.files)
             opened_by = ds.driver
     except RasterioError as exc:

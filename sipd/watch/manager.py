@@ -307,10 +307,11 @@ class WatchManager:
     def _check_data_dir(self, inbox: Path, outbox: Path, where: str) -> None:
         """The daemon's data dir (sipd.db, sipd.lock, models, projects) is never an inbox
         (its files would be taken as scenes and moved to failed/) nor an outbox, whatever
-        the roots say; an inbox that holds the data dir is refused as well."""
+        the roots say; an inbox or outbox that holds the data dir is refused as well (an
+        outbox mirrors the inbox's sub-folders, so one above the data dir could write into it)."""
         data_dir = self.projects.data_dir
         refuse_data_dir(inbox, f"{where}: inbox", data_dir, containing=True)
-        refuse_data_dir(outbox, f"{where}: outbox", data_dir)
+        refuse_data_dir(outbox, f"{where}: outbox", data_dir, containing=True)
 
     def _make_folders(self, spec: WatchSpec) -> None:
         for folder in (spec.inbox, spec.outbox):

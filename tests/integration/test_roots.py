@@ -295,3 +295,50 @@ def test_predict_refuses_pixel_types_scene_add_refuses(daemon: Sipd, dtype: str)
     # Refused at submit, with the accepted types, instead of a FAILED job later.
     assert "INVALID_ARGUMENT" in message and f"pixel type {dtype}" in message
     assert d.sipctl_json("jobs", "list").get("jobs", []) == jobs and not out.exists()
+
+
+def test_streamed_raw_bytes_that_are_vrt_xml_are_refused(daemon: Sipd, outside: Path) -> None:
+    # GDAL picks a driver by content: RAW pixels that happen to be VRT XML (padded to the
+    # announced size) would be read as a VRT of an outside file by the worker.
+    d = daemon
+    size = MODEL_BANDS * SIZE * SIZE * 2
+    xml = _vrt(d.roots[0] / "raw.vrt", outside / "secret.tif").read_bytes()
+    payload = xml + b" " * (size - len(xml))
+    header = P.PredictStreamHeader(
+        model="projects/remote/models/1",
+        encoding=P.RASTER_ENCODING_RAW,
+        total_bytes=size,
+        shape=[MODEL_BANDS, SIZE, SIZE],
+        dtype="uint16",
+    )
+    requests = iter([P.PredictStreamRequest(header=header), P.PredictStreamRequest(chunk=payload)])
+    with pytest.raises(grpc.RpcError) as err:
+        list(d.client.prediction.PredictStream(requests, timeout=60))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    assert "VRT" in (err.value.details() or "")
+
+
+def test_nested_vrts_connection_strings_and_vrt_masks_are_refused(
+    daemon: Sipd, outside: Path
+) -> None:
+    d = daemon
+    root = d.roots[0]
+    # GDAL lists only a VRT's direct sources: a VRT among them is refused.
+    inner = _vrt(root / "inner.vrt", outside / "secret.tif")
+    outer = _vrt(root / "outer.vrt", inner)
+    out = root / "nested_labels.tif"
+    message = _refused(d, "predict", "remote", str(outer), "-o", str(out))
+    assert "itself a VRT" in message and not out.exists()
+    # A connection string names its file inside; it is not a path in the roots.
+    conn = _vrt(root / "conn.vrt", Path(f"GTIFF_DIR:1:{outside / 'secret.tif'}"))
+    message = _refused(d, "inspect", str(conn), "--stats")
+    assert "not a plain absolute file path" in message
+    # A VRT background mask decides which pixels are left out: its sources are checked.
+    scene = root / "masked_scene.tif"
+    write_synthetic_scene(scene, SIZE, MODEL_BANDS)
+    mask = _vrt(root / "mask.vrt", outside / "secret.tif", bands=1)
+    message = _refused(
+        d, "predict", "remote", str(scene), "-o", str(root / "masked.tif"),
+        "--background-mask", str(mask),
+    )  # fmt: skip
+    assert "outside the allowed roots" in message
