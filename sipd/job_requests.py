@@ -9,6 +9,7 @@ watched folders) builds its params here, so a job looks the same whoever asked.
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -249,6 +250,8 @@ class JobRequests:
             )
             quicklook = dst.with_suffix(".png") if options.quicklook else None
             for path in (dst, confidence, probabilities, quicklook):
+                if path is not None:
+                    self.projects.refuse_scene_file(Path(os.path.realpath(path)), "output")
                 if path is not None and path.exists() and not options.overwrite:
                     raise AlreadyExists(
                         f"{path} exists; pass overwrite (sipctl --overwrite) to replace it"

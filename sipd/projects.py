@@ -499,6 +499,18 @@ class Projects:
             tmp.write_text(text)
         return {"count": len(rows), "geojson": "", "path": str(resolved)}
 
+    def refuse_scene_file(self, resolved: Path, what: str) -> None:
+        """A registered scene's raster or mask is never an output, of any project: other
+        projects' labels and datasets depend on it."""
+        rows = self.store.query("SELECT project, id, path, background_mask FROM scenes")
+        for row in rows:
+            for used in (row["path"], row["background_mask"]):
+                if used and Path(os.path.realpath(used)) == resolved:
+                    raise PermissionDenied(
+                        f"{what} {resolved} is a file of scene {row['id']!r} in project "
+                        f"{row['project']!r}; choose another file"
+                    )
+
     def _export_target(self, path: str, overwrite: bool) -> Path:
         """The checked export file: inside the roots, outside the data dir (sipd.db,
         models, projects), never a registered scene's raster or mask, and an
@@ -508,14 +520,7 @@ class Projects:
             raise InvalidArgument(
                 f"export path {resolved} is a folder; give a file name (e.g. rois.geojson)"
             )
-        rows = self.store.query("SELECT project, id, path, background_mask FROM scenes")
-        for row in rows:
-            for used in (row["path"], row["background_mask"]):
-                if used and Path(os.path.realpath(used)) == resolved:
-                    raise PermissionDenied(
-                        f"export path {resolved} is a file of scene {row['id']!r} in project "
-                        f"{row['project']!r}; choose another file"
-                    )
+        self.refuse_scene_file(resolved, "export path")
         if os.path.lexists(resolved) and not overwrite:
             raise AlreadyExists(
                 f"export path {resolved} exists; pass overwrite (sipctl roi export "

@@ -342,3 +342,19 @@ def test_nested_vrts_connection_strings_and_vrt_masks_are_refused(
         "--background-mask", str(mask),
     )  # fmt: skip
     assert "outside the allowed roots" in message
+
+
+def test_predict_never_overwrites_a_registered_scene(daemon: Sipd) -> None:
+    d = daemon
+    root = d.roots[0]
+    d.sipctl("project", "create", "guarded", "--classes", "a,b", "--bands", "B1,B2,B3,B4")
+    scene = root / "guarded_scene.tif"
+    write_synthetic_scene(scene, SIZE, MODEL_BANDS)
+    d.sipctl("scene", "add", "guarded", str(scene), "--name", "g")
+    before = _digest(scene)
+    src = root / "guarded_src.tif"
+    write_synthetic_scene(src, SIZE, MODEL_BANDS)
+    # Another project's model, a `label` token and --overwrite: still not the scene.
+    message = _refused(d, "predict", "remote", str(src), "-o", str(scene), "--overwrite")
+    assert "PERMISSION_DENIED" in message and "scene 'g'" in message
+    assert _digest(scene) == before
