@@ -45,7 +45,7 @@ from sipd.config import Config
 from sipd.contracts.jobs import PredictParams
 from sipd.contracts.worker_settings import WorkerSettings
 from sipd.device import resolve_device
-from sipd.errors import FailedPrecondition
+from sipd.errors import FailedPrecondition, SipError
 from sipd.job_requests import JobRequests
 from sipd.jobs.engine import JobEngine
 from sipd.modelrepo import ModelRepository
@@ -191,7 +191,7 @@ class Daemon:
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ],
-            interceptors=[AccessInterceptor(self.access)],
+            interceptors=[AccessInterceptor(self.access, self.stream_limits)],
         )
         implemented = self._servicers()
         names = [reflection.SERVICE_NAME, health.SERVICE_NAME]
@@ -299,8 +299,9 @@ class Daemon:
 class AccessInterceptor(grpc.ServerInterceptor):
     """Every call but health needs a bearer token with the method's scope (sipd.access)."""
 
-    def __init__(self, access: Access) -> None:
+    def __init__(self, access: Access, stream_limits: StreamLimiter) -> None:
         self.access = access
+        self.stream_limits = stream_limits
 
     def intercept_service(self, continuation: Any, details: Any) -> Any:
         method = details.method
@@ -311,10 +312,40 @@ class AccessInterceptor(grpc.ServerInterceptor):
             authorization = authorization.decode(errors="replace")
         decision = self.access.check(method, required_scope(method), authorization)
         handler = continuation(details)
+        if handler is not None and decision.allowed and method in _BOUNDED_FOREIGN_STREAMS:
+            return _bounded(handler, self.stream_limits, method.rsplit("/", 1)[-1])
         if decision.allowed or handler is None:
             return handler
         log.info("refused %s: %s", method, decision.message)
         return _refusal(handler, getattr(grpc.StatusCode, decision.code), decision.message)
+
+
+# Streams served by grpc's own servicers (ours hold the limiter themselves): server
+# reflection is bidirectional and lives as long as its client keeps it open.
+_BOUNDED_FOREIGN_STREAMS = frozenset(
+    {
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    }
+)
+
+
+def _bounded(handler: Any, limits: StreamLimiter, name: str) -> Any:
+    """`handler` (a stream-stream handler) counted against the long-call bound."""
+    inner = handler.stream_stream
+
+    def behaviour(request_iterator: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            with limits.hold(context, name):
+                yield from inner(request_iterator, context)
+        except SipError as exc:
+            context.abort(grpc.StatusCode[exc.code.value], str(exc))
+
+    return grpc.stream_stream_rpc_method_handler(
+        behaviour,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
 
 
 def _refusal(handler: Any, code: grpc.StatusCode, message: str) -> Any:

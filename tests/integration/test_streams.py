@@ -6,6 +6,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -114,3 +115,47 @@ def test_200_watch_streams_leave_unary_calls_answering(
             call.cancel()
 
     wait_for(reopened, timeout=10, what="a stream slot to be free again")
+
+
+def test_server_reflection_streams_count_against_the_bound(tmp_path: Path) -> None:
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    d = Sipd(
+        tmp_path / "state",
+        roots=[tmp_path],
+        env={"SIPD_LIMITS__MAX_STREAMS": "2", "SIPD_LIMITS__MAX_STREAMS_PER_CLIENT": "2"},
+    ).start()
+    try:
+        channel = _channel(d.address, d.token)
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        ask = reflection_pb2.ServerReflectionRequest(list_services="")
+        gates = []
+
+        def waiting(gate: list[bool]) -> Iterator[reflection_pb2.ServerReflectionRequest]:
+            yield ask
+            while not gate:
+                time.sleep(0.05)
+
+        # Two streams kept open by clients that have not finished asking.
+        live = []
+        for _ in range(2):
+            gate: list[bool] = []
+            gates.append(gate)
+            stream = stub.ServerReflectionInfo(waiting(gate), timeout=30)
+            next(stream)  # its first answer: the stream holds a slot now
+            live.append(stream)
+        third = stub.ServerReflectionInfo(iter([ask]), timeout=30)
+        with pytest.raises(grpc.RpcError) as err:
+            list(third)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "limits.max_streams" in (err.value.details() or "")
+        # Health still answers meanwhile.
+        health = health_pb2_grpc.HealthStub(channel)
+        assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == 1
+        for gate in gates:
+            gate.append(True)
+        for stream in live:
+            stream.cancel()
+        channel.close()
+    finally:
+        d.stop()
