@@ -46,6 +46,17 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
 # sidecars) before any pixel is read; raises to refuse the dataset.
 FilesCheck = Callable[[list[str]], None]
 
+# The check applied when a caller gives none. The worker sets it to the allowed roots
+# (plus the data dir): a file swapped for a VRT after the daemon checked it, while its
+# job waited in the queue, still cannot make the worker read outside them.
+_process_check: FilesCheck | None = None
+
+
+def check_opened_files_everywhere(check: FilesCheck | None) -> None:
+    """Make `check` the default of every open_raster in this process."""
+    global _process_check
+    _process_check = check
+
 
 def open_raster(
     path: str | os.PathLike[str], check_files: FilesCheck | None = None
@@ -64,6 +75,7 @@ def open_raster(
             f"cannot read raster {path}: {exc}; accepted: any GDAL-readable raster "
             "(GeoTIFF/COG, JP2, ENVI, HDF5, netCDF, NITF, PNG, SAFE, RS2)"
         ) from exc
+    check_files = check_files or _process_check
     if check_files is not None:
         try:
             check_files(list(ds.files))

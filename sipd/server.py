@@ -120,6 +120,7 @@ class Daemon:
                 log_level=config.log_level,
                 threads=config.jobs.threads,
                 inference=config.inference,
+                allowed_roots=[str(r) for r in self.policy.roots] + [str(self.data_dir)],
             ),
         )
         self.requests = JobRequests(config, self.projects, self.models, self.engine, self.policy)

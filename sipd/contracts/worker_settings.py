@@ -13,3 +13,6 @@ class WorkerSettings(Contract):
     # 0: the libraries' own default (all cores).
     threads: int = 0
     inference: InferenceConfig = InferenceConfig()
+    # Every file GDAL opens in the worker must lie below one of these (the allowed
+    # roots and the data dir); empty: no check (a benchmark, a unit test).
+    allowed_roots: list[str] = []

@@ -34,7 +34,7 @@ class ConfusionSink:
         self._ds: rasterio.DatasetReader | None = None
 
     def open(self) -> None:
-        self._ds = rasterio.open(self.mask_path)
+        self._ds = open_raster(self.mask_path)
 
     def write(self, tile: Tile, outputs: dict[str, np.ndarray], invalid: np.ndarray | None) -> None:
         assert self._ds is not None

@@ -28,6 +28,7 @@ import rasterio
 from rasterio.enums import MaskFlags
 from rasterio.windows import Window
 
+from sipd.raster import open_raster
 from sipd.validity import Validity
 
 
@@ -163,7 +164,7 @@ class TileReader:
         fill: np.ndarray,
         background: np.ndarray | str | os.PathLike[str] | None = None,
     ) -> None:
-        self.ds = rasterio.open(path)
+        self.ds = open_raster(path)
         self.fill = np.asarray(fill, dtype=np.float32).reshape(-1, 1, 1)
         self._bg_array: np.ndarray | None = None
         self._bg_ds: rasterio.DatasetReader | None = None
@@ -171,7 +172,7 @@ class TileReader:
             self._bg_array = background
         elif background is not None:
             try:
-                self._bg_ds = rasterio.open(background)
+                self._bg_ds = open_raster(background)
             except BaseException:
                 self.ds.close()
                 raise

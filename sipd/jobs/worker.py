@@ -11,6 +11,7 @@ module globals of sipd.jobs.handlers, which only this process imports.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -48,6 +49,15 @@ def worker_main(conn: Any, cancel_event: Any, device: str, settings: WorkerSetti
     if cache_mb > 0:
         os.environ["GDAL_CACHEMAX"] = str(cache_mb)
     from sipd.jobs import handlers  # after the environment is set for torch/onnxruntime
+
+    if settings.allowed_roots:
+        from sipd.paths import PathPolicy
+        from sipd.raster import check_opened_files_everywhere
+
+        policy = PathPolicy(settings.allowed_roots)
+        check_opened_files_everywhere(
+            functools.partial(policy.check_opened, what="a raster this job opened")
+        )
 
     if threads:
         import torch

@@ -358,3 +358,20 @@ def test_predict_never_overwrites_a_registered_scene(daemon: Sipd) -> None:
     message = _refused(d, "predict", "remote", str(src), "-o", str(scene), "--overwrite")
     assert "PERMISSION_DENIED" in message and "scene 'g'" in message
     assert _digest(scene) == before
+
+
+def test_a_scene_swapped_for_a_leaking_vrt_after_its_check_is_refused_by_the_worker(
+    daemon: Sipd, outside: Path
+) -> None:
+    # The daemon checked the file when it was added; a job opens it later, in the worker,
+    # which checks again what GDAL opens.
+    d = daemon
+    root = d.roots[0]
+    d.sipctl("project", "create", "swapped", "--classes", "a,b", "--bands", "B1,B2,B3,B4")
+    scene = root / "swapped.tif"
+    write_synthetic_scene(scene, SIZE, MODEL_BANDS)
+    d.sipctl("scene", "add", "swapped", str(scene), "--name", "s")
+    d.sipctl("roi", "add", "swapped", "--class", "a", "--wkt", "POINT (5 5)")
+    _vrt(root / "swap.vrt", outside / "secret.tif").replace(scene)
+    message = _refused(d, "mask", "swapped")
+    assert "PERMISSION_DENIED" in message and "outside the allowed roots" in message
