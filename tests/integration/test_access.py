@@ -207,6 +207,7 @@ def test_remote_client_over_tls_with_token(pki: Path, tmp_path: Path) -> None:
         d.stop()
 
 
+@pytest.mark.slow  # daemons of their own; TLS with a token stays in the fast tier
 def test_mtls_requires_a_client_certificate(pki: Path, tmp_path: Path) -> None:
     d = Sipd(
         tmp_path / "state", roots=[tmp_path], tls_ca=pki / "ca.pem",
@@ -227,6 +228,7 @@ def test_mtls_requires_a_client_certificate(pki: Path, tmp_path: Path) -> None:
         d.stop()
 
 
+@pytest.mark.slow  # daemons of their own; TLS with a token stays in the fast tier
 def test_non_loopback_without_tls_is_refused_unless_insecure_flag(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIPD_")}
     args = [sys.executable, "-m", "sipd", "--data-dir", str(tmp_path / "refused"),

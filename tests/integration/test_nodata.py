@@ -95,6 +95,7 @@ def test_landsat_collar_is_nodata_and_dark_pixels_are_classified(daemon: Sipd) -
     assert one_band_zero.sum() == DARK and (labels[one_band_zero] != 0).all()
 
 
+@pytest.mark.slow  # the nodata-value variant stays in the fast tier
 def test_landsat_collar_as_an_internal_mask(daemon: Sipd) -> None:
     # No nodata tag: the collar is only in the GeoTIFF's internal mask (0 = invalid), so the
     # collar's zeros and the dark pixels' zeros are plain values; the mask alone decides.

@@ -60,6 +60,7 @@ def _jp2_copy(src: Path, dest: Path) -> Path:
     return dest
 
 
+@pytest.mark.slow  # a daemon and a watch; the naming rules are tested fast above
 def test_same_stem_inputs_and_gdal_sidecars_in_one_inbox(
     tmp_path: Path, trained_model: Path
 ) -> None:
