@@ -235,6 +235,7 @@ class JobRequests:
                 "confidence_path names one file; with several inputs leave it empty"
             )
         items = []
+        scene_files = self.projects.scene_files()
         for src, dst in zip(resolved, targets, strict=True):
             if src == dst:
                 raise InvalidArgument(f"output {dst} would overwrite its input")
@@ -251,7 +252,9 @@ class JobRequests:
             quicklook = dst.with_suffix(".png") if options.quicklook else None
             for path in (dst, confidence, probabilities, quicklook):
                 if path is not None:
-                    self.projects.refuse_scene_file(Path(os.path.realpath(path)), "output")
+                    self.projects.refuse_scene_file(
+                        Path(os.path.realpath(path)), "output", scene_files
+                    )
                 if path is not None and path.exists() and not options.overwrite:
                     raise AlreadyExists(
                         f"{path} exists; pass overwrite (sipctl --overwrite) to replace it"

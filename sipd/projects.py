@@ -499,17 +499,33 @@ class Projects:
             tmp.write_text(text)
         return {"count": len(rows), "geojson": "", "path": str(resolved)}
 
-    def refuse_scene_file(self, resolved: Path, what: str) -> None:
-        """A registered scene's raster or mask is never an output, of any project: other
-        projects' labels and datasets depend on it."""
+    def scene_files(self) -> dict[Path, tuple[str, str]]:
+        """Every registered scene's raster and background mask -> (project, scene id)."""
         rows = self.store.query("SELECT project, id, path, background_mask FROM scenes")
-        for row in rows:
-            for used in (row["path"], row["background_mask"]):
-                if used and Path(os.path.realpath(used)) == resolved:
-                    raise PermissionDenied(
-                        f"{what} {resolved} is a file of scene {row['id']!r} in project "
-                        f"{row['project']!r}; choose another file"
-                    )
+        return {
+            Path(os.path.realpath(used)): (row["project"], row["id"])
+            for row in rows
+            for used in (row["path"], row["background_mask"])
+            if used
+        }
+
+    def refuse_scene_file(
+        self,
+        resolved: Path,
+        what: str,
+        scene_files: dict[Path, tuple[str, str]] | None = None,
+    ) -> None:
+        """A registered scene's raster or mask is never an output, of any project: other
+        projects' labels and datasets depend on it. Callers checking several paths pass
+        `scene_files()` once."""
+        files = self.scene_files() if scene_files is None else scene_files
+        owner = files.get(resolved)
+        if owner is not None:
+            project, scene = owner
+            raise PermissionDenied(
+                f"{what} {resolved} is a file of scene {scene!r} in project {project!r}; "
+                "choose another file"
+            )
 
     def _export_target(self, path: str, overwrite: bool) -> Path:
         """The checked export file: inside the roots, outside the data dir (sipd.db,

@@ -125,26 +125,38 @@ def project_id(name: str) -> str:
 MAX_ROW_ID = 2**63 - 1
 
 
+def row_number(text: str, limit: int = MAX_ROW_ID) -> int | None:
+    """`text` as a SQLite row number (job id, ROI id, page offset), or None.
+
+    [0-9], not \\d or str.isdigit: those also take other scripts' digits
+    ("٣" is not 3); fullmatch, because "$" would also accept a trailing newline;
+    at most `limit`, so that no number overflows SQLite's integers.
+    """
+    if not re.fullmatch(r"[0-9]{1,19}", text or ""):
+        return None
+    value = int(text)
+    return value if value <= limit else None
+
+
 def job_id(name: str) -> int:
-    # [0-9], not \d: \d also matches other scripts' digits ("jobs/٣" is not jobs/3).
-    # fullmatch: "$" would also accept a trailing newline.
-    match = re.fullmatch(r"jobs/([0-9]{1,19})", name or "")
-    if not match or int(match.group(1)) > MAX_ROW_ID:
+    number = row_number(name.removeprefix("jobs/")) if (name or "").startswith("jobs/") else None
+    if number is None:
         raise InvalidArgument(
             f"job name {bounded(repr(name))} is not valid; expected jobs/N with N a job number, "
             "e.g. jobs/42"
         )
-    return int(match.group(1))
+    return number
 
 
 def page_start(page_token: str, method: str, limit: int = MAX_ROW_ID) -> int:
     """A page token this daemon made: a non-negative decimal integer of at most `limit`."""
-    if not re.fullmatch(r"[0-9]{1,19}", page_token) or int(page_token) > limit:
+    start = row_number(page_token, limit)
+    if start is None:
         raise InvalidArgument(
             f"page_token {bounded(repr(page_token))} was not returned by {method}; "
             "leave it empty for the first page"
         )
-    return int(page_token)
+    return start
 
 
 # -- paging -------------------------------------------------------------------------

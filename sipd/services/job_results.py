@@ -19,7 +19,6 @@ from sipd.contracts.jobs import (
     DiagnosticsResult,
     ExportResult,
     InspectResult,
-    JobResult,
     JobType,
     LabelCount,
     MasksResult,
@@ -272,9 +271,5 @@ def job_to_proto(job: JobRecord) -> common_pb2.Job:
     if job.state == JobState.SUCCEEDED:
         msg.progress.fraction = 1.0
     if job.result is not None:
-        _map_result(job, job.result, msg)
+        _RESULTS[job.type](job, job.result, msg)
     return msg
-
-
-def _map_result(job: JobRecord, result: JobResult, msg: common_pb2.Job) -> None:
-    _RESULTS[job.type](job, result, msg)

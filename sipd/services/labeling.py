@@ -16,12 +16,12 @@ from sipd.contracts.job_record import JobState
 from sipd.contracts.jobs import MasksResult
 from sipd.errors import InvalidArgument
 from sipd.services.common import (
-    MAX_ROW_ID,
     enum_name,
     label_counts,
     page,
     parse_name,
     project_id,
+    row_number,
     rpc,
     split_enum,
     split_name,
@@ -161,10 +161,10 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
         self, request: labeling_pb2.DeleteRoiRequest, context: grpc.ServicerContext
     ) -> Any:
         pid, sid, rid = parse_name(request.name, "projects/{}/scenes/{}/rois/{}", "ROI name")
-        # ROI ids are SQLite integers: a longer number names no ROI and must not reach SQLite.
-        if not rid.isdigit() or len(rid) > 19 or int(rid) > MAX_ROW_ID:
+        roi = row_number(rid)
+        if roi is None:
             raise InvalidArgument(f"ROI id {rid!r} is not a number of an ROI")
-        self.projects.delete_roi(pid, sid, int(rid))
+        self.projects.delete_roi(pid, sid, roi)
         return empty_pb2.Empty()
 
     @rpc
