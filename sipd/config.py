@@ -136,6 +136,9 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     access: AccessConfig = field(default_factory=AccessConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
+    # Preprocessing recipes: [{name, preprocessor, options: {...}, description}].
+    # Each is stored as a new version when it differs from the stored latest one.
+    recipes: list[dict[str, Any]] = field(default_factory=list)
     # Listen on a non-loopback address without TLS (tokens then cross the network in clear).
     insecure_allow_remote_without_tls: bool = False
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sipd.config import Config
 from sipd.contracts.job_record import JobRecord
@@ -23,19 +25,24 @@ from sipd.contracts.jobs import (
     PredictItem,
     PredictParams,
     PrepareParams,
+    PreprocessParams,
     ProjectSnapshot,
+    SceneTarget,
     Split,
     TestParams,
     TrainParams,
     build,
 )
+from sipd.contracts.preprocessing import PreprocessStep
 from sipd.dataset.summary import dataset_dir, needs_prepare
-from sipd.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from sipd.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, SipError
 from sipd.jobs.engine import JobEngine
 from sipd.modelrepo import ModelRepository, ModelVersion
 from sipd.paths import PathPolicy
+from sipd.preprocess import catalog
 from sipd.projects import Projects, check_mask_opens, check_scene_dtype
 from sipd.raster import FilesCheck, check_readable, raster_info
+from sipd.recipes import RecipeBook, make_step
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,8 @@ class PredictOptions:
     tile_size: int = 0
     batch_size: int = 0
     overwrite: bool = False
+    # "" or "model": the model's recipe for raw products; else a recipe NAME[@VERSION].
+    recipe: str = ""
 
 
 def model_ref(model: ModelVersion) -> ModelRef:
@@ -100,12 +109,14 @@ class JobRequests:
         models: ModelRepository,
         engine: JobEngine,
         policy: PathPolicy,
+        recipes: RecipeBook,
     ) -> None:
         self.config = config
         self.projects = projects
         self.models = models
         self.engine = engine
         self.policy = policy
+        self.recipes = recipes
 
     def model(self, project: str, version: str) -> ModelVersion:
         return self.models.get(project, self.models.resolve(project, version))
@@ -167,8 +178,166 @@ class JobRequests:
             augment=options.augment,
             # 0 means "never stop early" to the user; the trainer takes None for that.
             patience=patience or None,
+            preprocessing=self.training_recipe(snapshot),
         )
         return self.engine.submit(params, project=project)
+
+    def training_recipe(self, snapshot: ProjectSnapshot) -> PreprocessStep | None:
+        """The recipe every training scene was made with, for the model card; None when
+        some were not made by a recipe, or by different ones."""
+        labels = {
+            self.projects.get_scene(snapshot.project, s.name).get("recipe", "")
+            for s in snapshot.scenes
+        }
+        if len(labels) != 1 or "" in labels:
+            return None
+        try:
+            return self.recipes.get(labels.pop()).step
+        except NotFound:
+            return None  # deleted since: the model then records none
+
+    # -- preprocessing --------------------------------------------------------------------
+
+    def preprocess_step(
+        self, recipe: str, preprocessor: str, options: dict[str, str], product: Path
+    ) -> PreprocessStep:
+        """The step a request asks for: a recipe (with per-run overrides) or ad hoc options;
+        the preprocessor is the recipe's, the one named, or the one the product needs."""
+        detected = catalog.detect(product)
+        if recipe:
+            base = self.recipes.get(recipe).step
+            if preprocessor and preprocessor != base.preprocessor:
+                raise InvalidArgument(
+                    f"recipe {recipe!r} runs {base.preprocessor}, not {preprocessor}"
+                )
+            step = base
+            if options:
+                merged = make_step(base.preprocessor, options, base=base.options)
+                step = base.model_copy(update={"options": merged.options})
+        else:
+            step = make_step(preprocessor or detected, options)
+        if step.preprocessor != detected:
+            raise InvalidArgument(
+                f"{product} is a {detected} product; "
+                f"{'recipe ' + repr(recipe) if recipe else 'preprocessor'} "
+                f"{step.preprocessor} cannot read it"
+            )
+        return step
+
+    def preprocess(
+        self,
+        product: str,
+        output: str,
+        *,
+        recipe: str = "",
+        preprocessor: str = "",
+        options: dict[str, str] | None = None,
+        overwrite: bool = False,
+        project: str = "",
+        scene: str = "",
+    ) -> JobRecord:
+        source = self.policy.check_input(product, "product")
+        data_dir = self.config.data_dir
+        step = self.preprocess_step(recipe, preprocessor, dict(options or {}), source)
+        target = None
+        if project:
+            self.projects.get(project)
+            scene = scene or scene_id_of(source)
+            try:
+                self.projects.get_scene(project, scene)
+            except NotFound:
+                pass
+            else:
+                raise AlreadyExists(
+                    f"scene {scene!r} already exists in project {project!r}; pick another name"
+                )
+            target = SceneTarget(project=project, scene=scene)
+            if not output:
+                output = str(self.projects.preprocessed_dir(project) / f"{scene}.tif")
+                out = Path(output)
+            else:
+                out = self.policy.check_output(output, "output path", data_dir)
+        elif not output:
+            raise InvalidArgument("output is empty; give the COG to write (or a project)")
+        else:
+            out = self.policy.check_output(output, "output path", data_dir)
+        if out.suffix.lower() not in (".tif", ".tiff"):
+            raise InvalidArgument(f"output {out} must be a .tif (the COG to write)")
+        if out.exists() and not overwrite:
+            raise AlreadyExists(f"{out} exists; pass overwrite (sipctl --overwrite) to replace it")
+        self.projects.refuse_scene_file(
+            Path(os.path.realpath(out)), "output", self.projects.scene_files()
+        )
+        params = build(
+            PreprocessParams,
+            input=str(source),
+            output=str(out),
+            step=step,
+            overwrite=overwrite,
+            register_as=target,
+        )
+        return self.engine.submit(params, project=project)
+
+    def register_preprocessed(self, params: PreprocessParams, result: Any) -> Any:
+        """Engine finisher: a preprocess job asked to register its output does so before
+        it is final; when that fails the job fails with the reason (the COG stays)."""
+        target = params.register_as
+        if target is None:
+            return result
+        try:
+            self.projects.add_scene(
+                target.project,
+                target.scene,
+                result.output,
+                "",
+                recipe=params.step.recipe_label,
+                made_here=True,
+            )
+        except SipError as exc:
+            raise type(exc)(
+                f"{result.output} was written but not registered as scene {target.scene!r}: {exc}"
+            ) from None
+        return result.model_copy(update={"scene": target.scene, "project": target.project})
+
+    def raw_input_step(
+        self, model: ModelVersion, source: Path, recipe: str
+    ) -> tuple[PreprocessStep, list[str]] | None:
+        """For a raw product among predict inputs: the step to make it a scene (the
+        model's recipe unless one is named) and warnings; None for a plain raster."""
+        if not catalog.is_raw_product(source):
+            return None
+        try:
+            kind = catalog.detect(source)
+        except InvalidArgument:
+            return None  # a folder GDAL opens as a raster: predicted as it is
+        card_step = model.card.preprocessing
+        model_label = card_step.recipe_label if card_step else ""
+        warnings = []
+        if recipe in ("", "model"):
+            if card_step is None:
+                raise FailedPrecondition(
+                    f"{source} is a raw {kind} product and {model.name} records no recipe "
+                    "(its training scenes were not made by one); pass a recipe "
+                    "(sipctl predict --recipe NAME) or preprocess it first"
+                )
+            step = card_step
+        else:
+            step = self.recipes.get(recipe).step
+            if step.recipe_label != model_label:
+                warnings.append(
+                    f"recipe {step.recipe_label} differs from "
+                    + (
+                        f"{model_label}, the recipe {model.name}'s training scenes were made with"
+                        if model_label
+                        else f"how {model.name}'s training scenes were made (no recipe)"
+                    )
+                )
+        if step.preprocessor != kind:
+            raise InvalidArgument(
+                f"{source} is a {kind} product; recipe {step.recipe_label or 'of the model'} "
+                f"runs {step.preprocessor}"
+            )
+        return step, warnings
 
     # -- testing and prediction ---------------------------------------------------------
 
@@ -214,7 +383,12 @@ class JobRequests:
         if not output:
             raise InvalidArgument("output is empty; give a file (one input) or a folder (several)")
         resolved = [self.policy.check_input(p, "input raster") for p in inputs]
+        raw: dict[Path, tuple[PreprocessStep, list[str]]] = {}
         for path in resolved:
+            step = self.raw_input_step(model, path, options.recipe)
+            if step is not None:
+                raw[path] = step
+                continue
             # Every file GDAL opens for the input (VRT sources, sidecars) is
             # checked against the roots before a pixel is read.
             opened = functools.partial(self.policy.check_opened, what=f"input raster {path}")
@@ -225,7 +399,7 @@ class JobRequests:
         if len(resolved) > 1 or out.is_dir():
             if not out.is_dir():
                 raise InvalidArgument(f"output {out} must be an existing folder for several inputs")
-            targets = [out / f"{p.stem}_labels.tif" for p in resolved]
+            targets = [out / f"{scene_id_of(p)}_labels.tif" for p in resolved]
         else:
             targets = [out if out.suffix.lower() in (".tif", ".tiff") else out.with_suffix(".tif")]
         if len(set(targets)) != len(targets):
@@ -250,7 +424,9 @@ class JobRequests:
                 dst.with_name(f"{dst.stem}_probabilities.tif") if options.probabilities else None
             )
             quicklook = dst.with_suffix(".png") if options.quicklook else None
-            for path in (dst, confidence, probabilities, quicklook):
+            step, warnings = raw.get(src, (None, []))
+            preprocessed = dst.with_name(f"{dst.stem}_preprocessed.tif") if step else None
+            for path in (dst, confidence, probabilities, quicklook, preprocessed):
                 if path is not None:
                     self.projects.refuse_scene_file(
                         Path(os.path.realpath(path)), "output", scene_files
@@ -266,6 +442,9 @@ class JobRequests:
                     confidence=str(confidence or ""),
                     probabilities=str(probabilities or ""),
                     quicklook=str(quicklook or ""),
+                    preprocess=step,
+                    preprocessed=str(preprocessed or ""),
+                    warnings=warnings,
                 )
             )
         mask = (
@@ -298,6 +477,17 @@ class JobRequests:
             )
         params = ExportParams(model=model_ref(model), fp16=fp16)
         return self.engine.submit(params, project=project)
+
+
+def scene_id_of(product: Path) -> str:
+    """A scene id from a file or product name: "S1A_..._5371" from "S1A_..._5371.SAFE.zip"."""
+    name = product.name
+    if name.lower() in ("manifest.safe", "product.xml"):
+        name = product.parent.name
+    for suffix in (".zip", ".safe", ".tiff", ".tif", ".SAFE"):
+        if name.lower().endswith(suffix.lower()):
+            name = name[: -len(suffix)]
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:63].rstrip("._-") or "scene"
 
 
 def _check_chip_size(chip_size: int) -> None:

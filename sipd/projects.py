@@ -234,15 +234,38 @@ class Projects:
     def project_dir(self, project_id: str) -> Path:
         return self.data_dir / "projects" / project_id
 
+    def preprocessed_dir(self, project_id: str) -> Path:
+        """Where products preprocessed into scenes go when the caller names no output."""
+        return self.project_dir(project_id) / "preprocessed"
+
     def class_names(self, project: dict[str, Any]) -> list[str]:
         return [c["name"] for c in project["classes"]]
 
     # -- scenes -------------------------------------------------------------------
 
-    def add_scene(self, project_id: str, scene_id: str, path: str, mask: str) -> dict[str, Any]:
+    def add_scene(
+        self,
+        project_id: str,
+        scene_id: str,
+        path: str,
+        mask: str,
+        recipe: str = "",
+        *,
+        made_here: bool = False,
+    ) -> dict[str, Any]:
+        """Register a raster as a scene; `recipe` ("name@version") when it was made by one.
+
+        `made_here`: the daemon wrote the raster itself (a preprocessed product, perhaps
+        under its data dir), so the allowed roots, which bound what callers name, do not
+        apply to it.
+        """
         project = self.get(project_id)
-        resolved = self.policy.check_input(path, "scene path")
-        opened = functools.partial(self.policy.check_opened, what=f"scene {resolved}")
+        if made_here:
+            resolved = Path(os.path.realpath(path))
+            opened = None
+        else:
+            resolved = self.policy.check_input(path, "scene path")
+            opened = functools.partial(self.policy.check_opened, what=f"scene {resolved}")
         if not scene_id:
             scene_id = re.sub(r"[^A-Za-z0-9._-]", "_", resolved.stem)[:63] or "scene"
         if not SCENE_ID.match(scene_id):
@@ -270,9 +293,17 @@ class Projects:
                     "UPDATE projects SET bands = ? WHERE id = ?", (json.dumps(bands), project_id)
                 )
             db.execute(
-                "INSERT INTO scenes (project, id, path, background_mask, info, create_time) "
-                "VALUES (?,?,?,?,?,?)",
-                (project_id, scene_id, str(resolved), mask_path, json.dumps(info), time.time()),
+                "INSERT INTO scenes (project, id, path, background_mask, info, create_time, "
+                "recipe) VALUES (?,?,?,?,?,?,?)",
+                (
+                    project_id,
+                    scene_id,
+                    str(resolved),
+                    mask_path,
+                    json.dumps(info),
+                    time.time(),
+                    recipe,
+                ),
             )
             self.store.bump_revision(db, project_id)
         return self.get_scene(project_id, scene_id)

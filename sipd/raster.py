@@ -58,6 +58,14 @@ def check_opened_files_everywhere(check: FilesCheck | None) -> None:
     _process_check = check
 
 
+def check_files_read(files: list[str], check_files: FilesCheck | None = None) -> None:
+    """Apply `check_files` (or the process-wide check) to files read without GDAL
+    (a product's XML) or before opening them (its measurement rasters)."""
+    check = check_files or _process_check
+    if check is not None and files:
+        check(files)
+
+
 def open_raster(
     path: str | os.PathLike[str], check_files: FilesCheck | None = None
 ) -> rasterio.DatasetReader:

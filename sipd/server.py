@@ -42,7 +42,7 @@ from sipctl import runtime
 from sipd import __version__
 from sipd.access import Access, load_owner_token, required_scope
 from sipd.config import Config
-from sipd.contracts.jobs import PredictParams
+from sipd.contracts.jobs import JobType, PredictParams
 from sipd.contracts.worker_settings import WorkerSettings
 from sipd.device import resolve_device
 from sipd.errors import FailedPrecondition, SipError
@@ -53,6 +53,7 @@ from sipd.paths import PathPolicy, default_roots
 from sipd.projects import Projects
 from sipd.prometheus import Metrics
 from sipd.raster import atomic_path, remove_stale_scratch
+from sipd.recipes import RecipeBook
 from sipd.services.common import StreamLimiter, unimplemented
 from sipd.store import Store
 from sipd.stream_upload import StreamPredictions
@@ -123,7 +124,12 @@ class Daemon:
                 allowed_roots=[str(r) for r in self.policy.roots] + [str(self.data_dir)],
             ),
         )
-        self.requests = JobRequests(config, self.projects, self.models, self.engine, self.policy)
+        self.recipes = RecipeBook(self.store)
+        self.recipes.load_config(config.recipes)
+        self.requests = JobRequests(
+            config, self.projects, self.models, self.engine, self.policy, self.recipes
+        )
+        self.engine.add_finisher(JobType.PREPROCESS, self.requests.register_preprocessed)
         self.streams = StreamPredictions(config, self.requests, self.engine)
         self.metrics = Metrics(
             self.store,
@@ -139,6 +145,7 @@ class Daemon:
             projects=self.projects,
             policy=self.policy,
             config=config.watch,
+            recipes=self.recipes,
             events=self.metrics,
         )
         self.metrics.set_watch_stats(self.watches.stats)

@@ -171,6 +171,19 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     """,
     # 3: no more SUBMITTING scenes (QUEUED -> RUNNING in the job's own transaction)
     _settle_submitting_scenes,
+    # 4: preprocessing recipes (sipd/recipes.py); the recipe a scene was made with
+    """
+    CREATE TABLE recipes (
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        step TEXT NOT NULL,             -- JSON sipd.contracts.preprocessing.PreprocessStep
+        description TEXT NOT NULL DEFAULT '',
+        from_config INTEGER NOT NULL DEFAULT 0,
+        create_time REAL NOT NULL,
+        PRIMARY KEY (name, version)
+    );
+    ALTER TABLE scenes ADD COLUMN recipe TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 FINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELLED")

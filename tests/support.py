@@ -283,3 +283,18 @@ def file_hashes(folder: Path) -> dict[str, str]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
+
+
+# ../shared/fixtures beside the checkout: real sensor product metadata (see its
+# SOURCES.md). CI always has it; a checkout without it skips those tests, saying so.
+SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+
+
+def shared_fixture(rel: str) -> Path:
+    """A path under ../shared/fixtures; skips the calling test when it is missing."""
+    import pytest
+
+    path = SHARED_FIXTURES / rel
+    if not path.exists():
+        pytest.skip(f"needs ../shared/fixtures/{rel} (real product metadata); not found at {path}")
+    return path

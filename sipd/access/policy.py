@@ -18,7 +18,7 @@ _READ = {
     "sip.v1.LabelingService": ("GetScene", "ListScenes", "ListRois"),
     "sip.v1.DatasetService": ("GetDataset",),
     "sip.v1.TrainingService": ("ListModels", "GetModel"),
-    "sip.v1.PreprocessService": ("ListPreprocessors",),
+    "sip.v1.PreprocessService": ("ListPreprocessors", "GetRecipe", "ListRecipes"),
     "sip.v1.WatchService": ("GetWatch", "ListWatches"),
     "sip.v1.JobService": ("GetJob", "ListJobs", "WatchJob"),
     "sip.v1.SystemService": ("GetStatus",),
@@ -37,7 +37,7 @@ _LABEL = {
     "sip.v1.DatasetService": ("PrepareDataset",),
     "sip.v1.TrainingService": ("Train", "Test", "ExportModel"),
     "sip.v1.PredictionService": ("Predict", "PredictStream"),
-    "sip.v1.PreprocessService": ("InspectRaster", "Preprocess"),
+    "sip.v1.PreprocessService": ("InspectRaster", "Preprocess", "CreateRecipe"),
     "sip.v1.WatchService": ("CreateWatch", "PauseWatch", "ResumeWatch"),
     "sip.v1.JobService": ("CancelJob",),
 }  # fmt: skip
@@ -48,6 +48,7 @@ _ADMIN = {
     "sip.v1.LabelingService": ("DeleteScene",),
     "sip.v1.TrainingService": ("DeleteModel",),
     "sip.v1.WatchService": ("DeleteWatch",),
+    "sip.v1.PreprocessService": ("DeleteRecipe",),
     "sip.v1.SystemService": ("RunDiagnostics",),
 }
 

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from sipd.contracts.base import Contract
+from sipd.contracts.preprocessing import PreprocessStep
 from sipd.errors import InvalidArgument
 from sipd.nets.catalog import ARCHS
 
@@ -154,6 +155,8 @@ class TrainParams(PrepareParams):
     augment: bool = True
     # None: never stop early.
     patience: int | None = Field(default=None, ge=1)
+    # The recipe every training scene was made with (recorded in the model card).
+    preprocessing: PreprocessStep | None = None
 
     @field_validator("arch")
     @classmethod
@@ -180,13 +183,31 @@ class TestParams(JobParams):
 
 
 class PredictItem(Contract):
-    """One scene to classify and where each of its outputs goes ("" = not wanted)."""
+    """One scene to classify and where each of its outputs goes ("" = not wanted).
+
+    With `preprocess`, `input` is a raw product: it is preprocessed into
+    `preprocessed` first (kept there, or removed once predicted when
+    `keep_preprocessed` is false), and that raster is classified.
+    """
 
     input: str
     output: str
     confidence: str = ""
     probabilities: str = ""
     quicklook: str = ""
+    preprocess: PreprocessStep | None = None
+    preprocessed: str = ""
+    keep_preprocessed: bool = True
+    # What the caller should know (e.g. a recipe that differs from the model's).
+    warnings: list[str] = []
+
+    @model_validator(mode="after")
+    def _preprocessed_path(self) -> PredictItem:
+        if self.preprocess is not None and not self.preprocessed:
+            raise ValueError(
+                "a raw product to preprocess needs the path of its preprocessed raster"
+            )
+        return self
 
 
 class PredictParams(JobParams):
@@ -197,6 +218,21 @@ class PredictParams(JobParams):
     tile_size: int = Field(default=0, ge=0)
     batch_size: int = Field(default=0, ge=0)
     overwrite: bool = False
+
+
+class SceneTarget(Contract):
+    """Where a preprocessed product is registered as a scene once written."""
+
+    project: str
+    scene: str
+
+
+class PreprocessParams(JobParams):
+    input: str
+    output: str
+    step: PreprocessStep
+    overwrite: bool = False
+    register_as: SceneTarget | None = None
 
 
 class ExportParams(JobParams):
@@ -336,6 +372,22 @@ class PredictResult(JobResult):
     seconds: float
 
 
+class PreprocessResult(JobResult):
+    preprocessor: str
+    input: str
+    output: str
+    info: RasterInfo
+    # Acquisition metadata (mission, mode, times, orbit direction, polarisations, incidence).
+    metadata: dict[str, str]
+    step_seconds: dict[str, float]
+    seconds: float
+    recipe: str = ""
+    recipe_version: int = 0
+    # Set when the output was registered as a scene (the daemon does it, after the worker).
+    scene: str = ""
+    project: str = ""
+
+
 class ExportResult(JobResult):
     project: str
     # The new version the re-export was published as (the source never changes).
@@ -357,6 +409,7 @@ class JobType(StrEnum):
     TEST = "test"
     PREDICT = "predict"
     EXPORT = "export"
+    PREPROCESS = "preprocess"
 
 
 PARAMS: dict[JobType, type[JobParams]] = {
@@ -368,6 +421,7 @@ PARAMS: dict[JobType, type[JobParams]] = {
     JobType.TEST: TestParams,
     JobType.PREDICT: PredictParams,
     JobType.EXPORT: ExportParams,
+    JobType.PREPROCESS: PreprocessParams,
 }
 
 RESULTS: dict[JobType, type[JobResult]] = {
@@ -379,6 +433,7 @@ RESULTS: dict[JobType, type[JobResult]] = {
     JobType.TEST: TestResult,
     JobType.PREDICT: PredictResult,
     JobType.EXPORT: ExportResult,
+    JobType.PREPROCESS: PreprocessResult,
 }
 
 

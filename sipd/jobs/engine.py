@@ -25,15 +25,24 @@ from typing import Any
 from pydantic import ValidationError
 
 from sipd.contracts.job_record import JobRecord, JobState
-from sipd.contracts.jobs import JobParams, describe, job_type_of, parse_result
+from sipd.contracts.jobs import (
+    JobParams,
+    JobResult,
+    JobType,
+    describe,
+    job_type_of,
+    parse_result,
+)
 from sipd.contracts.worker_settings import WorkerSettings
-from sipd.errors import Code, NotFound, ResourceExhausted
+from sipd.errors import Code, NotFound, ResourceExhausted, SipError
 from sipd.jobs.worker import worker_main
 from sipd.store import Store
 
 log = logging.getLogger("sipd.jobs")
 
 JobListener = Callable[[JobRecord], None]
+# (params, result) -> the result to store; raises SipError to fail the job.
+Finisher = Callable[[Any, JobResult], JobResult]
 # Runs inside the transaction that inserts the job: (connection, new job id).
 OnInsert = Callable[[sqlite3.Connection, int], None]
 
@@ -67,6 +76,7 @@ class JobEngine:
         self._stopping = False
         self._subscribers: dict[int, list[queue.Queue[JobRecord]]] = {}
         self._listeners: list[JobListener] = []
+        self._finishers: dict[JobType, Finisher] = {}
         self._dispatcher: threading.Thread | None = None
 
     # -- lifecycle ----------------------------------------------------------------
@@ -113,6 +123,12 @@ class JobEngine:
             self._dispatcher.join(timeout=5)
 
     # -- public API ---------------------------------------------------------------
+
+    def add_finisher(self, job_type: JobType, finisher: Finisher) -> None:
+        """Run `finisher` in the daemon on a job's result before the job is final:
+        what only the daemon may do (register a scene in the store) is part of the
+        job, and its failure fails the job with the reason."""
+        self._finishers[job_type] = finisher
 
     def add_listener(self, listener: JobListener) -> None:
         """Called with the job after every state change (not for progress)."""
@@ -419,6 +435,22 @@ class JobEngine:
                 error_code=Code.INTERNAL,
             )
             return
+        finisher = self._finishers.get(JobType(job_type))
+        if finisher is not None:
+            try:
+                result = finisher(self.get(job_id).params, result)
+            except SipError as exc:
+                self._on_final(job_id, JobState.FAILED, error=str(exc), error_code=exc.code)
+                return
+            except Exception as exc:
+                log.exception("job %d (%s): finishing failed", job_id, job_type)
+                self._on_final(
+                    job_id,
+                    JobState.FAILED,
+                    error=f"internal error finishing the {job_type} job: {exc}",
+                    error_code=Code.INTERNAL,
+                )
+                return
         self._on_final(job_id, JobState.SUCCEEDED, result=result.model_dump(mode="json"))
 
     def _on_final(self, job_id: int, state: JobState, **fields: Any) -> None:

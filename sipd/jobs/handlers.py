@@ -29,10 +29,13 @@ from sipd.contracts.jobs import (
     LabelCount,
     MasksParams,
     MasksResult,
+    PredictItem,
     PredictParams,
     PredictResult,
     PrepareParams,
     PrepareResult,
+    PreprocessParams,
+    PreprocessResult,
     ProjectSnapshot,
     RasterInfo,
     SceneMasks,
@@ -291,6 +294,9 @@ def train(params: TrainParams, ctx: JobContext) -> TrainResult:
         class_weights=params.class_weights,
         augment=params.augment,
         patience=params.patience,
+        preprocessing=params.preprocessing.model_dump(mode="json")
+        if params.preprocessing
+        else None,
         ctx=step,
     )
     return TrainResult(
@@ -353,25 +359,29 @@ def predict(params: PredictParams, ctx: JobContext) -> PredictResult:
     if params.background_mask:
         require_regular(params.background_mask, "background mask")
     started = time.perf_counter()
+    items = _preprocess_items(params, ctx)
     model = session_cache(ctx).get(params.model.path)
     requests = [
         SceneRequest(
-            item.input,
+            item.preprocessed or item.input,
             item.output,
             confidence=item.confidence or None,
             probabilities=item.probabilities or None,
             quicklook=item.quicklook or None,
-            background=_background(item.input, params.background_mask),
+            background=_background(item.preprocessed or item.input, params.background_mask),
         )
-        for item in params.items
+        for item in items
     ]
     results = predict_scenes(
         model,
         requests,
         tile_size=params.tile_size or None,
         batch_size=_batch_size(params.batch_size, ctx, model),
-        ctx=ctx,
+        ctx=ctx.child(0.5, 0.5) if any(i.preprocess for i in items) else ctx,
     )
+    for item in items:
+        if item.preprocess is not None and not item.keep_preprocessed:
+            Path(item.preprocessed).unlink(missing_ok=True)
     return PredictResult(
         project=params.model.project,
         version=params.model.version,
@@ -393,12 +403,45 @@ def predict(params: PredictParams, ctx: JobContext) -> PredictResult:
                 tiles=r["tiles"],
                 tile_shape=r["tile_shape"],
                 timing=r["timing"],
+                preprocess=item.preprocess,
+                preprocessed=item.preprocessed,
+                keep_preprocessed=item.keep_preprocessed,
+                warnings=item.warnings,
             )
-            for item, r in zip(params.items, results, strict=True)
+            for item, r in zip(items, results, strict=True)
         ],
         provider=model.provider,
         seconds=time.perf_counter() - started,
     )
+
+
+def _preprocess_items(params: PredictParams, ctx: JobContext) -> list[PredictItem]:
+    """Raw products first become scenes (their preprocessed rasters); the rest as given.
+
+    Preprocessing takes the first half of the job's progress when any item needs it.
+    """
+    raw = [item for item in params.items if item.preprocess is not None]
+    if not raw:
+        return list(params.items)
+    from sipd.preprocess.runner import preprocess as run_preprocess
+
+    for index, item in enumerate(raw):
+        assert item.preprocess is not None
+        step_ctx = ctx.child(0.5 * index / len(raw), 0.5 / len(raw))
+        # overwrite: a retried arrival replaces what an earlier attempt left.
+        run_preprocess(item.input, item.preprocessed, item.preprocess, step_ctx, overwrite=True)
+    return list(params.items)
+
+
+@handler(PreprocessParams)
+def preprocess(params: PreprocessParams, ctx: JobContext) -> PreprocessResult:
+    """A raw product into a calibrated, geocoded COG (sipd.preprocess)."""
+    from sipd.preprocess.runner import preprocess as run_preprocess
+
+    fields = run_preprocess(
+        params.input, params.output, params.step, ctx, overwrite=params.overwrite
+    )
+    return PreprocessResult(**{**fields, "info": RasterInfo(**fields["info"])})
 
 
 def _background(scene: str, mask: str) -> Any:

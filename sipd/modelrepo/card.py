@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from sipd.contracts.preprocessing import PreprocessStep
 from sipd.errors import FailedPrecondition, InvalidArgument
 from sipd.modelrepo.layout import CARD_FILE, FP16_FILE
 
@@ -166,6 +167,9 @@ class ModelCard(_Part):
     training: TrainingSummary | None = None
     onnx_check: OnnxCheck | None = None
     fp16: Fp16Variant | None = None
+    # How raw products become this model's input: the recipe (name, version and
+    # options) every training scene was made with; None when they were not.
+    preprocessing: PreprocessStep | None = None
 
     @field_validator("derived_from")
     @classmethod

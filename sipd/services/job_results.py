@@ -24,6 +24,7 @@ from sipd.contracts.jobs import (
     MasksResult,
     PredictResult,
     PrepareResult,
+    PreprocessResult,
     RasterInfo,
     Split,
     TestResult,
@@ -146,13 +147,18 @@ def scene_prediction(s: Any, *, with_paths: bool = True) -> common_pb2.ScenePred
         class_area_m2=s.class_area_m2,
         seconds=s.seconds,
         mpx_per_s=s.mpx_per_s,
+        warnings=s.warnings,
     )
+    if s.preprocess is not None:
+        msg.recipe = s.preprocess.recipe_label
     if with_paths:
         msg.input = s.input
         msg.output = s.output
         msg.confidence = s.confidence
         msg.probabilities = s.probabilities
         msg.quicklook = s.quicklook
+        if s.preprocess is not None and s.keep_preprocessed:
+            msg.preprocessed = s.preprocessed
     return msg
 
 
@@ -227,6 +233,23 @@ def _export(job: JobRecord, r: ExportResult, msg: common_pb2.Job) -> None:
     )
 
 
+def _preprocess(job: JobRecord, r: PreprocessResult, msg: common_pb2.Job) -> None:
+    msg.preprocess.CopyFrom(
+        common_pb2.PreprocessResult(
+            preprocessor=r.preprocessor,
+            outputs=[r.output],
+            info=raster_info(r.info),
+            metadata=r.metadata,
+            step_seconds=r.step_seconds,
+            seconds=r.seconds,
+            recipe=r.recipe,
+            recipe_version=r.recipe_version,
+            scene=scene_name(r.project, r.scene) if r.scene else "",
+            input=r.input,
+        )
+    )
+
+
 _RESULTS: dict[JobType, Callable[[JobRecord, Any, common_pb2.Job], None]] = {
     JobType.INSPECT: _inspect,
     JobType.DIAGNOSTICS: _diagnostics,
@@ -236,6 +259,7 @@ _RESULTS: dict[JobType, Callable[[JobRecord, Any, common_pb2.Job], None]] = {
     JobType.TEST: _test,
     JobType.PREDICT: _predict,
     JobType.EXPORT: _export,
+    JobType.PREPROCESS: _preprocess,
 }
 
 

@@ -47,6 +47,7 @@ def scene_to_proto(s: dict[str, Any]) -> labeling_pb2.Scene:
         crs=info["crs"],
         transform=info["transform"],
         roi_count=s["roi_count"],
+        recipe=s.get("recipe", ""),
     )
     if info["nodata"] is not None:
         msg.nodata = info["nodata"]

@@ -1,4 +1,4 @@
-"""PreprocessService: raster inspection now; sensor preprocessors are planned."""
+"""PreprocessService: raster inspection, sensor preprocessors and their recipes."""
 
 from __future__ import annotations
 
@@ -9,12 +9,37 @@ import grpc
 from sipapi.v1 import common_pb2, preprocess_pb2, preprocess_pb2_grpc
 
 from sipd.contracts.jobs import InspectParams
+from sipd.contracts.preprocessing import Recipe, option_specs
+from sipd.preprocess.catalog import PREPROCESSORS
 from sipd.raster import check_readable
-from sipd.services.common import rpc, unimplemented
+from sipd.services.common import rpc
 from sipd.services.job_results import job_to_proto
 
 if TYPE_CHECKING:
     from sipd.server import Daemon
+
+
+def recipe_to_proto(r: Recipe) -> preprocess_pb2.Recipe:
+    options = {
+        spec["name"]: _text(getattr(r.step.options, spec["name"]))
+        for spec in option_specs(type(r.step.options))
+    }
+    return preprocess_pb2.Recipe(
+        name=f"recipes/{r.name}",
+        version=r.version,
+        preprocessor=r.step.preprocessor,
+        options=options,
+        description=r.description,
+        create_time=r.created,
+    )
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 class PreprocessServicer(preprocess_pb2_grpc.PreprocessServiceServicer):
@@ -39,10 +64,64 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServiceServicer):
     def ListPreprocessors(
         self, request: preprocess_pb2.ListPreprocessorsRequest, context: grpc.ServicerContext
     ) -> preprocess_pb2.ListPreprocessorsResponse:
-        return preprocess_pb2.ListPreprocessorsResponse()
+        response = preprocess_pb2.ListPreprocessorsResponse()
+        for p in PREPROCESSORS.values():
+            specs = option_specs(p.options)
+            response.preprocessors.add(
+                name=p.name,
+                description=p.description,
+                inputs=p.inputs,
+                options={s["name"]: s["description"] for s in specs},
+                option_specs=[preprocess_pb2.PreprocessorOption(**s) for s in specs],
+            )
+        return response
 
-    Preprocess = unimplemented(
-        "PreprocessService",
-        "Preprocess",
-        "sensor preprocessors are planned; ListPreprocessors lists those present",
-    )
+    @rpc
+    def Preprocess(
+        self, request: preprocess_pb2.PreprocessRequest, context: grpc.ServicerContext
+    ) -> common_pb2.Job:
+        job = self.daemon.requests.preprocess(
+            request.input,
+            request.output,
+            recipe=request.recipe,
+            preprocessor=request.preprocessor,
+            options=dict(request.options),
+            overwrite=request.overwrite,
+            project=request.project.removeprefix("projects/"),
+            scene=request.scene,
+        )
+        return job_to_proto(job)
+
+    @rpc
+    def CreateRecipe(
+        self, request: preprocess_pb2.CreateRecipeRequest, context: grpc.ServicerContext
+    ) -> preprocess_pb2.Recipe:
+        recipe = self.daemon.recipes.create(
+            request.recipe_id,
+            request.preprocessor,
+            dict(request.options),
+            request.description,
+        )
+        return recipe_to_proto(recipe)
+
+    @rpc
+    def GetRecipe(
+        self, request: preprocess_pb2.GetRecipeRequest, context: grpc.ServicerContext
+    ) -> preprocess_pb2.Recipe:
+        return recipe_to_proto(self.daemon.recipes.get(request.name, request.version))
+
+    @rpc
+    def ListRecipes(
+        self, request: preprocess_pb2.ListRecipesRequest, context: grpc.ServicerContext
+    ) -> preprocess_pb2.ListRecipesResponse:
+        return preprocess_pb2.ListRecipesResponse(
+            recipes=[recipe_to_proto(r) for r in self.daemon.recipes.list()]
+        )
+
+    @rpc
+    def DeleteRecipe(
+        self, request: preprocess_pb2.DeleteRecipeRequest, context: grpc.ServicerContext
+    ) -> preprocess_pb2.DeleteRecipeResponse:
+        return preprocess_pb2.DeleteRecipeResponse(
+            versions=self.daemon.recipes.delete(request.name)
+        )

@@ -43,6 +43,7 @@ def model_to_proto(m: ModelVersion) -> training_pb2.Model:
         tile_halo=card.tile.halo,
         model_yaml=m.card_yaml,
         derived_from=card.derived_from or "",
+        recipe=card.preprocessing.recipe_label if card.preprocessing else "",
     )
     msg.create_time.CopyFrom(timestamp(m.create_time))
     if m.training is not None:

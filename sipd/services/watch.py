@@ -44,6 +44,8 @@ def watch_to_proto(w: dict[str, Any]) -> watch_pb2.Watch:
         quiet_seconds=w["quiet_seconds"],
         require_sentinel=w["require_sentinel"],
         confidence=w["confidence"],
+        recipe=w.get("recipe", ""),
+        keep_preprocessed=w.get("keep_preprocessed", True),
         state=watch_pb2.Watch.State.Value(w["state"]),
         done=w["done"],
         failed=w["failed"],
@@ -85,6 +87,8 @@ class WatchServicer(watch_pb2_grpc.WatchServiceServicer):
                     "quiet_seconds": w.quiet_seconds,
                     "require_sentinel": w.require_sentinel,
                     "confidence": w.confidence,
+                    "recipe": w.recipe,
+                    "keep_preprocessed": w.keep_preprocessed,
                 }
             )
         )

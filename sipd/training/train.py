@@ -54,6 +54,7 @@ def train_model(
     augment: bool = True,
     patience: int | None = 8,
     tile_size: int = DEFAULT_TILE_SIZE,
+    preprocessing: dict[str, Any] | None = None,
     ctx: JobContext,
 ) -> dict[str, Any]:
     """Train a net on a prepared dataset and publish models_root/<version>/.
@@ -164,6 +165,7 @@ def train_model(
                 },
             ),
             onnx_check=onnx_check,
+            preprocessing=preprocessing,
         )
 
         def write_versioned(folder: Path, version: int) -> None:

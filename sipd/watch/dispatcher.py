@@ -25,6 +25,7 @@ from typing import Any
 from sipd.config import WatchConfig
 from sipd.contracts.job_record import JobRecord, JobState
 from sipd.contracts.jobs import PredictItem, PredictResult, ScenePrediction
+from sipd.contracts.preprocessing import PreprocessStep
 from sipd.errors import (
     Code,
     FailedPrecondition,
@@ -36,7 +37,9 @@ from sipd.errors import (
 from sipd.job_requests import predict_params
 from sipd.jobs.engine import JobEngine
 from sipd.modelrepo import ModelRepository
+from sipd.preprocess.catalog import detect
 from sipd.projects import Projects
+from sipd.recipes import RecipeBook
 from sipd.watch.files import output_base
 from sipd.watch.outputs import (
     delete_unit,
@@ -47,7 +50,7 @@ from sipd.watch.outputs import (
     write_error,
     write_summary,
 )
-from sipd.watch.products import raster_path
+from sipd.watch.products import check_unit, raster_path
 from sipd.watch.queue import ClaimLost, WatchQueue, input_of, job_source
 from sipd.watch.runtime import Runtime, WatchEvents, unit_key
 from sipd.watch.spec import FAILED_DIR, PROCESSED_DIR
@@ -75,6 +78,7 @@ class Dispatcher:
         models: ModelRepository,
         projects: Projects,
         config: WatchConfig,
+        recipes: RecipeBook,
         events: WatchEvents | None,
         runtime: Callable[[str], Runtime | None],
         wake: Callable[[], None],
@@ -84,6 +88,7 @@ class Dispatcher:
         self.models = models
         self.projects = projects
         self.config = config
+        self.recipes = recipes
         self.events = events
         self.runtime = runtime
         self.wake = wake
@@ -141,18 +146,25 @@ class Dispatcher:
                 # Gone or rewritten since it settled: a new version is a new row.
                 self.queue.drop(row["id"])
                 continue
+            base = output_base(rt.layout, unit)
             try:
-                source = raster_path(unit)
-            except InvalidArgument as exc:
+                if spec.recipe:
+                    source, step = self._product(unit, spec.recipe)
+                else:
+                    source, step = raster_path(unit), None
+            except (InvalidArgument, NotFound) as exc:
                 self._fail(rt, row, str(exc), job_id=None)
                 continue
-            paths = output_paths(Path(spec.outbox), output_base(rt.layout, unit), spec.confidence)
+            paths = output_paths(Path(spec.outbox), base, spec.confidence)
             items.append(
                 PredictItem(
                     input=source,
                     output=paths["output"],
                     confidence=paths["confidence"],
                     quicklook=paths["quicklook"],
+                    preprocess=step,
+                    preprocessed=f"{Path(spec.outbox) / base}_preprocessed.tif" if step else "",
+                    keep_preprocessed=spec.keep_preprocessed,
                 )
             )
             ids.append(row["id"])
@@ -187,6 +199,19 @@ class Dispatcher:
             return False
         log.info("watch %s: %d scene(s) -> job %d", spec.id, len(ids), job.id)
         return True
+
+    def _product(self, unit: Path, recipe: str) -> tuple[str, PreprocessStep]:
+        """A raw product arriving in a watch with a recipe: the unit itself (folder or
+        zip: the preprocessor reads it in place) and the recipe's step."""
+        check_unit(unit)
+        step = self.recipes.get(recipe).step
+        kind = detect(unit)
+        if kind != step.preprocessor:
+            raise InvalidArgument(
+                f"{unit.name} is a {kind} product; this watch's recipe {recipe} runs "
+                f"{step.preprocessor}"
+            )
+        return str(unit), step
 
     def _complete(self, job_id: int) -> None:
         rows = self.queue.rows_of_job(job_id)

@@ -33,6 +33,7 @@ from sipd.jobs.engine import JobEngine
 from sipd.modelrepo import ModelRepository
 from sipd.paths import PathPolicy, refuse_data_dir
 from sipd.projects import Projects
+from sipd.recipes import RecipeBook
 from sipd.store import Store
 from sipd.watch.dispatcher import Dispatcher
 from sipd.watch.files import Layout
@@ -58,9 +59,11 @@ class WatchManager:
         projects: Projects,
         policy: PathPolicy,
         config: WatchConfig,
+        recipes: RecipeBook,
         events: WatchEvents | None = None,
     ) -> None:
         self.queue = WatchQueue(store)
+        self.recipes = recipes
         self.engine = engine
         self.models = models
         self.projects = projects
@@ -79,6 +82,7 @@ class WatchManager:
             models=models,
             projects=projects,
             config=config,
+            recipes=recipes,
             events=events,
             runtime=self._one,
             wake=self._wake.set,
@@ -283,6 +287,14 @@ class WatchManager:
         check_folders(inbox, outbox, where)
         self._check_data_dir(inbox, outbox, where)
         spec = spec.model_copy(update={"inbox": str(inbox), "outbox": str(outbox)})
+        if spec.recipe:
+            try:
+                # Pinned: a later version of the recipe never changes what this watch makes.
+                recipe = self.recipes.get(spec.recipe)
+                spec = spec.model_copy(update={"recipe": f"{recipe.name}@{recipe.version}"})
+            except NotFound:
+                if strict:
+                    raise
         for other in self.queue.list_watches():
             o: WatchSpec = other["spec"]
             if o.id == spec.id:

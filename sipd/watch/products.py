@@ -43,6 +43,13 @@ def raster_path(unit: Path) -> str:
 _ACCEPTED = "accepted: regular files, or folders and zip/tar archives of them"
 
 
+def check_unit(unit: Path) -> None:
+    """A raw product unit (read by a preprocessor, not GDAL): no links, FIFOs or devices."""
+    _check_entry(unit, unit.name)
+    if unit.is_dir():
+        _check_folder(unit)
+
+
 def _check_entry(path: Path, shown: str) -> None:
     try:
         mode = path.lstat().st_mode

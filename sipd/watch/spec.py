@@ -33,6 +33,10 @@ class WatchSpec(Contract):
     quiet_seconds: float = Field(default=0.0, ge=0)
     require_sentinel: bool = False
     confidence: bool = False
+    # Arrivals are raw products made into scenes by this recipe ("name@version",
+    # pinned when the watch is made); "" = arrivals are classifiable rasters.
+    recipe: str = ""
+    keep_preprocessed: bool = True
 
     @field_validator("id")
     @classmethod

@@ -198,10 +198,10 @@ def test_bad_requests_get_clear_errors(shared_sipd: Sipd, tmp_path: Path) -> Non
     with pytest.raises(grpc.RpcError) as err:
         c.jobs.ListJobs(job_pb2.ListJobsRequest(page_token="zz"), timeout=10)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    # Not yet implemented methods say so.
+    # An empty preprocess request says what is missing.
     with pytest.raises(grpc.RpcError) as err:
         c.preprocess.Preprocess(preprocess_pb2.PreprocessRequest(), timeout=10)
-    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED and "Preprocess" in err.value.details()
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "product" in err.value.details()
     # sipctl: one line and a non-zero exit.
     result = d.sipctl("jobs", "show", "12345", check=False)
     assert (

@@ -296,7 +296,7 @@ class AccuracyReport(_message.Message):
     def __init__(self, model: _Optional[str] = ..., overall_accuracy: _Optional[float] = ..., kappa: _Optional[float] = ..., per_class: _Optional[_Iterable[_Union[ClassAccuracy, _Mapping]]] = ..., confusion_matrix: _Optional[_Iterable[_Union[ConfusionRow, _Mapping]]] = ..., class_names: _Optional[_Iterable[str]] = ..., pixels: _Optional[int] = ..., scenes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ScenePrediction(_message.Message):
-    __slots__ = ("input", "output", "confidence", "probabilities", "quicklook", "width", "height", "pixels", "class_pixels", "class_area_m2", "seconds", "mpx_per_s")
+    __slots__ = ("input", "output", "confidence", "probabilities", "quicklook", "width", "height", "pixels", "class_pixels", "class_area_m2", "seconds", "mpx_per_s", "preprocessed", "recipe", "warnings")
     class ClassPixelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -323,6 +323,9 @@ class ScenePrediction(_message.Message):
     CLASS_AREA_M2_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
     MPX_PER_S_FIELD_NUMBER: _ClassVar[int]
+    PREPROCESSED_FIELD_NUMBER: _ClassVar[int]
+    RECIPE_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     input: str
     output: str
     confidence: str
@@ -335,7 +338,10 @@ class ScenePrediction(_message.Message):
     class_area_m2: _containers.ScalarMap[str, float]
     seconds: float
     mpx_per_s: float
-    def __init__(self, input: _Optional[str] = ..., output: _Optional[str] = ..., confidence: _Optional[str] = ..., probabilities: _Optional[str] = ..., quicklook: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., pixels: _Optional[int] = ..., class_pixels: _Optional[_Mapping[str, int]] = ..., class_area_m2: _Optional[_Mapping[str, float]] = ..., seconds: _Optional[float] = ..., mpx_per_s: _Optional[float] = ...) -> None: ...
+    preprocessed: str
+    recipe: str
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, input: _Optional[str] = ..., output: _Optional[str] = ..., confidence: _Optional[str] = ..., probabilities: _Optional[str] = ..., quicklook: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., pixels: _Optional[int] = ..., class_pixels: _Optional[_Mapping[str, int]] = ..., class_area_m2: _Optional[_Mapping[str, float]] = ..., seconds: _Optional[float] = ..., mpx_per_s: _Optional[float] = ..., preprocessed: _Optional[str] = ..., recipe: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PredictResult(_message.Message):
     __slots__ = ("model", "scenes", "provider", "seconds")
@@ -362,14 +368,42 @@ class ExportResult(_message.Message):
     def __init__(self, model: _Optional[str] = ..., files: _Optional[_Iterable[str]] = ..., max_abs_diff: _Optional[float] = ..., source_model: _Optional[str] = ...) -> None: ...
 
 class PreprocessResult(_message.Message):
-    __slots__ = ("preprocessor", "outputs", "info")
+    __slots__ = ("preprocessor", "outputs", "info", "metadata", "step_seconds", "seconds", "recipe", "recipe_version", "scene", "input")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class StepSecondsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     PREPROCESSOR_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     INFO_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    STEP_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RECIPE_FIELD_NUMBER: _ClassVar[int]
+    RECIPE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SCENE_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
     preprocessor: str
     outputs: _containers.RepeatedScalarFieldContainer[str]
     info: RasterInfo
-    def __init__(self, preprocessor: _Optional[str] = ..., outputs: _Optional[_Iterable[str]] = ..., info: _Optional[_Union[RasterInfo, _Mapping]] = ...) -> None: ...
+    metadata: _containers.ScalarMap[str, str]
+    step_seconds: _containers.ScalarMap[str, float]
+    seconds: float
+    recipe: str
+    recipe_version: int
+    scene: str
+    input: str
+    def __init__(self, preprocessor: _Optional[str] = ..., outputs: _Optional[_Iterable[str]] = ..., info: _Optional[_Union[RasterInfo, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., step_seconds: _Optional[_Mapping[str, float]] = ..., seconds: _Optional[float] = ..., recipe: _Optional[str] = ..., recipe_version: _Optional[int] = ..., scene: _Optional[str] = ..., input: _Optional[str] = ...) -> None: ...
 
 class SceneMasks(_message.Message):
     __slots__ = ("scene", "paths", "counts", "conflicting_pixels", "pixels_in_several_splits")

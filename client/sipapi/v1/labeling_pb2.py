@@ -27,47 +27,47 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from sipapi.v1 import common_pb2 as sip_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15sip/v1/labeling.proto\x12\x06sip.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sip/v1/common.proto\"\x96\x02\n\x05Scene\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x17\n\x0f\x62\x61\x63kground_mask\x18\x03 \x01(\t\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\x12\x12\n\nband_count\x18\x06 \x01(\x05\x12\r\n\x05\x64type\x18\x07 \x01(\t\x12\x12\n\nband_names\x18\x08 \x03(\t\x12\x0b\n\x03\x63rs\x18\t \x01(\t\x12\x11\n\ttransform\x18\n \x03(\x01\x12\x13\n\x06nodata\x18\x0b \x01(\x01H\x00\x88\x01\x01\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\troi_count\x18\r \x01(\x05\x42\t\n\x07_nodata\"T\n\x12\x43reateSceneRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x10\n\x08scene_id\x18\x02 \x01(\t\x12\x1c\n\x05scene\x18\x03 \x01(\x0b\x32\r.sip.v1.Scene\"\x1f\n\x0fGetSceneRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"J\n\x11ListScenesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"L\n\x12ListScenesResponse\x12\x1d\n\x06scenes\x18\x01 \x03(\x0b\x32\r.sip.v1.Scene\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x12\x44\x65leteSceneRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xcc\x01\n\x03Roi\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nclass_name\x18\x02 \x01(\t\x12\x1c\n\x05split\x18\x03 \x01(\x0e\x32\r.sip.v1.Split\x12\x0b\n\x03wkt\x18\x04 \x01(\t\x12(\n\x0b\x63oordinates\x18\x05 \x01(\x0e\x32\x13.sip.v1.Coordinates\x12\r\n\x05width\x18\x06 \x01(\x01\x12\x0e\n\x06source\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"<\n\x10\x43reateRoiRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x18\n\x03roi\x18\x02 \x01(\x0b\x32\x0b.sip.v1.Roi\"z\n\x0fListRoisRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x1c\n\x05split\x18\x02 \x01(\x0e\x32\r.sip.v1.Split\x12\x12\n\nclass_name\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"F\n\x10ListRoisResponse\x12\x19\n\x04rois\x18\x01 \x03(\x0b\x32\x0b.sip.v1.Roi\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\" \n\x10\x44\x65leteRoiRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xd5\x01\n\x11ImportRoisRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12$\n\rdefault_split\x18\x03 \x01(\x0e\x32\r.sip.v1.Split\x12\x13\n\x0b\x63lass_field\x18\x04 \x01(\t\x12\x13\n\x0bsplit_field\x18\x05 \x01(\t\x12\x13\n\x0blabel_field\x18\x06 \x01(\t\x12\x15\n\rdefault_width\x18\x07 \x01(\x01\x12\x0f\n\x07replace\x18\x08 \x01(\x08\x12\x15\n\rvalidate_only\x18\t \x01(\x08\"[\n\x12ImportRoisResponse\x12\x10\n\x08imported\x18\x01 \x01(\x05\x12#\n\x07objects\x18\x02 \x03(\x0b\x32\x12.sip.v1.LabelCount\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\"n\n\x11\x45xportRoisRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12(\n\x0b\x63oordinates\x18\x03 \x01(\x0e\x32\x13.sip.v1.Coordinates\x12\x11\n\toverwrite\x18\x04 \x01(\x08\"B\n\x12\x45xportRoisResponse\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\x0f\n\x07geojson\x18\x03 \x01(\t\"5\n\x13\x43omputeMasksRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0e\n\x06scenes\x18\x02 \x03(\t*X\n\x0b\x43oordinates\x12\x1b\n\x17\x43OORDINATES_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43OORDINATES_PIXEL\x10\x01\x12\x15\n\x11\x43OORDINATES_SCENE\x10\x02\x32\x85\x05\n\x0fLabelingService\x12\x38\n\x0b\x43reateScene\x12\x1a.sip.v1.CreateSceneRequest\x1a\r.sip.v1.Scene\x12\x32\n\x08GetScene\x12\x17.sip.v1.GetSceneRequest\x1a\r.sip.v1.Scene\x12\x43\n\nListScenes\x12\x19.sip.v1.ListScenesRequest\x1a\x1a.sip.v1.ListScenesResponse\x12\x41\n\x0b\x44\x65leteScene\x12\x1a.sip.v1.DeleteSceneRequest\x1a\x16.google.protobuf.Empty\x12\x32\n\tCreateRoi\x12\x18.sip.v1.CreateRoiRequest\x1a\x0b.sip.v1.Roi\x12=\n\x08ListRois\x12\x17.sip.v1.ListRoisRequest\x1a\x18.sip.v1.ListRoisResponse\x12=\n\tDeleteRoi\x12\x18.sip.v1.DeleteRoiRequest\x1a\x16.google.protobuf.Empty\x12\x43\n\nImportRois\x12\x19.sip.v1.ImportRoisRequest\x1a\x1a.sip.v1.ImportRoisResponse\x12\x43\n\nExportRois\x12\x19.sip.v1.ExportRoisRequest\x1a\x1a.sip.v1.ExportRoisResponse\x12@\n\x0c\x43omputeMasks\x12\x1b.sip.v1.ComputeMasksRequest\x1a\x13.sip.v1.MaskSummaryb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15sip/v1/labeling.proto\x12\x06sip.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sip/v1/common.proto\"\xa6\x02\n\x05Scene\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x17\n\x0f\x62\x61\x63kground_mask\x18\x03 \x01(\t\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\x12\x12\n\nband_count\x18\x06 \x01(\x05\x12\r\n\x05\x64type\x18\x07 \x01(\t\x12\x12\n\nband_names\x18\x08 \x03(\t\x12\x0b\n\x03\x63rs\x18\t \x01(\t\x12\x11\n\ttransform\x18\n \x03(\x01\x12\x13\n\x06nodata\x18\x0b \x01(\x01H\x00\x88\x01\x01\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\troi_count\x18\r \x01(\x05\x12\x0e\n\x06recipe\x18\x0e \x01(\tB\t\n\x07_nodata\"T\n\x12\x43reateSceneRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x10\n\x08scene_id\x18\x02 \x01(\t\x12\x1c\n\x05scene\x18\x03 \x01(\x0b\x32\r.sip.v1.Scene\"\x1f\n\x0fGetSceneRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"J\n\x11ListScenesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"L\n\x12ListScenesResponse\x12\x1d\n\x06scenes\x18\x01 \x03(\x0b\x32\r.sip.v1.Scene\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x12\x44\x65leteSceneRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xcc\x01\n\x03Roi\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nclass_name\x18\x02 \x01(\t\x12\x1c\n\x05split\x18\x03 \x01(\x0e\x32\r.sip.v1.Split\x12\x0b\n\x03wkt\x18\x04 \x01(\t\x12(\n\x0b\x63oordinates\x18\x05 \x01(\x0e\x32\x13.sip.v1.Coordinates\x12\r\n\x05width\x18\x06 \x01(\x01\x12\x0e\n\x06source\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"<\n\x10\x43reateRoiRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x18\n\x03roi\x18\x02 \x01(\x0b\x32\x0b.sip.v1.Roi\"z\n\x0fListRoisRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x1c\n\x05split\x18\x02 \x01(\x0e\x32\r.sip.v1.Split\x12\x12\n\nclass_name\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"F\n\x10ListRoisResponse\x12\x19\n\x04rois\x18\x01 \x03(\x0b\x32\x0b.sip.v1.Roi\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\" \n\x10\x44\x65leteRoiRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xd5\x01\n\x11ImportRoisRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12$\n\rdefault_split\x18\x03 \x01(\x0e\x32\r.sip.v1.Split\x12\x13\n\x0b\x63lass_field\x18\x04 \x01(\t\x12\x13\n\x0bsplit_field\x18\x05 \x01(\t\x12\x13\n\x0blabel_field\x18\x06 \x01(\t\x12\x15\n\rdefault_width\x18\x07 \x01(\x01\x12\x0f\n\x07replace\x18\x08 \x01(\x08\x12\x15\n\rvalidate_only\x18\t \x01(\x08\"[\n\x12ImportRoisResponse\x12\x10\n\x08imported\x18\x01 \x01(\x05\x12#\n\x07objects\x18\x02 \x03(\x0b\x32\x12.sip.v1.LabelCount\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\"n\n\x11\x45xportRoisRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12(\n\x0b\x63oordinates\x18\x03 \x01(\x0e\x32\x13.sip.v1.Coordinates\x12\x11\n\toverwrite\x18\x04 \x01(\x08\"B\n\x12\x45xportRoisResponse\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\x0f\n\x07geojson\x18\x03 \x01(\t\"5\n\x13\x43omputeMasksRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0e\n\x06scenes\x18\x02 \x03(\t*X\n\x0b\x43oordinates\x12\x1b\n\x17\x43OORDINATES_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43OORDINATES_PIXEL\x10\x01\x12\x15\n\x11\x43OORDINATES_SCENE\x10\x02\x32\x85\x05\n\x0fLabelingService\x12\x38\n\x0b\x43reateScene\x12\x1a.sip.v1.CreateSceneRequest\x1a\r.sip.v1.Scene\x12\x32\n\x08GetScene\x12\x17.sip.v1.GetSceneRequest\x1a\r.sip.v1.Scene\x12\x43\n\nListScenes\x12\x19.sip.v1.ListScenesRequest\x1a\x1a.sip.v1.ListScenesResponse\x12\x41\n\x0b\x44\x65leteScene\x12\x1a.sip.v1.DeleteSceneRequest\x1a\x16.google.protobuf.Empty\x12\x32\n\tCreateRoi\x12\x18.sip.v1.CreateRoiRequest\x1a\x0b.sip.v1.Roi\x12=\n\x08ListRois\x12\x17.sip.v1.ListRoisRequest\x1a\x18.sip.v1.ListRoisResponse\x12=\n\tDeleteRoi\x12\x18.sip.v1.DeleteRoiRequest\x1a\x16.google.protobuf.Empty\x12\x43\n\nImportRois\x12\x19.sip.v1.ImportRoisRequest\x1a\x1a.sip.v1.ImportRoisResponse\x12\x43\n\nExportRois\x12\x19.sip.v1.ExportRoisRequest\x1a\x1a.sip.v1.ExportRoisResponse\x12@\n\x0c\x43omputeMasks\x12\x1b.sip.v1.ComputeMasksRequest\x1a\x13.sip.v1.MaskSummaryb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sip.v1.labeling_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_COORDINATES']._serialized_start=1749
-  _globals['_COORDINATES']._serialized_end=1837
+  _globals['_COORDINATES']._serialized_start=1765
+  _globals['_COORDINATES']._serialized_end=1853
   _globals['_SCENE']._serialized_start=117
-  _globals['_SCENE']._serialized_end=395
-  _globals['_CREATESCENEREQUEST']._serialized_start=397
-  _globals['_CREATESCENEREQUEST']._serialized_end=481
-  _globals['_GETSCENEREQUEST']._serialized_start=483
-  _globals['_GETSCENEREQUEST']._serialized_end=514
-  _globals['_LISTSCENESREQUEST']._serialized_start=516
-  _globals['_LISTSCENESREQUEST']._serialized_end=590
-  _globals['_LISTSCENESRESPONSE']._serialized_start=592
-  _globals['_LISTSCENESRESPONSE']._serialized_end=668
-  _globals['_DELETESCENEREQUEST']._serialized_start=670
-  _globals['_DELETESCENEREQUEST']._serialized_end=704
-  _globals['_ROI']._serialized_start=707
-  _globals['_ROI']._serialized_end=911
-  _globals['_CREATEROIREQUEST']._serialized_start=913
-  _globals['_CREATEROIREQUEST']._serialized_end=973
-  _globals['_LISTROISREQUEST']._serialized_start=975
-  _globals['_LISTROISREQUEST']._serialized_end=1097
-  _globals['_LISTROISRESPONSE']._serialized_start=1099
-  _globals['_LISTROISRESPONSE']._serialized_end=1169
-  _globals['_DELETEROIREQUEST']._serialized_start=1171
-  _globals['_DELETEROIREQUEST']._serialized_end=1203
-  _globals['_IMPORTROISREQUEST']._serialized_start=1206
-  _globals['_IMPORTROISREQUEST']._serialized_end=1419
-  _globals['_IMPORTROISRESPONSE']._serialized_start=1421
-  _globals['_IMPORTROISRESPONSE']._serialized_end=1512
-  _globals['_EXPORTROISREQUEST']._serialized_start=1514
-  _globals['_EXPORTROISREQUEST']._serialized_end=1624
-  _globals['_EXPORTROISRESPONSE']._serialized_start=1626
-  _globals['_EXPORTROISRESPONSE']._serialized_end=1692
-  _globals['_COMPUTEMASKSREQUEST']._serialized_start=1694
-  _globals['_COMPUTEMASKSREQUEST']._serialized_end=1747
-  _globals['_LABELINGSERVICE']._serialized_start=1840
-  _globals['_LABELINGSERVICE']._serialized_end=2485
+  _globals['_SCENE']._serialized_end=411
+  _globals['_CREATESCENEREQUEST']._serialized_start=413
+  _globals['_CREATESCENEREQUEST']._serialized_end=497
+  _globals['_GETSCENEREQUEST']._serialized_start=499
+  _globals['_GETSCENEREQUEST']._serialized_end=530
+  _globals['_LISTSCENESREQUEST']._serialized_start=532
+  _globals['_LISTSCENESREQUEST']._serialized_end=606
+  _globals['_LISTSCENESRESPONSE']._serialized_start=608
+  _globals['_LISTSCENESRESPONSE']._serialized_end=684
+  _globals['_DELETESCENEREQUEST']._serialized_start=686
+  _globals['_DELETESCENEREQUEST']._serialized_end=720
+  _globals['_ROI']._serialized_start=723
+  _globals['_ROI']._serialized_end=927
+  _globals['_CREATEROIREQUEST']._serialized_start=929
+  _globals['_CREATEROIREQUEST']._serialized_end=989
+  _globals['_LISTROISREQUEST']._serialized_start=991
+  _globals['_LISTROISREQUEST']._serialized_end=1113
+  _globals['_LISTROISRESPONSE']._serialized_start=1115
+  _globals['_LISTROISRESPONSE']._serialized_end=1185
+  _globals['_DELETEROIREQUEST']._serialized_start=1187
+  _globals['_DELETEROIREQUEST']._serialized_end=1219
+  _globals['_IMPORTROISREQUEST']._serialized_start=1222
+  _globals['_IMPORTROISREQUEST']._serialized_end=1435
+  _globals['_IMPORTROISRESPONSE']._serialized_start=1437
+  _globals['_IMPORTROISRESPONSE']._serialized_end=1528
+  _globals['_EXPORTROISREQUEST']._serialized_start=1530
+  _globals['_EXPORTROISREQUEST']._serialized_end=1640
+  _globals['_EXPORTROISRESPONSE']._serialized_start=1642
+  _globals['_EXPORTROISRESPONSE']._serialized_end=1708
+  _globals['_COMPUTEMASKSREQUEST']._serialized_start=1710
+  _globals['_COMPUTEMASKSREQUEST']._serialized_end=1763
+  _globals['_LABELINGSERVICE']._serialized_start=1856
+  _globals['_LABELINGSERVICE']._serialized_end=2501
 # @@protoc_insertion_point(module_scope)

@@ -22,7 +22,7 @@ COORDINATES_PIXEL: Coordinates
 COORDINATES_SCENE: Coordinates
 
 class Scene(_message.Message):
-    __slots__ = ("name", "path", "background_mask", "width", "height", "band_count", "dtype", "band_names", "crs", "transform", "nodata", "create_time", "roi_count")
+    __slots__ = ("name", "path", "background_mask", "width", "height", "band_count", "dtype", "band_names", "crs", "transform", "nodata", "create_time", "roi_count", "recipe")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     BACKGROUND_MASK_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +36,7 @@ class Scene(_message.Message):
     NODATA_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     ROI_COUNT_FIELD_NUMBER: _ClassVar[int]
+    RECIPE_FIELD_NUMBER: _ClassVar[int]
     name: str
     path: str
     background_mask: str
@@ -49,7 +50,8 @@ class Scene(_message.Message):
     nodata: float
     create_time: _timestamp_pb2.Timestamp
     roi_count: int
-    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., background_mask: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., band_count: _Optional[int] = ..., dtype: _Optional[str] = ..., band_names: _Optional[_Iterable[str]] = ..., crs: _Optional[str] = ..., transform: _Optional[_Iterable[float]] = ..., nodata: _Optional[float] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., roi_count: _Optional[int] = ...) -> None: ...
+    recipe: str
+    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., background_mask: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., band_count: _Optional[int] = ..., dtype: _Optional[str] = ..., band_names: _Optional[_Iterable[str]] = ..., crs: _Optional[str] = ..., transform: _Optional[_Iterable[float]] = ..., nodata: _Optional[float] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., roi_count: _Optional[int] = ..., recipe: _Optional[str] = ...) -> None: ...
 
 class CreateSceneRequest(_message.Message):
     __slots__ = ("parent", "scene_id", "scene")

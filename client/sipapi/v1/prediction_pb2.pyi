@@ -18,7 +18,7 @@ RASTER_ENCODING_GEOTIFF: RasterEncoding
 RASTER_ENCODING_RAW: RasterEncoding
 
 class PredictRequest(_message.Message):
-    __slots__ = ("model", "inputs", "output", "confidence", "probabilities", "quicklook", "background_mask", "tile_size", "batch_size", "overwrite", "confidence_path")
+    __slots__ = ("model", "inputs", "output", "confidence", "probabilities", "quicklook", "background_mask", "tile_size", "batch_size", "overwrite", "confidence_path", "recipe")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +30,7 @@ class PredictRequest(_message.Message):
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     OVERWRITE_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_PATH_FIELD_NUMBER: _ClassVar[int]
+    RECIPE_FIELD_NUMBER: _ClassVar[int]
     model: str
     inputs: _containers.RepeatedScalarFieldContainer[str]
     output: str
@@ -41,7 +42,8 @@ class PredictRequest(_message.Message):
     batch_size: int
     overwrite: bool
     confidence_path: str
-    def __init__(self, model: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., output: _Optional[str] = ..., confidence: _Optional[bool] = ..., probabilities: _Optional[bool] = ..., quicklook: _Optional[bool] = ..., background_mask: _Optional[str] = ..., tile_size: _Optional[int] = ..., batch_size: _Optional[int] = ..., overwrite: _Optional[bool] = ..., confidence_path: _Optional[str] = ...) -> None: ...
+    recipe: str
+    def __init__(self, model: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., output: _Optional[str] = ..., confidence: _Optional[bool] = ..., probabilities: _Optional[bool] = ..., quicklook: _Optional[bool] = ..., background_mask: _Optional[str] = ..., tile_size: _Optional[int] = ..., batch_size: _Optional[int] = ..., overwrite: _Optional[bool] = ..., confidence_path: _Optional[str] = ..., recipe: _Optional[str] = ...) -> None: ...
 
 class PredictStreamHeader(_message.Message):
     __slots__ = ("model", "encoding", "total_bytes", "shape", "dtype", "nodata", "confidence")

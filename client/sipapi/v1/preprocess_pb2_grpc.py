@@ -51,6 +51,26 @@ class PreprocessServiceStub:
                 request_serializer=sip_dot_v1_dot_preprocess__pb2.PreprocessRequest.SerializeToString,
                 response_deserializer=sip_dot_v1_dot_common__pb2.Job.FromString,
                 _registered_method=True)
+        self.CreateRecipe = channel.unary_unary(
+                '/sip.v1.PreprocessService/CreateRecipe',
+                request_serializer=sip_dot_v1_dot_preprocess__pb2.CreateRecipeRequest.SerializeToString,
+                response_deserializer=sip_dot_v1_dot_preprocess__pb2.Recipe.FromString,
+                _registered_method=True)
+        self.GetRecipe = channel.unary_unary(
+                '/sip.v1.PreprocessService/GetRecipe',
+                request_serializer=sip_dot_v1_dot_preprocess__pb2.GetRecipeRequest.SerializeToString,
+                response_deserializer=sip_dot_v1_dot_preprocess__pb2.Recipe.FromString,
+                _registered_method=True)
+        self.ListRecipes = channel.unary_unary(
+                '/sip.v1.PreprocessService/ListRecipes',
+                request_serializer=sip_dot_v1_dot_preprocess__pb2.ListRecipesRequest.SerializeToString,
+                response_deserializer=sip_dot_v1_dot_preprocess__pb2.ListRecipesResponse.FromString,
+                _registered_method=True)
+        self.DeleteRecipe = channel.unary_unary(
+                '/sip.v1.PreprocessService/DeleteRecipe',
+                request_serializer=sip_dot_v1_dot_preprocess__pb2.DeleteRecipeRequest.SerializeToString,
+                response_deserializer=sip_dot_v1_dot_preprocess__pb2.DeleteRecipeResponse.FromString,
+                _registered_method=True)
 
 
 class PreprocessServiceServicer:
@@ -66,14 +86,48 @@ class PreprocessServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListPreprocessors(self, request, context):
-        """Lists the preprocessors this daemon has.
+        """Lists the preprocessors this daemon has, with their typed options.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Preprocess(self, request, context):
-        """Starts a "preprocess" job with one preprocessor.
+        """Starts a "preprocess" job: a raw product (Sentinel-1 SAFE folder or zip,
+        RADARSAT-2 or RCM product folder or zip) into a calibrated, geocoded COG
+        with named bands. Progress reports each step and block; CancelJob stops it
+        and leaves no output. With `project`, the output is registered as a scene
+        of that project once written (the job's result names it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateRecipe(self, request, context):
+        """Stores a recipe: a named set of preprocessing options. Creating a recipe
+        whose name exists stores the next version; versions never change.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRecipe(self, request, context):
+        """One recipe version (the latest when version is 0).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRecipes(self, request, context):
+        """The latest version of every recipe.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteRecipe(self, request, context):
+        """Deletes every version of a recipe. Scenes and models made with it keep
+        their record of the options used.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -96,6 +150,26 @@ def add_PreprocessServiceServicer_to_server(servicer, server):
                     servicer.Preprocess,
                     request_deserializer=sip_dot_v1_dot_preprocess__pb2.PreprocessRequest.FromString,
                     response_serializer=sip_dot_v1_dot_common__pb2.Job.SerializeToString,
+            ),
+            'CreateRecipe': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateRecipe,
+                    request_deserializer=sip_dot_v1_dot_preprocess__pb2.CreateRecipeRequest.FromString,
+                    response_serializer=sip_dot_v1_dot_preprocess__pb2.Recipe.SerializeToString,
+            ),
+            'GetRecipe': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRecipe,
+                    request_deserializer=sip_dot_v1_dot_preprocess__pb2.GetRecipeRequest.FromString,
+                    response_serializer=sip_dot_v1_dot_preprocess__pb2.Recipe.SerializeToString,
+            ),
+            'ListRecipes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRecipes,
+                    request_deserializer=sip_dot_v1_dot_preprocess__pb2.ListRecipesRequest.FromString,
+                    response_serializer=sip_dot_v1_dot_preprocess__pb2.ListRecipesResponse.SerializeToString,
+            ),
+            'DeleteRecipe': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRecipe,
+                    request_deserializer=sip_dot_v1_dot_preprocess__pb2.DeleteRecipeRequest.FromString,
+                    response_serializer=sip_dot_v1_dot_preprocess__pb2.DeleteRecipeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -180,6 +254,114 @@ class PreprocessService:
             '/sip.v1.PreprocessService/Preprocess',
             sip_dot_v1_dot_preprocess__pb2.PreprocessRequest.SerializeToString,
             sip_dot_v1_dot_common__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateRecipe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sip.v1.PreprocessService/CreateRecipe',
+            sip_dot_v1_dot_preprocess__pb2.CreateRecipeRequest.SerializeToString,
+            sip_dot_v1_dot_preprocess__pb2.Recipe.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRecipe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sip.v1.PreprocessService/GetRecipe',
+            sip_dot_v1_dot_preprocess__pb2.GetRecipeRequest.SerializeToString,
+            sip_dot_v1_dot_preprocess__pb2.Recipe.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRecipes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sip.v1.PreprocessService/ListRecipes',
+            sip_dot_v1_dot_preprocess__pb2.ListRecipesRequest.SerializeToString,
+            sip_dot_v1_dot_preprocess__pb2.ListRecipesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRecipe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sip.v1.PreprocessService/DeleteRecipe',
+            sip_dot_v1_dot_preprocess__pb2.DeleteRecipeRequest.SerializeToString,
+            sip_dot_v1_dot_preprocess__pb2.DeleteRecipeResponse.FromString,
             options,
             channel_credentials,
             insecure,

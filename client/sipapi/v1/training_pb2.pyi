@@ -84,7 +84,7 @@ class DeleteModelRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class Model(_message.Message):
-    __slots__ = ("name", "version", "create_time", "path", "arch", "classes", "bands", "tile_size", "tile_halo", "training", "test", "model_yaml", "derived_from", "evaluations")
+    __slots__ = ("name", "version", "create_time", "path", "arch", "classes", "bands", "tile_size", "tile_halo", "training", "test", "model_yaml", "derived_from", "evaluations", "recipe")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +99,7 @@ class Model(_message.Message):
     MODEL_YAML_FIELD_NUMBER: _ClassVar[int]
     DERIVED_FROM_FIELD_NUMBER: _ClassVar[int]
     EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
+    RECIPE_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     create_time: _timestamp_pb2.Timestamp
@@ -113,4 +114,5 @@ class Model(_message.Message):
     model_yaml: str
     derived_from: str
     evaluations: _containers.RepeatedCompositeFieldContainer[_common_pb2.AccuracyReport]
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., path: _Optional[str] = ..., arch: _Optional[str] = ..., classes: _Optional[_Iterable[_Union[_common_pb2.ClassDef, _Mapping]]] = ..., bands: _Optional[_Iterable[str]] = ..., tile_size: _Optional[int] = ..., tile_halo: _Optional[int] = ..., training: _Optional[_Union[_common_pb2.TrainResult, _Mapping]] = ..., test: _Optional[_Union[_common_pb2.AccuracyReport, _Mapping]] = ..., model_yaml: _Optional[str] = ..., derived_from: _Optional[str] = ..., evaluations: _Optional[_Iterable[_Union[_common_pb2.AccuracyReport, _Mapping]]] = ...) -> None: ...
+    recipe: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., path: _Optional[str] = ..., arch: _Optional[str] = ..., classes: _Optional[_Iterable[_Union[_common_pb2.ClassDef, _Mapping]]] = ..., bands: _Optional[_Iterable[str]] = ..., tile_size: _Optional[int] = ..., tile_halo: _Optional[int] = ..., training: _Optional[_Union[_common_pb2.TrainResult, _Mapping]] = ..., test: _Optional[_Union[_common_pb2.AccuracyReport, _Mapping]] = ..., model_yaml: _Optional[str] = ..., derived_from: _Optional[str] = ..., evaluations: _Optional[_Iterable[_Union[_common_pb2.AccuracyReport, _Mapping]]] = ..., recipe: _Optional[str] = ...) -> None: ...

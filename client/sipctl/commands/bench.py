@@ -43,6 +43,32 @@ def register(sub: Any, job_options: argparse.ArgumentParser) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument(
+        "target",
+        nargs="?",
+        choices=["predict", "preprocess"],
+        default="predict",
+        help="predict (default): the predictor against a naive baseline; preprocess: the "
+        "SAR chain on a full-size Sentinel-1 GRD made from --template",
+    )
+    p.add_argument(
+        "--template",
+        default="",
+        help="preprocess: a Sentinel-1 GRD .SAFE whose metadata the benchmark product is "
+        "made from (default: ../shared/fixtures beside a source checkout)",
+    )
+    p.add_argument(
+        "--scale", type=int, default=1, help="preprocess: shrink the product (default 1)"
+    )
+    p.add_argument("--polarisations", default="VV,VH", help="preprocess: bands (default VV,VH)")
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="preprocess: a preprocessing option over the benchmark's "
+        "(multilook 4x4, refined-lee:7, dB, UTM at 40 m)",
+    )
     p.add_argument("--size", type=int, default=5000, help="scene edge in pixels (default 5000)")
     p.add_argument(
         "--sizes", default="", help="sweep several edges, e.g. 2000,5000,10000 (overrides --size)"
@@ -137,14 +163,19 @@ def _row(app: App, folder: Path, size: int) -> dict[str, Any]:
             speedup=round(b["seconds"] / s["seconds"], 2),
             agreement=round(agree["agreement"], 6),
         )
-        _say(app, f"  {b['seconds']:.1f} s, {b['mpx_per_s']:.2f} Mpx/s, "
-                  f"{b['peak_rss_mb']:.0f} MB; labels agree on {100 * agree['agreement']:.3f}%")
+        _say(
+            app,
+            f"  {b['seconds']:.1f} s, {b['mpx_per_s']:.2f} Mpx/s, "
+            f"{b['peak_rss_mb']:.0f} MB; labels agree on {100 * agree['agreement']:.3f}%",
+        )
     if not a.keep_outputs:
         shutil.rmtree(out, ignore_errors=True)
     return row
 
 
 def bench(app: App) -> int:
+    if app.args.target == "preprocess":
+        return bench_preprocess(app)
     sizes = _sizes(app.args)
     # The measurements run sipd's engine in child processes on this machine; the
     # client distribution alone (no torch, onnxruntime, GDAL) cannot.
@@ -174,21 +205,78 @@ def bench(app: App) -> int:
     def human() -> None:
         headers = ["SIZE", "SECONDS", "MPX/S", "CPU_S/MPX", "PEAK_RSS_MB", "LOAD"]
         if not app.args.no_baseline:
-            headers += ["BASELINE_S", "BASE_MPX/S", "BASE_CPU_S/MPX", "BASE_RSS_MB", "SPEEDUP",
-                        "AGREEMENT"]
+            headers += [
+                "BASELINE_S",
+                "BASE_MPX/S",
+                "BASE_CPU_S/MPX",
+                "BASE_RSS_MB",
+                "SPEEDUP",
+                "AGREEMENT",
+            ]
         lines = []
         for r in rows:
-            line = [f"{r['size']}x{r['size']}", f"{r['seconds']:.1f}", f"{r['mpx_per_s']:.2f}",
-                    f"{r['cpu_s_per_mpx']:.2f}", f"{r['peak_rss_mb']:.0f}", f"{r['load_avg']:.2f}"]
+            line = [
+                f"{r['size']}x{r['size']}",
+                f"{r['seconds']:.1f}",
+                f"{r['mpx_per_s']:.2f}",
+                f"{r['cpu_s_per_mpx']:.2f}",
+                f"{r['peak_rss_mb']:.0f}",
+                f"{r['load_avg']:.2f}",
+            ]
             if not app.args.no_baseline:
-                line += [f"{r['baseline_seconds']:.1f}", f"{r['baseline_mpx_per_s']:.2f}",
-                         f"{r['baseline_cpu_s_per_mpx']:.2f}", f"{r['baseline_peak_rss_mb']:.0f}",
-                         f"{r['speedup']:.2f}x", f"{100 * r['agreement']:.3f}%"]
+                line += [
+                    f"{r['baseline_seconds']:.1f}",
+                    f"{r['baseline_mpx_per_s']:.2f}",
+                    f"{r['baseline_cpu_s_per_mpx']:.2f}",
+                    f"{r['baseline_peak_rss_mb']:.0f}",
+                    f"{r['speedup']:.2f}x",
+                    f"{100 * r['agreement']:.3f}%",
+                ]
             lines.append(line)
         table(lines, headers)
-        print(f"\n{app.args.bands}-band uint16 scenes, default model, {main['provider']}, "
-              f"tiles {main['tile_shape'][0]} px, {os.cpu_count()} CPU(s); "
-              "CPU_S/MPX: CPU seconds per megapixel (all threads)")
+        print(
+            f"\n{app.args.bands}-band uint16 scenes, default model, {main['provider']}, "
+            f"tiles {main['tile_shape'][0]} px, {os.cpu_count()} CPU(s); "
+            "CPU_S/MPX: CPU seconds per megapixel (all threads)"
+        )
+
+    app.emit(data, human)
+    return 0
+
+
+def bench_preprocess(app: App) -> int:
+    """The SAR chain on a full-size product (python -m sipd.bench.preprocess)."""
+    a = app.args
+    if importlib.util.find_spec("sipd") is None:
+        raise CliError("sipctl bench preprocess needs the sipd daemon installed here as well")
+    args = ["--dir", str(Path(a.dir).expanduser().resolve()), "--scale", str(a.scale)]
+    args += ["--polarisations", a.polarisations]
+    if a.template:
+        args += ["--template", str(Path(a.template).expanduser().resolve())]
+    for item in a.option:
+        args += ["--option", item]
+    _say(app, "making the product (first run only) and preprocessing it ...")
+    proc = subprocess.run(
+        [sys.executable, "-m", "sipd.bench.preprocess", *args], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        raise CliError(f"bench preprocess failed: {tail}")
+    data = json.loads(proc.stdout.strip().splitlines()[-1])
+
+    def human() -> None:
+        print(
+            f"{data['lines']} x {data['pixels']} x {len(data['polarisations'])} "
+            f"({data['input_megapixels']} Mpx in) -> {' x '.join(map(str, data['output_size']))} "
+            f"{data['crs']}: {data['seconds']:.1f} s wall, {data['cpu_s']:.1f} CPU s, "
+            f"peak RSS {data['peak_rss_mb']:.0f} MB, {data['cpus']} CPUs, "
+            f"load average {data['load_avg']:.2f}"
+        )
+        steps = data["step_seconds"]
+        table(
+            [[k, f"{v:.2f}"] for k, v in steps.items()],
+            ["STEP", "SECONDS (summed over threads; total = wall)"],
+        )
 
     app.emit(data, human)
     return 0

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from sipapi.v1 import common_pb2, labeling_pb2, project_pb2
+from sipapi.v1 import common_pb2, labeling_pb2, preprocess_pb2, project_pb2
 
 from sipctl.app import App, absolute
 from sipctl.client import CliError
+from sipctl.commands.preprocess import print_result
 from sipctl.render import table, to_plain
 
 SPLITS = ["train", "val", "test"]
@@ -45,9 +46,25 @@ def register(sub: Any, job_options: argparse.ArgumentParser) -> None:
 
     scene = sub.add_parser("scene", help="register rasters as scenes of a project")
     ssub = scene.add_subparsers(dest="scene_command", required=True, metavar="COMMAND")
-    p = ssub.add_parser("add", help="register a raster (read in place, not copied)")
+    p = ssub.add_parser(
+        "add",
+        parents=[job_options],
+        help="register a raster (read in place, not copied), or preprocess a raw product "
+        "with --recipe and register the result",
+    )
     p.add_argument("project")
-    p.add_argument("path", help="raster file")
+    p.add_argument("path", help="raster file, or a raw product with --recipe")
+    p.add_argument(
+        "--recipe",
+        default="",
+        help="preprocess the product with this recipe (NAME or NAME@VERSION) first",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        default="",
+        help="with --recipe: the COG to write (default: under sipd's data dir)",
+    )
     p.add_argument("--name", default="", help="scene id (default: the file name without extension)")
     p.add_argument(
         "--background-mask",
@@ -240,6 +257,20 @@ def _scene_parent(app: App, project: str, scene: str) -> str:
 
 def scene_add(app: App) -> int:
     a = app.args
+    if a.recipe:
+        if a.background_mask:
+            raise CliError("--background-mask is for registered rasters; add it without --recipe")
+        req = preprocess_pb2.PreprocessRequest(
+            input=absolute(a.path),
+            output=absolute(a.output),
+            recipe=a.recipe,
+            project=a.project,
+            scene=a.name,
+        )
+        job = app.client.call(app.client.preprocess.Preprocess, req)
+        return app.run_job(job, print_result)
+    if a.output:
+        raise CliError("--output is for --recipe (a product to preprocess)")
     scene = labeling_pb2.Scene(path=absolute(a.path), background_mask=absolute(a.background_mask))
     s = app.client.call(
         app.client.labeling.CreateScene,
@@ -255,7 +286,7 @@ def _print_scene(s: labeling_pb2.Scene) -> None:
     print(
         f"{s.name}: {s.width} x {s.height}, {s.band_count} band(s) {s.dtype}, "
         f"crs {s.crs or 'none'}, "
-        f"{s.roi_count} ROI(s)"
+        f"{s.roi_count} ROI(s)" + (f", made with recipe {s.recipe}" if s.recipe else "")
     )
     print(
         f"path: {s.path}" + (f"; background mask: {s.background_mask}" if s.background_mask else "")

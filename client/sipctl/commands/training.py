@@ -90,6 +90,12 @@ def register(sub: Any, job_options: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--tile-size", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=0)
+    p.add_argument(
+        "--recipe",
+        default="",
+        help="raw products among the inputs are preprocessed with this recipe "
+        "(default: the one the model's training scenes were made with)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=predict)
 
@@ -102,8 +108,11 @@ def register(sub: Any, job_options: argparse.ArgumentParser) -> None:
     p.add_argument("project")
     p.add_argument("version", nargs="?", default="latest")
     p.set_defaults(func=models_show)
-    p = msub.add_parser("export", parents=[job_options],
-                        help="re-export a version's checkpoint to ONNX as a new version (a job)")
+    p = msub.add_parser(
+        "export",
+        parents=[job_options],
+        help="re-export a version's checkpoint to ONNX as a new version (a job)",
+    )
     p.add_argument("project")
     p.add_argument("version")
     p.add_argument("--fp16", action="store_true", help="also write model.fp16.onnx (for CUDA)")
@@ -249,6 +258,7 @@ def predict(app: App) -> int:
         tile_size=a.tile_size,
         batch_size=a.batch_size,
         overwrite=a.overwrite,
+        recipe=a.recipe,
     )
     job = app.client.call(app.client.prediction.Predict, req)
 
@@ -257,9 +267,13 @@ def predict(app: App) -> int:
             print(
                 f"{s.output}: {s.width} x {s.height} in {s.seconds:.1f} s ({s.mpx_per_s:.2f} Mpx/s)"
             )
-            for extra in (s.confidence, s.probabilities, s.quicklook):
+            for extra in (s.confidence, s.probabilities, s.quicklook, s.preprocessed):
                 if extra:
                     print(f"  {extra}")
+            if s.recipe:
+                print(f"  preprocessed with recipe {s.recipe}")
+            for warning in s.warnings:
+                print(f"  warning: {warning}")
             rows = [
                 [name, n, f"{s.class_area_m2.get(name, 0.0) / 1e6:.3f}"]
                 for name, n in sorted(s.class_pixels.items())

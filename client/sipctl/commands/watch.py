@@ -55,6 +55,18 @@ def register(sub: Any, job_options: argparse.ArgumentParser) -> None:
         help="take NAME only once NAME.done or NAME.ready exists",
     )
     p.add_argument("--confidence", action="store_true", help="also write NAME_confidence.tif")
+    p.add_argument(
+        "--recipe",
+        default="",
+        help="arrivals are raw products: preprocess each with this recipe (NAME or "
+        "NAME@VERSION; a bare name is pinned to its latest version now)",
+    )
+    p.add_argument(
+        "--keep-preprocessed",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep NAME_preprocessed.tif in the outbox (default) or remove it once classified",
+    )
     p.set_defaults(func=add)
     p = wsub.add_parser("list", help="all watches with their counts")
     p.set_defaults(func=list_watches)
@@ -101,6 +113,9 @@ def _print(w: watch_pb2.Watch) -> None:
     )
     print(f"outbox:   {w.outbox} (confidence {_yes(w.confidence)}; on success: {_policy(w)})")
     print(f"model:    {w.project}/models/{w.model}")
+    if w.recipe:
+        keep = "kept" if w.keep_preprocessed else "removed once classified"
+        print(f"recipe:   {w.recipe} (preprocessed rasters {keep})")
     print(f"scenes:   {w.done} done, {w.failed} failed, {w.queued} queued, {w.running} running")
     if w.last_error:
         print(f"last error: {w.last_error}")
@@ -123,6 +138,8 @@ def add(app: App) -> int:
         quiet_seconds=a.quiet_seconds,
         require_sentinel=a.sentinel,
         confidence=a.confidence,
+        recipe=a.recipe,
+        keep_preprocessed=a.keep_preprocessed,
     )
     w = app.client.call(
         app.client.watches.CreateWatch,

@@ -1,0 +1,80 @@
+"""A preprocess run as the worker does it: open the product, check what it reads,
+run the chain, describe the result. Shared by the preprocess job and by predict
+jobs whose inputs are raw products."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import rasterio
+
+from sipd.contracts.preprocessing import PreprocessStep
+from sipd.errors import InvalidArgument
+from sipd.paths import require_regular
+from sipd.preprocess import catalog, sar_pipeline
+from sipd.progress import JobContext
+from sipd.raster import check_files_read, raster_info, remove_stale_scratch
+
+SOFTWARE_TAG = "SIPD_PREPROCESSING"
+
+
+def preprocess(
+    source: str, output: str, step: PreprocessStep, ctx: JobContext, *, overwrite: bool
+) -> dict[str, Any]:
+    """Preprocess `source` into the COG `output`; returns the result's fields."""
+    started = time.perf_counter()
+    require_regular(source, "product")
+    out = Path(output)
+    if out.exists() and not overwrite:
+        raise InvalidArgument(f"output {output} exists; pass overwrite to replace it")
+    remove_stale_scratch(out)
+    preprocessor = catalog.get(step.preprocessor)
+    ctx.progress("open", 0.0, f"reading {preprocessor.name} metadata", force=True)
+    t = time.perf_counter()
+    product = preprocessor.open(source, step.options.polarisations or None)
+    # Every file the reader touched, and every raster it will open, must be inside
+    # the allowed roots: a product folder may hold links that point anywhere.
+    check_files_read([*product.files, *(b.measurement for b in product.bands)])
+    opened = time.perf_counter() - t
+    if step.options.noise_removal:
+        missing = [b.polarisation for b in product.bands if not b.radiometry.noise_available()]
+        product.metadata["noise_removal"] = (
+            f"not available for {','.join(missing)}" if missing else "applied"
+        )
+    tags = {
+        **{f"SAR_{k.upper()}": v for k, v in product.metadata.items()},
+        "SAR_SENSOR": product.sensor,
+        "SAR_SOURCE": os.path.basename(str(source).rstrip("/")),
+        SOFTWARE_TAG: json.dumps(
+            {
+                "preprocessor": step.preprocessor,
+                "recipe": step.recipe,
+                "recipe_version": step.recipe_version,
+                "options": step.options.model_dump(mode="json"),
+            },
+            sort_keys=True,
+        ),
+    }
+    threads = max(1, ctx.settings.threads or os.cpu_count() or 1)
+    # GDAL's block cache defaults to 5% of RAM; the chain reads each block once, so a
+    # small cache loses nothing and keeps the memory bound (the worker may set its own).
+    with rasterio.Env(GDAL_CACHEMAX=int(os.environ.get("GDAL_CACHEMAX", "256"))):
+        seconds = sar_pipeline.run(product, step.options, out, ctx, tags, threads=threads)
+    seconds["open"] = opened
+    info = raster_info(out)
+    ctx.progress("write", 1.0, f"wrote {out.name}", force=True)
+    return {
+        "preprocessor": step.preprocessor,
+        "input": source,
+        "output": str(out),
+        "info": info,
+        "metadata": {"sensor": product.sensor, **product.metadata},
+        "step_seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "seconds": time.perf_counter() - started,
+        "recipe": step.recipe,
+        "recipe_version": step.recipe_version,
+    }

@@ -1,0 +1,471 @@
+"""The SAR chain, streamed by blocks: DN -> calibrated intensity -> multilook -> speckle
+filter -> dB -> geocoded COG.
+
+Stage 1 works in radar geometry. Row blocks of the multilooked image are computed
+by a small thread pool (numpy and GDAL release the GIL) while the main thread
+writes finished blocks, in order, to a scratch GeoTIFF at the multilooked
+resolution that carries the product's GCPs. A speckle filter needs context: each
+block reads `halo` multilooked rows more on either side and drops them after
+filtering, so a block's result equals filtering the whole image. Memory is a
+few blocks in flight, whatever the product's size.
+
+Stage 2 geocodes that scratch file with GDAL's warper (thin-plate spline through
+the geolocation grid: exact at every grid point, smooth between them) into a
+scratch file on the output grid, and stage 3 copies it to the COG. Both are
+chunked by GDAL under a memory limit.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.control import GroundControlPoint
+from rasterio.crs import CRS
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.windows import Window
+
+from sipd.contracts.preprocessing import SarOptions
+from sipd.errors import InvalidArgument
+from sipd.preprocess import geocode as geocoding
+from sipd.preprocess import speckle
+from sipd.preprocess.sar_product import Gcp, Quantity, SarBand, SarProduct
+from sipd.progress import JobContext
+from sipd.raster import atomic_path, copy_to_cog, scratch_path, tiled_gtiff_profile
+
+WGS84 = CRS.from_epsg(4326)
+# DN lines read per block (before multilooking): ~27 MB per float32 array at the
+# 26,000-pixel width of an IW GRD; a handful of such arrays per thread in flight.
+BLOCK_LINES = 256
+# Border noise: a run of DN below this from either range edge (within BORDER_LIMIT
+# pixels) is the low-value border of older GRD products, not signal.
+BORDER_DN = 30
+BORDER_LIMIT = 2000
+
+
+@dataclass
+class Timings:
+    """Seconds per step, summed over threads (so they may exceed the wall time)."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, step: str, started: float) -> float:
+        now = time.perf_counter()
+        with self.lock:
+            self.seconds[step] += now - started
+        return now
+
+
+@dataclass
+class Plan:
+    product: SarProduct
+    bands: list[SarBand]
+    options: SarOptions
+    looks: tuple[int, int]
+    out_lines: int
+    out_pixels: int
+    kind: str
+    size: int
+    halo: int
+    floor: float
+
+    @property
+    def band_names(self) -> list[str]:
+        quantity = self.options.calibration
+        suffix = "_dB" if self.options.db else ""
+        names = [f"{b.polarisation}_{quantity}{suffix}" for b in self.bands]
+        if self.options.incidence_band:
+            names.append("incidence_angle")
+        return names
+
+
+def plan(product: SarProduct, options: SarOptions) -> Plan:
+    bands = [product.band(p) for p in options.polarisations] or list(product.bands)
+    az, rg = options.looks
+    out_lines, out_pixels = product.lines // az, product.pixels // rg
+    if out_lines < 1 or out_pixels < 1:
+        raise InvalidArgument(
+            f"multilook {options.multilook} is larger than the product "
+            f"({product.lines} lines x {product.pixels} pixels)"
+        )
+    kind, size = options.speckle_filter
+    halo = speckle.halo(kind, size) if kind != "none" else 0
+    return Plan(
+        product,
+        bands,
+        options,
+        (az, rg),
+        out_lines,
+        out_pixels,
+        kind,
+        size,
+        halo,
+        float(10.0 ** (options.noise_floor_db / 10.0)),
+    )
+
+
+# -- stage 1: radar geometry ------------------------------------------------------------
+
+
+class _Readers:
+    """One rasterio dataset per thread and band: GDAL handles are not thread-safe."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._all: list[Any] = []
+        self._lock = threading.Lock()
+
+    def get(self, path: str) -> Any:
+        cache = getattr(self._local, "datasets", None)
+        if cache is None:
+            cache = self._local.datasets = {}
+        ds = cache.get(path)
+        if ds is None:
+            with warnings.catch_warnings():
+                # Measurement rasters carry no georeferencing of their own (the
+                # annotation's grid is the geolocation); that is expected here.
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                ds = cache[path] = rasterio.open(path)
+            with self._lock:
+                self._all.append(ds)
+        return ds
+
+    def close(self) -> None:
+        for ds in self._all:
+            ds.close()
+
+
+# DN lines calibrated at once inside a block: every array of a chunk (DN, K, N, the
+# intensity) stays in the CPU cache at IW widths, so numpy's passes over them run
+# at cache speed instead of memory speed (measured: ~4x on this chain).
+CHUNK_LINES = 16
+
+
+def _intensity(
+    plan: Plan, band: SarBand, readers: _Readers, h0: int, h1: int, timings: Timings
+) -> np.ndarray:
+    """Calibrated, multilooked linear intensity of output rows h0..h1 (radar geometry).
+
+    NaN where no DN is valid (DN 0 is outside the swath); a multilook cell averages
+    the valid DN of its az x rg pixels only.
+    """
+    az, rg = plan.looks
+    width = plan.out_pixels * rg
+    t = time.perf_counter()
+    ds = readers.get(band.measurement)
+    dn_all = ds.read(1, window=Window(0, h0 * az, width, (h1 - h0) * az))
+    if np.iscomplexobj(dn_all):
+        raise InvalidArgument(
+            f"{band.measurement} holds complex (SLC) samples; accepted: detected (GRD) products"
+        )
+    t = timings.add("read", t)
+    out = np.full((h1 - h0, plan.out_pixels), np.nan, dtype=np.float32)
+    quantity = Quantity(plan.options.calibration)
+    noise = plan.options.noise_removal and band.radiometry.noise_available()
+    step = az * max(1, CHUNK_LINES // az)
+    for c0 in range(0, dn_all.shape[0], step):
+        dn = dn_all[c0 : c0 + step]
+        if not dn.any():
+            continue  # wholly outside the swath: stays NaN, no LUT terms built
+        l0 = h0 * az + c0
+        k, n = band.radiometry.terms(slice(l0, l0 + dn.shape[0]), slice(0, width), quantity, noise)
+        value = dn.astype(np.float32)
+        np.multiply(value, value, out=value)
+        if isinstance(n, np.ndarray) or n != 0.0:
+            np.subtract(value, n, out=value)
+        np.multiply(value, k, out=value)
+        np.maximum(value, plan.floor, out=value)
+        invalid = dn == 0
+        if plan.options.border_noise:
+            _blank_border(dn, invalid)
+        rows = slice(c0 // az, c0 // az + dn.shape[0] // az)
+        if (az, rg) == (1, 1):
+            np.copyto(value, np.nan, where=invalid)
+            out[rows] = value
+        elif not invalid.any():
+            out[rows] = speckle.block_sum(value, az, rg) * (1.0 / (az * rg))
+        else:
+            np.copyto(value, 0.0, where=invalid)
+            sums = speckle.block_sum(value, az, rg)
+            counts = speckle.block_sum((~invalid).astype(np.float32), az, rg)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[rows] = np.where(counts > 0, sums / counts, np.nan)
+    timings.add("calibrate", t)
+    return out
+
+
+def _blank_border(dn: np.ndarray, invalid: np.ndarray) -> None:
+    """Mark invalid, per line, the run of low DN that starts at either range edge.
+
+    Older GRD products (IPF < 2.9) carry a border of low, non-zero DN at near and
+    far range that no noise vector removes; a run from the edge (bounded by
+    BORDER_LIMIT) of DN under BORDER_DN is taken as that border.
+    """
+    limit = min(BORDER_LIMIT, dn.shape[1] // 2)
+    if limit == 0:
+        return
+    low = dn[:, :limit] < BORDER_DN
+    near = np.where(low.all(axis=1), limit, np.argmin(low, axis=1))
+    low = dn[:, ::-1][:, :limit] < BORDER_DN
+    far = np.where(low.all(axis=1), limit, np.argmin(low, axis=1))
+    cols = np.arange(dn.shape[1])
+    invalid |= cols[None, :] < near[:, None]
+    invalid |= cols[None, ::-1] < far[:, None]
+
+
+def _block(plan: Plan, readers: _Readers, r0: int, r1: int, timings: Timings) -> np.ndarray:
+    """Output rows r0..r1 (multilooked geometry) of every band, filtered and in dB."""
+    az, rg = plan.looks
+    h0, h1 = max(0, r0 - plan.halo), min(plan.out_lines, r1 + plan.halo)
+    out = []
+    for band in plan.bands:
+        value = _intensity(plan, band, readers, h0, h1, timings)
+        t = time.perf_counter()
+        if plan.kind != "none":
+            value = speckle.speckle_filter(value, plan.kind, plan.size, looks=float(az * rg))
+            t = timings.add("speckle", t)
+        value = value[r0 - h0 : r0 - h0 + (r1 - r0)]
+        if plan.options.db:
+            value = speckle.to_db(value)
+            timings.add("db", t)
+        out.append(value.astype(np.float32, copy=False))
+    if plan.options.incidence_band:
+        t = time.perf_counter()
+        out.append(_incidence(plan, r0, r1))
+        timings.add("incidence", t)
+    return np.stack(out)
+
+
+def _incidence(plan: Plan, r0: int, r1: int) -> np.ndarray:
+    """Incidence angle (degrees) at the centres of output rows r0..r1, bilinear in the
+    geolocation grid (line, pixel)."""
+    grid = _incidence_grid(plan.product.gcps)
+    az, rg = plan.looks
+    lines = (np.arange(r0, r1) + 0.5) * az
+    pixels = (np.arange(plan.out_pixels) + 0.5) * rg
+    return _bilinear(grid, lines, pixels)
+
+
+_GRID_CACHE: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def _incidence_grid(gcps: list[Gcp]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    key = id(gcps)
+    if key not in _GRID_CACHE:
+        pts = [g for g in gcps if g.incidence is not None]
+        if not pts:
+            raise InvalidArgument(
+                "the product's geolocation grid has no incidence angles; "
+                "run without --incidence-band"
+            )
+        lines = np.unique([g.line for g in pts])
+        pixels = np.unique([g.pixel for g in pts])
+        grid = np.full((lines.size, pixels.size), np.nan)
+        li = {v: i for i, v in enumerate(lines)}
+        pi = {v: i for i, v in enumerate(pixels)}
+        for g in pts:
+            grid[li[g.line], pi[g.pixel]] = g.incidence
+        if np.isnan(grid).any():
+            # Not a rectilinear grid (e.g. tie points by row of varying columns): fill
+            # each row by interpolating over the points it has.
+            for i in range(lines.size):
+                ok = ~np.isnan(grid[i])
+                if ok.any():
+                    grid[i] = np.interp(pixels, pixels[ok], grid[i, ok])
+        _GRID_CACHE.clear()
+        _GRID_CACHE[key] = (lines, pixels, grid)
+    return _GRID_CACHE[key]
+
+
+def _bilinear(
+    grid: tuple[np.ndarray, np.ndarray, np.ndarray], lines: np.ndarray, pixels: np.ndarray
+) -> np.ndarray:
+    glines, gpixels, values = grid
+    rows = np.stack([np.interp(pixels, gpixels, values[i]) for i in range(glines.size)])
+    if glines.size == 1:
+        return np.broadcast_to(rows[0], (lines.size, pixels.size)).astype(np.float32)
+    idx = np.clip(np.searchsorted(glines, lines) - 1, 0, glines.size - 2)
+    t = np.clip((lines - glines[idx]) / (glines[idx + 1] - glines[idx]), 0.0, 1.0)[:, None]
+    return ((1 - t) * rows[idx] + t * rows[idx + 1]).astype(np.float32)
+
+
+def _row_blocks(plan: Plan) -> Iterator[tuple[int, int]]:
+    step = max(8, BLOCK_LINES // plan.looks[0], 4 * plan.halo)
+    for r0 in range(0, plan.out_lines, step):
+        yield r0, min(plan.out_lines, r0 + step)
+
+
+def _radar_gcps(plan: Plan) -> list[GroundControlPoint]:
+    az, rg = plan.looks
+    return [
+        GroundControlPoint(row=g.line / az, col=g.pixel / rg, x=g.lon, y=g.lat, z=g.height)
+        for g in plan.product.gcps
+    ]
+
+
+def write_radar_geometry(
+    plan: Plan, path: Path, ctx: JobContext, timings: Timings, threads: int
+) -> None:
+    """Stage 1: the multilooked, filtered bands in radar geometry, with GCPs."""
+    profile = tiled_gtiff_profile(
+        {"width": plan.out_pixels, "height": plan.out_lines},
+        count=len(plan.band_names),
+        dtype="float32",
+        nodata=float("nan"),
+    )
+    profile.update(gcps=_radar_gcps(plan), crs=WGS84)
+    profile.pop("transform", None)
+    blocks = list(_row_blocks(plan))
+    readers = _Readers()
+    try:
+        with rasterio.open(path, "w", **profile) as dst, ThreadPoolExecutor(threads) as pool:
+            pending: list[tuple[int, int, Future[np.ndarray]]] = []
+            it = iter(blocks)
+            done = 0
+
+            def submit() -> None:
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append((*nxt, pool.submit(_block, plan, readers, *nxt, timings)))
+
+            for _ in range(threads + 1):
+                submit()
+            while pending:
+                r0, r1, fut = pending.pop(0)
+                data = fut.result()
+                ctx.check_cancelled()
+                submit()
+                t = time.perf_counter()
+                dst.write(data, window=Window(0, r0, plan.out_pixels, r1 - r0))
+                timings.add("write", t)
+                done += 1
+                ctx.progress(
+                    "calibrate",
+                    done / len(blocks),
+                    f"block {done}/{len(blocks)} (lines {r0 * plan.looks[0]}-{r1 * plan.looks[0]})",
+                )
+    finally:
+        readers.close()
+
+
+# -- stage 2: geocoding -------------------------------------------------------------------
+
+
+def output_crs(plan: Plan) -> CRS:
+    text = plan.options.crs
+    if text in ("auto", ""):
+        lon = float(np.mean([g.lon for g in plan.product.gcps]))
+        lat = float(np.mean([g.lat for g in plan.product.gcps]))
+        zone = int(math.floor((lon + 180.0) / 6.0)) % 60 + 1
+        return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
+    try:
+        return CRS.from_user_input(text)
+    except Exception as exc:  # rasterio raises CRSError; any failure is the user's text
+        raise InvalidArgument(
+            f"crs {text!r} is not a CRS GDAL knows ({exc}); accepted: EPSG:NNNN, a WKT or "
+            "PROJ string, auto (UTM of the scene centre) or none (radar geometry)"
+        ) from None
+
+
+def geocode(
+    plan: Plan, radar: Path, path: Path, ctx: JobContext, timings: Timings, threads: int
+) -> None:
+    """Stage 2: the radar-geometry file onto a north-up grid in the output CRS."""
+    t = time.perf_counter()
+    crs = output_crs(plan)
+    az, rg = plan.looks
+    spacing = plan.product.pixel_spacing
+    resolution = plan.options.resolution or max(spacing[0] * rg, spacing[1] * az)
+    if crs.is_geographic and not plan.options.resolution:
+        resolution /= 111_320.0  # metres to degrees at the equator: a sane default only
+    grid = geocoding.output_grid(plan.product.gcps, crs, resolution)
+    if grid.width * grid.height > 2_000_000_000:
+        raise InvalidArgument(
+            f"resolution {resolution} in {crs} makes a {grid.width} x {grid.height} output; "
+            "choose a coarser --resolution"
+        )
+    profile = tiled_gtiff_profile(
+        {"width": grid.width, "height": grid.height, "crs": crs, "transform": grid.transform},
+        count=len(plan.band_names),
+        dtype="float32",
+        nodata=float("nan"),
+    )
+
+    def progress(done: int, total: int) -> None:
+        ctx.check_cancelled()
+        ctx.progress("geocode", done / total, f"tile {done}/{total}")
+
+    with rasterio.open(path, "w", **profile) as dst:
+        geocoding.warp(
+            str(radar),
+            plan.product.gcps,
+            plan.looks,
+            grid,
+            dst,
+            nearest=plan.options.resampling == "nearest",
+            threads=threads,
+            progress=progress,
+        )
+    timings.add("geocode", t)
+
+
+def describe_output(path: Path, plan: Plan, tags: dict[str, str]) -> None:
+    with rasterio.open(path, "r+") as ds:
+        for i, name in enumerate(plan.band_names, start=1):
+            ds.set_band_description(i, name)
+        ds.update_tags(**tags)
+
+
+def run(
+    product: SarProduct,
+    options: SarOptions,
+    output: Path,
+    ctx: JobContext,
+    tags: dict[str, str],
+    threads: int = 2,
+) -> dict[str, float]:
+    """Write the COG `output` (atomically) and return seconds per step."""
+    p = plan(product, options)
+    timings = Timings()
+    started = time.perf_counter()
+    ctx.progress("calibrate", 0.0, f"{len(p.bands)} band(s), {p.out_lines} x {p.out_pixels} out")
+    with scratch_path(output, ".radar.tif") as radar:
+        write_radar_geometry(p, radar, ctx, timings, threads)
+        ctx.check_cancelled()
+        if options.crs == "none":
+            final_source = radar
+            describe_output(radar, p, tags)
+            _cog(final_source, output, timings)
+        else:
+            ctx.progress("geocode", 0.0, "geocoding", force=True)
+            with scratch_path(output, ".geo.tif") as geo:
+                geocode(p, radar, geo, ctx, timings, threads)
+                ctx.check_cancelled()
+                describe_output(geo, p, tags)
+                ctx.progress("write", 0.0, "writing the COG", force=True)
+                _cog(geo, output, timings)
+    result = dict(timings.seconds)
+    result["total"] = time.perf_counter() - started
+    return result
+
+
+def _cog(source: Path, output: Path, timings: Timings) -> None:
+    t = time.perf_counter()
+    with atomic_path(output) as tmp:
+        # LZW with the floating-point predictor: measured faster than DEFLATE on these
+        # float32 dB bands (4.2 s vs 5.5 s for a 40 m dual-pol IW scene) and smaller.
+        copy_to_cog(
+            source, tmp, resampling="AVERAGE", compress="LZW", predictor="3", num_threads="2"
+        )
+    timings.add("cog", t)
