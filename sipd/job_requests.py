@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,7 @@ from sipd.jobs.engine import JobEngine
 from sipd.modelrepo import ModelRepository, ModelVersion
 from sipd.paths import PathPolicy
 from sipd.preprocess import catalog
-from sipd.projects import Projects, check_mask_opens, check_scene_dtype
+from sipd.projects import Projects, check_mask_opens, check_scene_dtype, scene_id_of
 from sipd.raster import FilesCheck, check_readable, raster_info
 from sipd.recipes import RecipeBook, make_step
 
@@ -216,6 +215,7 @@ class JobRequests:
                 step = base.model_copy(update={"options": merged.options})
         else:
             step = make_step(preprocessor or detected, options)
+        step = self.checked_paths(step)
         if step.preprocessor != detected:
             raise InvalidArgument(
                 f"{product} is a {detected} product; "
@@ -223,6 +223,28 @@ class JobRequests:
                 f"{step.preprocessor} cannot read it"
             )
         return step
+
+    def checked_paths(self, step: PreprocessStep) -> PreprocessStep:
+        """A step whose CRS GDAL knows and whose files (the DEM) are inside the allowed
+        roots, resolved: refused now, not after the radar-geometry stage has run."""
+        if step.options.crs not in ("auto", "none", ""):
+            from rasterio.crs import CRS
+            from rasterio.errors import CRSError
+
+            try:
+                CRS.from_user_input(step.options.crs)
+            except CRSError as exc:
+                raise InvalidArgument(
+                    f"crs {step.options.crs!r} is not a CRS GDAL knows ({exc}); accepted: "
+                    "EPSG:NNNN, WKT or PROJ text, auto (UTM of the scene) or none (radar "
+                    "geometry)"
+                ) from None
+        if not step.options.dem:
+            return step
+        dem = self.policy.check_input(step.options.dem, "DEM")
+        check_readable(dem, functools.partial(self.policy.check_opened, what=f"DEM {dem}"))
+        options = step.options.model_copy(update={"dem": str(dem)})
+        return step.model_copy(update={"options": options})
 
     def preprocess(
         self,
@@ -336,6 +358,14 @@ class JobRequests:
             raise InvalidArgument(
                 f"{source} is a {kind} product; recipe {step.recipe_label or 'of the model'} "
                 f"runs {step.preprocessor}"
+            )
+        step = self.checked_paths(step)
+        pols = step.options.polarisations
+        bands = len(pols) + int(step.options.incidence_band)
+        if pols and bands != len(model.card.bands):
+            raise InvalidArgument(
+                f"recipe {step.recipe_label or 'of the model'} makes {bands} band(s) but "
+                f"{model.name} expects {len(model.card.bands)}: {', '.join(model.card.bands)}"
             )
         return step, warnings
 
@@ -477,17 +507,6 @@ class JobRequests:
             )
         params = ExportParams(model=model_ref(model), fp16=fp16)
         return self.engine.submit(params, project=project)
-
-
-def scene_id_of(product: Path) -> str:
-    """A scene id from a file or product name: "S1A_..._5371" from "S1A_..._5371.SAFE.zip"."""
-    name = product.name
-    if name.lower() in ("manifest.safe", "product.xml"):
-        name = product.parent.name
-    for suffix in (".zip", ".safe", ".tiff", ".tif", ".SAFE"):
-        if name.lower().endswith(suffix.lower()):
-            name = name[: -len(suffix)]
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:63].rstrip("._-") or "scene"
 
 
 def _check_chip_size(chip_size: int) -> None:

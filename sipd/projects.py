@@ -267,7 +267,7 @@ class Projects:
             resolved = self.policy.check_input(path, "scene path")
             opened = functools.partial(self.policy.check_opened, what=f"scene {resolved}")
         if not scene_id:
-            scene_id = re.sub(r"[^A-Za-z0-9._-]", "_", resolved.stem)[:63] or "scene"
+            scene_id = scene_id_of(resolved)
         if not SCENE_ID.match(scene_id):
             raise InvalidArgument(
                 f"scene id {bounded(repr(scene_id))} is not valid: letters, digits, '.', '_' or '-'"
@@ -645,3 +645,19 @@ def _format_name(path: Path) -> str:
     if isinstance(doc, dict) and "shapes" in doc:
         return "labelme"
     return "geojson"
+
+
+def scene_id_of(path: Path) -> str:
+    """The default scene id of a raster or product: its name without the extension
+    ("S1A_..._5371" from "S1A_..._5371.SAFE.zip", ".SAFE" or its manifest.safe)."""
+    name = path.name
+    if name.lower() in ("manifest.safe", "product.xml"):
+        parent = path.parent.parent if path.parent.name == "metadata" else path.parent
+        name = parent.name
+    for suffix in (".safe.zip", ".zip", ".safe"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    else:
+        name = Path(name).stem
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:63].rstrip("._-") or "scene"

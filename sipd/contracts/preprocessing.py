@@ -68,6 +68,11 @@ class SarOptions(Contract):
         ge=0.0,
         description="output pixel size in CRS units; 0 = the multilooked pixel spacing",
     )
+    dem: str = Field(
+        default="",
+        description="DEM raster for terrain correction (Sentinel-1; range-Doppler with the "
+        "orbit, sarsen); empty = geocode on the ellipsoid heights of the geolocation grid",
+    )
     resampling: Literal["bilinear", "nearest"] = Field(
         default="bilinear", description="resampling when geocoding: bilinear or nearest"
     )

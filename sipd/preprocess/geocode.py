@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import rasterio
@@ -99,15 +100,23 @@ def tiles(grid: OutputGrid) -> Iterator[Window]:
             yield Window(c, r, min(TILE, grid.width - c), min(TILE, grid.height - r))
 
 
+class CoordinateMap(Protocol):
+    """Output pixel centres of a window -> radar array indices (line, pixel); NaN = none."""
+
+    def coords(self, window: Window) -> tuple[np.ndarray, np.ndarray]: ...
+
+
 def _sample(
-    src: rasterio.DatasetReader, inverse: InverseMap, window: Window, order: int
+    src: rasterio.DatasetReader, mapping: CoordinateMap, window: Window, order: int
 ) -> np.ndarray:
-    lines, pixels = inverse.coords(window)
+    lines, pixels = mapping.coords(window)
     out = np.full((src.count, window.height, window.width), np.nan, dtype=np.float32)
-    r0 = max(0, int(np.floor(lines.min())) - 1)
-    r1 = min(src.height, int(np.ceil(lines.max())) + 2)
-    c0 = max(0, int(np.floor(pixels.min())) - 1)
-    c1 = min(src.width, int(np.ceil(pixels.max())) + 2)
+    if not np.isfinite(lines).any():
+        return out  # no terrain height under the tile (outside the DEM)
+    r0 = max(0, int(np.floor(np.nanmin(lines))) - 1)
+    r1 = min(src.height, int(np.ceil(np.nanmax(lines))) + 2)
+    c0 = max(0, int(np.floor(np.nanmin(pixels))) - 1)
+    c1 = min(src.width, int(np.ceil(np.nanmax(pixels))) + 2)
     if r0 >= r1 or c0 >= c1:
         return out  # the tile is outside the swath
     data = src.read(window=Window(c0, r0, c1 - c0, r1 - r0))
@@ -122,8 +131,7 @@ def _sample(
 
 def warp(
     radar_path: str,
-    gcps: list[Gcp],
-    looks: tuple[int, int],
+    mapping: CoordinateMap,
     grid: OutputGrid,
     dst: rasterio.io.DatasetWriter,
     *,
@@ -132,7 +140,6 @@ def warp(
     progress: Callable[[int, int], None] | None = None,
 ) -> None:
     """Fill `dst` (opened on `grid`) from the radar-geometry raster at `radar_path`."""
-    inverse = InverseMap(gcps, grid, looks)
     windows = list(tiles(grid))
     order = 0 if nearest else 1
     local = threading.local()
@@ -143,7 +150,7 @@ def warp(
         if src is None:  # one handle per thread: GDAL handles are not thread-safe
             src = local.src = rasterio.open(radar_path)
             opened.append(src)
-        return _sample(src, inverse, window, order)
+        return _sample(src, mapping, window, order)
 
     try:
         with ThreadPoolExecutor(threads) as pool:

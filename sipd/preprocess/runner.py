@@ -13,7 +13,7 @@ from typing import Any
 import rasterio
 
 from sipd.contracts.preprocessing import PreprocessStep
-from sipd.errors import InvalidArgument
+from sipd.errors import AlreadyExists
 from sipd.paths import require_regular
 from sipd.preprocess import catalog, sar_pipeline
 from sipd.progress import JobContext
@@ -30,7 +30,7 @@ def preprocess(
     require_regular(source, "product")
     out = Path(output)
     if out.exists() and not overwrite:
-        raise InvalidArgument(f"output {output} exists; pass overwrite to replace it")
+        raise AlreadyExists(f"output {output} exists; pass overwrite to replace it")
     remove_stale_scratch(out)
     preprocessor = catalog.get(step.preprocessor)
     ctx.progress("open", 0.0, f"reading {preprocessor.name} metadata", force=True)
@@ -40,6 +40,10 @@ def preprocess(
     # the allowed roots: a product folder may hold links that point anywhere.
     check_files_read([*product.files, *(b.measurement for b in product.bands)])
     opened = time.perf_counter() - t
+    if "pixel_spacing" in product.metadata:
+        # One form for every reader: RANGExAZIMUTH in metres.
+        rg, az = product.pixel_spacing
+        product.metadata["pixel_spacing"] = f"{rg:g}x{az:g}"
     if step.options.noise_removal:
         missing = [b.polarisation for b in product.bands if not b.radiometry.noise_available()]
         product.metadata["noise_removal"] = (

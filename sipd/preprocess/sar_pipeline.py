@@ -79,6 +79,8 @@ class Plan:
     size: int
     halo: int
     floor: float
+    # Incidence angles of the geolocation grid (lines, pixels, values), for the band.
+    incidence: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
     def band_names(self) -> list[str]:
@@ -99,6 +101,13 @@ def plan(product: SarProduct, options: SarOptions) -> Plan:
             f"multilook {options.multilook} is larger than the product "
             f"({product.lines} lines x {product.pixels} pixels)"
         )
+    if options.dem and product.sensor != "sentinel1":
+        raise InvalidArgument(
+            f"terrain correction (dem) is for Sentinel-1 products; {product.source} is "
+            f"{product.sensor}: leave dem empty to geocode it on the ellipsoid"
+        )
+    if options.dem and options.crs == "none":
+        raise InvalidArgument("dem needs a geocoded output; crs none keeps radar geometry")
     kind, size = options.speckle_filter
     halo = speckle.halo(kind, size) if kind != "none" else 0
     return Plan(
@@ -112,6 +121,7 @@ def plan(product: SarProduct, options: SarOptions) -> Plan:
         size,
         halo,
         float(10.0 ** (options.noise_floor_db / 10.0)),
+        incidence_grid(product.gcps) if options.incidence_band else None,
     )
 
 
@@ -250,42 +260,36 @@ def _block(plan: Plan, readers: _Readers, r0: int, r1: int, timings: Timings) ->
 def _incidence(plan: Plan, r0: int, r1: int) -> np.ndarray:
     """Incidence angle (degrees) at the centres of output rows r0..r1, bilinear in the
     geolocation grid (line, pixel)."""
-    grid = _incidence_grid(plan.product.gcps)
+    assert plan.incidence is not None
+    grid = plan.incidence
     az, rg = plan.looks
     lines = (np.arange(r0, r1) + 0.5) * az
     pixels = (np.arange(plan.out_pixels) + 0.5) * rg
     return _bilinear(grid, lines, pixels)
 
 
-_GRID_CACHE: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-
-
-def _incidence_grid(gcps: list[Gcp]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    key = id(gcps)
-    if key not in _GRID_CACHE:
-        pts = [g for g in gcps if g.incidence is not None]
-        if not pts:
-            raise InvalidArgument(
-                "the product's geolocation grid has no incidence angles; "
-                "run without --incidence-band"
-            )
-        lines = np.unique([g.line for g in pts])
-        pixels = np.unique([g.pixel for g in pts])
-        grid = np.full((lines.size, pixels.size), np.nan)
-        li = {v: i for i, v in enumerate(lines)}
-        pi = {v: i for i, v in enumerate(pixels)}
-        for g in pts:
-            grid[li[g.line], pi[g.pixel]] = g.incidence
-        if np.isnan(grid).any():
-            # Not a rectilinear grid (e.g. tie points by row of varying columns): fill
-            # each row by interpolating over the points it has.
-            for i in range(lines.size):
-                ok = ~np.isnan(grid[i])
-                if ok.any():
-                    grid[i] = np.interp(pixels, pixels[ok], grid[i, ok])
-        _GRID_CACHE.clear()
-        _GRID_CACHE[key] = (lines, pixels, grid)
-    return _GRID_CACHE[key]
+def incidence_grid(gcps: list[Gcp]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The incidence angles of the geolocation grid as (lines, pixels, values[lines, pixels])."""
+    pts = [g for g in gcps if g.incidence is not None]
+    if not pts:
+        raise InvalidArgument(
+            "the product's geolocation grid has no incidence angles; run without --incidence-band"
+        )
+    lines = np.unique([g.line for g in pts])
+    pixels = np.unique([g.pixel for g in pts])
+    grid = np.full((lines.size, pixels.size), np.nan)
+    li = {v: i for i, v in enumerate(lines)}
+    pi = {v: i for i, v in enumerate(pixels)}
+    for g in pts:
+        grid[li[g.line], pi[g.pixel]] = g.incidence
+    if np.isnan(grid).any():
+        # Not a rectilinear grid (e.g. tie points by row of varying columns): fill
+        # each row by interpolating over the points it has.
+        for i in range(lines.size):
+            ok = ~np.isnan(grid[i])
+            if ok.any():
+                grid[i] = np.interp(pixels, pixels[ok], grid[i, ok])
+    return lines, pixels, grid
 
 
 def _bilinear(
@@ -406,11 +410,19 @@ def geocode(
         ctx.check_cancelled()
         ctx.progress("geocode", done / total, f"tile {done}/{total}")
 
+    mapping: geocoding.CoordinateMap
+    if plan.options.dem:
+        from sipd.preprocess.terrain import TerrainMap
+
+        mapping = TerrainMap(
+            plan.product.source, plan.bands[0].polarisation, plan.options.dem, grid, plan.looks
+        )
+    else:
+        mapping = geocoding.InverseMap(plan.product.gcps, grid, plan.looks)
     with rasterio.open(path, "w", **profile) as dst:
         geocoding.warp(
             str(radar),
-            plan.product.gcps,
-            plan.looks,
+            mapping,
             grid,
             dst,
             nearest=plan.options.resampling == "nearest",

@@ -44,6 +44,7 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
             tile_size=request.tile_size,
             batch_size=request.batch_size,
             overwrite=request.overwrite,
+            recipe=request.recipe,
         )
         job = self.requests.predict(pid, version, list(request.inputs), request.output, options)
         return job_to_proto(job)

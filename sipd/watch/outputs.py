@@ -66,7 +66,9 @@ def summary_of(
             "labels": paths["output"],
             "confidence": paths["confidence"] or None,
             "quicklook": paths["quicklook"] or None,
+            "preprocessed": (scene.preprocessed or None) if scene.keep_preprocessed else None,
         },
+        "recipe": scene.preprocess.recipe_label if scene.preprocess else None,
         "timings": {
             "detected": _iso(row["detect_time"]),
             "started": _iso(job.start_time or row.get("start_time")),

@@ -508,6 +508,12 @@ def _check_outputs(outbox: Path, stem: str, keep: bool, model: str) -> None:
     summary = json.loads((outbox / f"{stem}.json").read_text())
     assert summary["model"] == model and summary["attempts"] >= 1
     assert Path(summary["outputs"]["labels"]) == outbox / f"{stem}.tif"
+    assert summary["recipe"] == "ice@1"  # pinned when the watch was made
+    preprocessed = summary["outputs"]["preprocessed"]
+    if keep:
+        assert Path(preprocessed) == outbox / f"{stem}_preprocessed.tif"
+    else:
+        assert preprocessed is None
     with rasterio.open(outbox / f"{stem}.tif") as labels:
         assert (summary["width"], summary["height"]) == (labels.width, labels.height)
         values = labels.read(1)

@@ -28,7 +28,8 @@ _VALUE_OPTIONS = {
     "speckle": "none, boxcar[:N], lee[:N], refined-lee[:N] (N odd, default 7)",
     "crs": "output CRS, e.g. EPSG:3413; auto = UTM of the scene; none = radar geometry",
     "resolution": "output pixel size in CRS units (default: the multilooked spacing)",
-    "resampling": "bilinear (default), nearest, cubic or average",
+    "resampling": "bilinear (default) or nearest",
+    "dem": "DEM raster for terrain correction (Sentinel-1); default: none (ellipsoid)",
 }
 
 
@@ -63,6 +64,8 @@ def options_of(args: argparse.Namespace) -> dict[str, str]:
         value = getattr(args, f"opt_{name}")
         if value is not None:
             options[name] = str(value).lower() if isinstance(value, bool) else str(value)
+    if options.get("dem"):
+        options["dem"] = absolute(options["dem"])  # the daemon needs absolute paths
     return options
 
 

@@ -321,6 +321,8 @@ def models_show(app: App) -> int:
             f"classes: {', '.join(c.name for c in m.classes)}; bands: {', '.join(m.bands)}; "
             f"tile {m.tile_size} px, halo {m.tile_halo} px"
         )
+        if m.recipe:
+            print(f"scenes made with recipe {m.recipe} (raw products given to predict are too)")
         print(
             f"training: {m.training.epochs_run} epoch(s), best {m.training.best_epoch} "
             f"(val accuracy {m.training.best_val_accuracy:.4f})"
