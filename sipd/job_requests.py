@@ -216,6 +216,7 @@ class JobRequests:
         else:
             step = make_step(preprocessor or detected, options)
         step = self.checked_paths(step)
+        check_dem_source(step, product)
         if step.preprocessor != detected:
             raise InvalidArgument(
                 f"{product} is a {detected} product; "
@@ -360,6 +361,7 @@ class JobRequests:
                 f"runs {step.preprocessor}"
             )
         step = self.checked_paths(step)
+        check_dem_source(step, source)
         pols = step.options.polarisations
         bands = len(pols) + int(step.options.incidence_band)
         if pols and bands != len(model.card.bands):
@@ -507,6 +509,15 @@ class JobRequests:
             )
         params = ExportParams(model=model_ref(model), fp16=fp16)
         return self.engine.submit(params, project=project)
+
+
+def check_dem_source(step: PreprocessStep, product: Path) -> None:
+    """Terrain correction reads the product with sarsen, which needs it unpacked."""
+    if step.options.dem and product.suffix.lower() == ".zip":
+        raise InvalidArgument(
+            f"terrain correction (dem) needs the product unpacked: {product} is a zip; "
+            "unzip it (the .SAFE folder) or leave dem empty"
+        )
 
 
 def _check_chip_size(chip_size: int) -> None:

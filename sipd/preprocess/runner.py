@@ -50,7 +50,6 @@ def preprocess(
             f"not available for {','.join(missing)}" if missing else "applied"
         )
     tags = {
-        **{f"SAR_{k.upper()}": v for k, v in product.metadata.items()},
         "SAR_SENSOR": product.sensor,
         "SAR_SOURCE": os.path.basename(str(source).rstrip("/")),
         SOFTWARE_TAG: json.dumps(

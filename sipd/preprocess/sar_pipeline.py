@@ -414,9 +414,18 @@ def geocode(
     if plan.options.dem:
         from sipd.preprocess.terrain import TerrainMap
 
-        mapping = TerrainMap(
+        terrain = TerrainMap(
             plan.product.source, plan.bands[0].polarisation, plan.options.dem, grid, plan.looks
         )
+        # Said in the result and the tags: heights above the geoid taken as ellipsoidal
+        # (no geoid grid offline) shift the scene by tens of metres in range.
+        plan.product.metadata["terrain_correction"] = (
+            "DEM heights taken as ellipsoidal: PROJ has no geoid grid for the DEM's "
+            "vertical datum here"
+            if terrain.geoid_ignored
+            else "applied"
+        )
+        mapping = terrain
     else:
         mapping = geocoding.InverseMap(plan.product.gcps, grid, plan.looks)
     with rasterio.open(path, "w", **profile) as dst:
@@ -433,10 +442,12 @@ def geocode(
 
 
 def describe_output(path: Path, plan: Plan, tags: dict[str, str]) -> None:
+    """Band names, the product's acquisition metadata (SAR_*, as it stands after the
+    chain: geocoding may add to it) and the caller's tags."""
     with rasterio.open(path, "r+") as ds:
         for i, name in enumerate(plan.band_names, start=1):
             ds.set_band_description(i, name)
-        ds.update_tags(**tags)
+        ds.update_tags(**{f"SAR_{k.upper()}": v for k, v in plan.product.metadata.items()}, **tags)
 
 
 def run(

@@ -684,3 +684,67 @@ def test_preprocess_list(daemon: Sipd) -> None:
     # The same through gRPC.
     resp = daemon.client.preprocess.ListPreprocessors(preprocess_pb2.ListPreprocessorsRequest())
     assert [p.name for p in resp.preprocessors] == list(by_name)
+
+
+# ---------------------------------------------------------------- terrain correction
+
+
+def test_dem_requests_are_checked_before_any_work(daemon: Sipd, small_product: Path) -> None:
+    root = root_of(daemon)
+    dem = shutil.copy(shared_fixture("sentinel1/Rome-30m-DEM.tif"), root / "rome.tif")
+    archive = zip_product(small_product, root / "dem-zip" / S1_NAME.replace(".SAFE", ".zip"))
+    out = root / "dem-out"
+    code, message = attempt(
+        daemon, input=str(archive), output=str(out / "z.tif"), options={"dem": str(dem)}
+    )
+    assert code == "INVALID_ARGUMENT" and "unpacked" in message, message
+    outside = shared_fixture("sentinel1/Rome-30m-DEM.tif")  # not under the daemon's roots
+    code, message = attempt(
+        daemon, input=str(small_product), output=str(out / "o.tif"), options={"dem": str(outside)}
+    )
+    assert code == "PERMISSION_DENIED" and "DEM" in message, message
+    code, message = attempt(
+        daemon,
+        input=str(small_product),
+        output=str(out / "n.tif"),
+        options={"dem": str(dem), "crs": "none"},
+    )
+    assert code == "INVALID_ARGUMENT" and "radar geometry" in message, message
+    assert leftovers(out) == []
+
+
+@pytest.mark.slow  # a full-size product: sarsen needs the real orbit and timing
+def test_terrain_correction_with_a_dem(daemon: Sipd) -> None:
+    root = root_of(daemon)
+    dem = shutil.copy(shared_fixture("sentinel1/Rome-30m-DEM.tif"), root / "rome-dem.tif")
+    safe = make_s1_product(
+        shared_fixture(S1_TEMPLATE),
+        root / "dem-full" / S1_NAME,
+        polarisations=("VV",),
+        dn=lambda r0, c0, rows, cols: np.full((rows, cols), 400, dtype=np.uint16),
+    )
+    out = root / "dem-out" / "rome.tif"
+    job = preprocess(
+        daemon,
+        safe,
+        out,
+        polarisations="VV",
+        multilook="4x4",
+        crs="EPSG:4326",
+        resolution=0.0005,
+        dem=str(dem),
+    )
+    assert "terrain_correction" in job.preprocess.metadata
+    with rasterio.open(out) as ds, rasterio.open(dem) as d:
+        assert ds.tags()["SAR_TERRAIN_CORRECTION"] == job.preprocess.metadata["terrain_correction"]
+        data = ds.read(1)
+        valid = np.isfinite(data)
+        # Values only where the DEM gives heights: its footprint, not the whole swath.
+        rows, cols = np.nonzero(valid)
+        xs, ys = rasterio.transform.xy(ds.transform, rows, cols)
+        left, bottom, right, top = d.bounds
+        assert valid.sum() > 0.8 * (right - left) * (top - bottom) / 0.0005**2
+        assert min(xs) >= left - 0.001 and max(xs) <= right + 0.001
+        assert min(ys) >= bottom - 0.001 and max(ys) <= top + 0.001
+        # A constant DN gives sigma0 that varies only with the calibration LUT.
+        assert np.nanstd(data) < 1.0
