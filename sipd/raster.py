@@ -259,6 +259,7 @@ def copy_to_cog(
     compress: str = "DEFLATE",
     predictor: str | None = None,
     num_threads: str = "ALL_CPUS",
+    level: int | None = None,
 ) -> None:
     """Copy a raster to `dst` as a COG with internal overviews.
 
@@ -278,4 +279,6 @@ def copy_to_cog(
     }
     if predictor:
         options["PREDICTOR"] = predictor
+    if level is not None:
+        options["LEVEL"] = level
     rasterio.shutil.copy(str(src), str(dst), driver="COG", **options)

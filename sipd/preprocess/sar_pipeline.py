@@ -486,9 +486,16 @@ def run(
 def _cog(source: Path, output: Path, timings: Timings) -> None:
     t = time.perf_counter()
     with atomic_path(output) as tmp:
-        # LZW with the floating-point predictor: measured faster than DEFLATE on these
-        # float32 dB bands (4.2 s vs 5.5 s for a 40 m dual-pol IW scene) and smaller.
+        # DEFLATE at level 1 with the floating-point predictor: measured on a 40 m
+        # 3-band IW scene in EPSG:3413, 14.6 s and 317 MB against 25.2 s and 360 MB
+        # for LZW and 12.6 s for no compression at all (the overviews cost the rest).
         copy_to_cog(
-            source, tmp, resampling="AVERAGE", compress="LZW", predictor="3", num_threads="2"
+            source,
+            tmp,
+            resampling="AVERAGE",
+            compress="DEFLATE",
+            predictor="3",
+            level=1,
+            num_threads="2",
         )
     timings.add("cog", t)
