@@ -21,16 +21,8 @@ def test_bench_reports_speed_memory_and_agreement(tmp_path: Path) -> None:
     result = _sipctl("--json", "bench", "--size", "256", "--dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    for key in (
-        "mpx_per_s",
-        "baseline_mpx_per_s",
-        "speedup",
-        "peak_rss_mb",
-        "baseline_peak_rss_mb",
-        "cpu_s_per_mpx",
-        "seconds",
-        "baseline_seconds",
-    ):
+    for key in ("mpx_per_s", "baseline_mpx_per_s", "speedup", "peak_rss_mb",
+                "baseline_peak_rss_mb", "cpu_s_per_mpx", "seconds", "baseline_seconds"):
         assert data[key] > 0, key
     assert data["size"] == 256 and data["provider"] == "CPUExecutionProvider"
     assert data["agreement"] >= 0.999

@@ -247,7 +247,8 @@ def test_a_copied_model_folder_predicts_identical_labels_elsewhere(
         scene = tmp_path / "c.tif"
         shutil.copy(modelled.roots[0] / "c.tif", scene)
         assert (
-            other.sipctl_json("models", "list", P)["models"][0]["name"] == f"projects/{P}/models/1"
+            other.sipctl_json("models", "list", P)["models"][0]["name"]
+            == f"projects/{P}/models/1"
         )
         other.sipctl("predict", P, str(scene), "-o", str(tmp_path / "there.tif"))
         modelled.sipctl(

@@ -71,13 +71,8 @@ def _stream(d: Sipd, header: P.PredictStreamHeader, payload: bytes):
 
 def _read(data: bytes) -> tuple[np.ndarray, dict]:
     with rasterio.MemoryFile(io.BytesIO(data)) as mem, mem.open() as ds:
-        return ds.read(1), {
-            "crs": ds.crs,
-            "transform": ds.transform,
-            "tags": ds.tags(),
-            "dtype": ds.dtypes[0],
-            "nodata": ds.nodata,
-        }
+        return ds.read(1), {"crs": ds.crs, "transform": ds.transform, "tags": ds.tags(),
+                            "dtype": ds.dtypes[0], "nodata": ds.nodata}
 
 
 def _path_labels(d: Sipd, src: Path, name: str) -> np.ndarray:
@@ -119,12 +114,8 @@ def test_raw_pixels_with_nodata(daemon):
         data = ds.read()
     data[:, 10:30, 40:90] = 0
     header = P.PredictStreamHeader(
-        model=MODEL,
-        encoding=P.RASTER_ENCODING_RAW,
-        total_bytes=data.nbytes,
-        shape=list(data.shape),
-        dtype="uint16",
-        nodata=0,
+        model=MODEL, encoding=P.RASTER_ENCODING_RAW, total_bytes=data.nbytes,
+        shape=list(data.shape), dtype="uint16", nodata=0,
     )
     result, labels_bytes, conf_bytes = _stream(d, header, data.astype("<u2").tobytes())
     assert conf_bytes == b"" and result.confidence_bytes == 0
@@ -144,26 +135,14 @@ def test_raw_pixels_with_nodata(daemon):
         (dict(model="nonsense"), grpc.StatusCode.INVALID_ARGUMENT, "not valid"),
         (dict(encoding=0), grpc.StatusCode.INVALID_ARGUMENT, "encoding"),
         (dict(total_bytes=MAX_BYTES + 1), grpc.StatusCode.RESOURCE_EXHAUSTED, "max_stream_bytes"),
-        (
-            dict(encoding=2, shape=[4, 10, 10], dtype="uint16", total_bytes=801),
-            grpc.StatusCode.INVALID_ARGUMENT,
-            "does not match shape",
-        ),
-        (
-            dict(encoding=2, shape=[3, 10, 10], dtype="uint16", total_bytes=600),
-            grpc.StatusCode.INVALID_ARGUMENT,
-            "expects 4",
-        ),
-        (
-            dict(encoding=2, shape=[4, 10, 10], dtype="float64", total_bytes=3200),
-            grpc.StatusCode.INVALID_ARGUMENT,
-            "dtype",
-        ),
-        (
-            dict(encoding=2, shape=[4, 100], dtype="uint8", total_bytes=400),
-            grpc.StatusCode.INVALID_ARGUMENT,
-            "[bands, height, width]",
-        ),
+        (dict(encoding=2, shape=[4, 10, 10], dtype="uint16", total_bytes=801),
+         grpc.StatusCode.INVALID_ARGUMENT, "does not match shape"),
+        (dict(encoding=2, shape=[3, 10, 10], dtype="uint16", total_bytes=600),
+         grpc.StatusCode.INVALID_ARGUMENT, "expects 4"),
+        (dict(encoding=2, shape=[4, 10, 10], dtype="float64", total_bytes=3200),
+         grpc.StatusCode.INVALID_ARGUMENT, "dtype"),
+        (dict(encoding=2, shape=[4, 100], dtype="uint8", total_bytes=400),
+         grpc.StatusCode.INVALID_ARGUMENT, "[bands, height, width]"),
     ],
 )
 def test_a_bad_header_is_refused_before_any_data(daemon, header, code, needle):
@@ -205,11 +184,8 @@ def test_bad_bytes_are_invalid_argument(daemon, payload, total, needle):
 
 def test_first_message_must_be_the_header(daemon):
     with pytest.raises(grpc.RpcError) as err:
-        list(
-            daemon.client.prediction.PredictStream(
-                iter([P.PredictStreamRequest(chunk=b"abc")]), timeout=60
-            )
-        )
+        list(daemon.client.prediction.PredictStream(
+            iter([P.PredictStreamRequest(chunk=b"abc")]), timeout=60))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "header" in err.value.details()
 
 
@@ -217,11 +193,8 @@ def test_a_client_that_goes_away_cancels_the_job_and_leaves_no_spool(daemon):
     d = daemon
     data = np.full((4, 2048, 2048), 1000, dtype="<u2")  # seconds of work on a CPU
     header = P.PredictStreamHeader(
-        model=MODEL,
-        encoding=P.RASTER_ENCODING_RAW,
-        total_bytes=data.nbytes,
-        shape=list(data.shape),
-        dtype="uint16",
+        model=MODEL, encoding=P.RASTER_ENCODING_RAW, total_bytes=data.nbytes,
+        shape=list(data.shape), dtype="uint16",
     )
     call = d.client.prediction.PredictStream(
         _requests(header, data.tobytes(), 1024 * 1024), timeout=300

@@ -17,9 +17,8 @@ from sipd.synthetic import burn_rois, make_scene, sample_rois, write_mask
 BANDS = ["B1", "B2", "B3", "B4"]
 
 
-def make_labeled_scene(
-    folder, name, *, seed, width=160, height=120, nodata=None, splits=("train", "val", "test")
-):
+def make_labeled_scene(folder, name, *, seed, width=160, height=120, nodata=None,
+                       splits=("train", "val", "test")):
     """A synthetic scene plus one mask GeoTIFF per split; returns (scene dict, truth)."""
     path = folder / f"{name}.tif"
     truth = make_scene(path, width=width, height=height, seed=seed, nodata=nodata)
@@ -45,13 +44,8 @@ def test_chips_cover_every_labeled_pixel_and_stats_are_exact(tmp_path):
     # A scene with only test labels contributes no chips and no statistics.
     c, _ = make_labeled_scene(tmp_path, "c", seed=3, splits=("test",))
     events = []
-    summary = prepare_dataset(
-        [a, b, c],
-        out_dir=tmp_path / "ds",
-        bands=BANDS,
-        chip_size=48,
-        ctx=JobContext(emit=events.append),
-    )
+    summary = prepare_dataset([a, b, c], out_dir=tmp_path / "ds", bands=BANDS, chip_size=48,
+                              ctx=JobContext(emit=events.append))
 
     chips, stored = load_dataset(tmp_path / "ds")
     assert stored["dataset_id"] == summary["dataset_id"]
@@ -68,7 +62,8 @@ def test_chips_cover_every_labeled_pixel_and_stats_are_exact(tmp_path):
             m = read(scene["masks"][split])[0]
             img = read(scene["path"])
             m = np.where((img == 0).all(axis=0) & (scene is b), 0, m)  # labels on nodata drop
-            for k, n in zip(*np.unique(m[(m > 0) & (m < 255)], return_counts=True), strict=True):
+            for k, n in zip(*np.unique(m[(m > 0) & (m < 255)], return_counts=True),
+                            strict=True):
                 expected[int(k)] = expected.get(int(k), 0) + int(n)
         assert summary["labeled_pixels"][split] == expected
         assert stored["labeled_pixels"][split] == expected
@@ -80,7 +75,7 @@ def test_chips_cover_every_labeled_pixel_and_stats_are_exact(tmp_path):
     for i in np.flatnonzero(chips.scene == 0)[:3]:
         r0, c0 = chips.origin[i]
         h, w = min(48, img_a.shape[1] - r0), min(48, img_a.shape[2] - c0)
-        assert np.array_equal(chips.image[i][:, :h, :w], img_a[:, r0 : r0 + h, c0 : c0 + w])
+        assert np.array_equal(chips.image[i][:, :h, :w], img_a[:, r0:r0 + h, c0:c0 + w])
 
     # Normalization: exact mean/std over valid pixels of scenes a and b only.
     pix = [read(a["path"]).reshape(4, -1).astype(np.float64)]
@@ -105,9 +100,8 @@ def test_nodata_pixels_are_filled_with_mean_and_never_labeled(tmp_path):
     m = read(scene["masks"]["train"])[0]
     m[(img == 0).all(axis=0)] = 1
     write_mask(scene["masks"]["train"], m, like=scene["path"])
-    summary = prepare_dataset(
-        [scene], out_dir=tmp_path / "ds", bands=BANDS, chip_size=32, ctx=JobContext()
-    )
+    summary = prepare_dataset([scene], out_dir=tmp_path / "ds", bands=BANDS, chip_size=32,
+                              ctx=JobContext())
     chips, _ = load_dataset(tmp_path / "ds")
     corner = np.flatnonzero((chips.origin == 0).all(axis=1))[0]
     assert chips.train[corner, 0, 0] == 255
@@ -116,13 +110,13 @@ def test_nodata_pixels_are_filled_with_mean_and_never_labeled(tmp_path):
 
 def test_scene_smaller_than_chip_is_padded(tmp_path):
     scene, _ = make_labeled_scene(tmp_path, "s", seed=6, width=40, height=30)
-    prepare_dataset([scene], out_dir=tmp_path / "ds", bands=BANDS, chip_size=64, ctx=JobContext())
+    prepare_dataset([scene], out_dir=tmp_path / "ds", bands=BANDS, chip_size=64,
+                    ctx=JobContext())
     chips, summary = load_dataset(tmp_path / "ds")
     assert chips.image.shape == (1, 4, 64, 64)
     assert np.all(chips.train[0, 30:, :] == 0) and np.all(chips.train[0, :, 40:] == 0)
-    assert np.allclose(
-        chips.image[0, :, 40:, 40:], np.array(summary["normalization"]["mean"])[:, None, None]
-    )
+    assert np.allclose(chips.image[0, :, 40:, 40:],
+                       np.array(summary["normalization"]["mean"])[:, None, None])
 
 
 def test_no_train_labels_is_failed_precondition(tmp_path):

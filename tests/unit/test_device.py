@@ -13,13 +13,8 @@ from sipd.inference import SessionCache, load_model
 
 @pytest.mark.parametrize(
     ("setting", "kind", "index", "text"),
-    [
-        ("auto", "auto", 0, "auto"),
-        ("cpu", "cpu", 0, "cpu"),
-        (" CPU ", "cpu", 0, "cpu"),
-        ("cuda", "cuda", 0, "cuda:0"),
-        ("cuda:3", "cuda", 3, "cuda:3"),
-    ],
+    [("auto", "auto", 0, "auto"), ("cpu", "cpu", 0, "cpu"), (" CPU ", "cpu", 0, "cpu"),
+     ("cuda", "cuda", 0, "cuda:0"), ("cuda:3", "cuda", 3, "cuda:3")],
 )
 def test_accepted_settings(setting, kind, index, text):
     parsed = parse_device(setting)
@@ -33,12 +28,8 @@ def test_refused_settings_say_what_is_accepted(setting):
 
 
 def test_every_user_refuses_a_bad_setting_the_same_way(tmp_path):
-    for use in (
-        resolve_device,
-        torch_device,
-        lambda s: SessionCache(device=s),
-        lambda s: load_model(tmp_path, device=s),
-    ):
+    for use in (resolve_device, torch_device, lambda s: SessionCache(device=s),
+                lambda s: load_model(tmp_path, device=s)):
         with pytest.raises(InvalidArgument, match="not one of: auto, cpu, cuda, cuda:N"):
             use("gpu0")
 

@@ -207,12 +207,8 @@ def test_cancel_leaves_no_output_and_no_temp_files(model, scene_1024, tmp_path):
     ctx._emit = emit
     with pytest.raises(JobCancelled):
         predict_scene(
-            model,
-            src,
-            out_dir / "labels.tif",
-            confidence_path=out_dir / "c.tif",
-            batch_size=1,
-            ctx=ctx,
+            model, src, out_dir / "labels.tif", confidence_path=out_dir / "c.tif",
+            batch_size=1, ctx=ctx,
         )
     assert events and events[0].fraction < 0.5
     assert _files(out_dir) == set()
@@ -283,10 +279,8 @@ def test_several_scenes_in_one_pipeline(model, tmp_path):
     from sipd.inference import SceneRequest, predict_scenes
 
     sizes = [(300, 520), (777, 1000), (64, 64)]
-    srcs = [
-        write_scene(tmp_path / f"s{i}.tif", scene_array(h, w, seed=i))
-        for i, (h, w) in enumerate(sizes)
-    ]
+    srcs = [write_scene(tmp_path / f"s{i}.tif", scene_array(h, w, seed=i))
+            for i, (h, w) in enumerate(sizes)]
     out = tmp_path / "out"
     requests = [
         SceneRequest(srcs[0], out / "a.tif", confidence=out / "a_conf.tif"),

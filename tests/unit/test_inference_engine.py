@@ -162,14 +162,8 @@ def test_grid_shifts_border_tiles_inwards():
 
 @pytest.mark.parametrize(
     ("extent", "size", "core", "count"),
-    [
-        (5000, 1024, 1000, 5),
-        (10000, 1024, 1000, 10),
-        (2000, 1024, 1000, 2),
-        (1024, 1024, 1024, 1),
-        (300, 1024, 304, 1),
-        (1025, 1024, 520, 2),
-    ],
+    [(5000, 1024, 1000, 5), (10000, 1024, 1000, 10), (2000, 1024, 1000, 2), (1024, 1024, 1024, 1),
+     (300, 1024, 304, 1), (1025, 1024, 520, 2)],
 )
 def test_cores_are_spread_evenly(extent, size, core, count):
     grid = make_grid(width=extent, height=64, tile_size=size, halo=48, multiple=8)

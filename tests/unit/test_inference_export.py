@@ -40,9 +40,8 @@ def test_graph_head_has_no_softmax_and_outputs_agree(small_net, tmp_path):
     m = np.asarray(MEAN, np.float32)[None, :, None, None]
     s = np.asarray(STD, np.float32)[None, :, None, None]
     x = (m + s * rng.standard_normal((2, 4, 64, 96))).astype(np.float32)
-    labels, conf, probs = _session(path).run(
-        ["labels", "confidence", "probabilities"], {"input": x}
-    )
+    labels, conf, probs = _session(path).run(["labels", "confidence", "probabilities"],
+                                             {"input": x})
     assert labels.dtype == np.uint8 and labels.shape == (2, 64, 96)
     assert conf.dtype == np.float32 and conf.shape == (2, 64, 96)
     assert probs.shape == (2, 3, 64, 96)
@@ -73,10 +72,8 @@ def test_reexport_publishes_a_new_version_and_leaves_the_source_alone(tmp_path):
     source = make_model(project / "1", bands=4, classes=3)
     before = file_hashes(source)
     rng = np.random.default_rng(2)
-    x = (
-        np.asarray(MEAN, np.float32)[None, :, None, None]
-        + 300 * rng.standard_normal((1, 4, 128, 128))
-    ).astype(np.float32)
+    x = (np.asarray(MEAN, np.float32)[None, :, None, None] + 300 * rng.standard_normal(
+        (1, 4, 128, 128))).astype(np.float32)
     labels_v1 = _session(source / "model.onnx").run(["labels"], {"input": x})[0]
 
     result = reexport_model(source, fp16=True)

@@ -44,22 +44,10 @@ from tests.unit.test_inference_support import (
 
 SMALL_UNET = {"base_channels": 4, "depth": 2}
 TEST_REPORT = {
-    "overall_accuracy": 0.97,
-    "kappa": 0.95,
-    "per_class": [
-        {
-            "value": 1,
-            "name": "ice",
-            "precision": 0.98,
-            "recall": 0.96,
-            "f1": 0.97,
-            "iou": 0.94,
-            "support": 1000,
-        }
-    ],
-    "confusion_matrix": [[960, 40], [20, 980]],
-    "class_names": ["ice", "water"],
-    "pixels": 2000,
+    "overall_accuracy": 0.97, "kappa": 0.95,
+    "per_class": [{"value": 1, "name": "ice", "precision": 0.98, "recall": 0.96, "f1": 0.97,
+                   "iou": 0.94, "support": 1000}],
+    "confusion_matrix": [[960, 40], [20, 980]], "class_names": ["ice", "water"], "pixels": 2000,
 }
 
 
@@ -74,31 +62,17 @@ def format1_card(project: str, version: int, check: dict[str, float]) -> dict[st
         "classes": CLASSES,
         "bands": BANDS,
         "input": {"name": "input", "dtype": "float32", "layout": "NCHW"},
-        "outputs": {
-            "labels": "labels",
-            "confidence": "confidence",
-            "probabilities": "probabilities",
-        },
+        "outputs": {"labels": "labels", "confidence": "confidence",
+                    "probabilities": "probabilities"},
         "normalization": {"mean": MEAN, "std": STD},
         "tile": {"size": 128, "halo": 24, "multiple": 4},
         "architecture": {"name": "unet", "params": SMALL_UNET},
         "training": {
-            "epochs": 8,
-            "epochs_run": 8,
-            "best_epoch": 6,
-            "seed": 0,
-            "batch_size": 8,
-            "learning_rate": 0.002,
-            "augment": True,
-            "patience": 8,
-            "device": "cpu",
-            "selection": "val_accuracy",
-            "class_weights": [1.0, 1.0, 1.0],
-            "scenes": ["a", "b"],
-            "labeled_pixels": {
-                "train": {"ice": 13, "water": 10, "land": 16},
-                "val": {"ice": 12, "water": 15, "land": 13},
-            },
+            "epochs": 8, "epochs_run": 8, "best_epoch": 6, "seed": 0, "batch_size": 8,
+            "learning_rate": 0.002, "augment": True, "patience": 8, "device": "cpu",
+            "selection": "val_accuracy", "class_weights": [1.0, 1.0, 1.0], "scenes": ["a", "b"],
+            "labeled_pixels": {"train": {"ice": 13, "water": 10, "land": 16},
+                               "val": {"ice": 12, "water": 15, "land": 13}},
         },
         "onnx_check": check,
     }
@@ -122,17 +96,10 @@ def write_format1_version(folder: Path) -> Path:
     export_onnx(net, MEAN, STD, folder / "model.onnx")
     check = check_onnx_export(net, MEAN, STD, folder / "model.onnx")
     torch.save(
-        checkpoint_payload(
-            net,
-            net.state_dict(),
-            arch="unet",
-            in_channels=len(BANDS),
-            num_classes=len(CLASSES),
-            best_epoch=6,
-            normalization={"mean": MEAN, "std": STD},
-            bands=BANDS,
-            classes=CLASSES,
-        ),
+        checkpoint_payload(net, net.state_dict(), arch="unet", in_channels=len(BANDS),
+                           num_classes=len(CLASSES), best_epoch=6,
+                           normalization={"mean": MEAN, "std": STD}, bands=BANDS,
+                           classes=CLASSES),
         folder / "checkpoint.pt",
     )
     card = format1_card(folder.parent.name, int(folder.name), check)
@@ -140,13 +107,8 @@ def write_format1_version(folder: Path) -> Path:
         yaml.safe_dump(card, sort_keys=False, default_flow_style=None, width=100)
     )
     history = [{"epoch": 1, "loss": 0.9, "train_accuracy": 0.6, "val_accuracy": 0.7}]
-    train = {
-        "history": history,
-        "best_epoch": 1,
-        "best_val_accuracy": 0.7,
-        "selection": "val_accuracy",
-        "seconds": 4.2,
-    }
+    train = {"history": history, "best_epoch": 1, "best_val_accuracy": 0.7,
+             "selection": "val_accuracy", "seconds": 4.2}
     (folder / "metrics.json").write_text(json.dumps({"train": train, "test": TEST_REPORT}))
     (folder / "train.log").write_text("# sipd train\nepoch 1/8  loss 0.9000\n")
     return folder
@@ -165,13 +127,8 @@ def repo(tmp_path: Path, v1_template: Path) -> ModelRepository:
 
 
 def _predict(model_dir: Path, scene: Path, out: Path) -> tuple[np.ndarray, np.ndarray]:
-    predict_scene(
-        load_model(model_dir),
-        scene,
-        out,
-        confidence_path=out.with_suffix(".conf.tif"),
-        tile_size=96,
-    )
+    predict_scene(load_model(model_dir), scene, out, confidence_path=out.with_suffix(".conf.tif"),
+                  tile_size=96)
     with rasterio.open(out) as ds, rasterio.open(out.with_suffix(".conf.tif")) as conf:
         return ds.read(1), conf.read(1)
 
@@ -184,11 +141,7 @@ def test_format1_version_loads_lists_and_predicts_like_format2(repo, tmp_path):
     before = file_hashes(v1)
     [listed] = repo.list("demo")
     assert (listed.name, listed.project, listed.version, listed.path) == (
-        "projects/demo/models/1",
-        "demo",
-        1,
-        v1,
-    )
+        "projects/demo/models/1", "demo", 1, v1)
     card = listed.card
     assert card.format == MODEL_FORMAT  # upgraded in memory ...
     assert listed.card_yaml == (v1 / "model.yaml").read_text()  # ... shown as written
@@ -207,9 +160,8 @@ def test_format1_version_loads_lists_and_predicts_like_format2(repo, tmp_path):
         shutil.copy(v1 / "model.onnx", stage / "model.onnx")
 
         def write(folder: Path, version: int) -> None:
-            upgraded = card.model_copy(
-                update={"name": f"projects/demo/models/{version}", "version": version}
-            )
+            upgraded = card.model_copy(update={"name": f"projects/demo/models/{version}",
+                                               "version": version})
             (folder / "model.yaml").write_text(dump_card(upgraded))
 
         assert publish(stage, repo.project_dir("demo"), write) == 2
@@ -231,14 +183,12 @@ def test_format1_cards_written_by_hand_take_the_old_defaults(tmp_path):
     folder.mkdir(parents=True)
     # No format, name, version, created, input, normalization, tile or architecture;
     # 'rrggbb' colours and an output role format 1 ignored.
-    text = yaml.safe_dump(
-        {
-            "classes": [{"name": "ice", "color": "ffa500"}, {"name": "water"}],
-            "bands": ["HH", "HV"],
-            "outputs": {"labels": "labels", "logits": "logits", "confidence": ""},
-            "training": {"note": "imported", "optimizer": "sgd"},
-        }
-    )
+    text = yaml.safe_dump({
+        "classes": [{"name": "ice", "color": "ffa500"}, {"name": "water"}],
+        "bands": ["HH", "HV"],
+        "outputs": {"labels": "labels", "logits": "logits", "confidence": ""},
+        "training": {"note": "imported", "optimizer": "sgd"},
+    })
     card = parse_card(text, folder / "model.yaml", mtime=1_700_000_000.0)
     assert (card.name, card.project, card.version) == ("projects/seaice/models/7", "seaice", 7)
     assert card.created.timestamp() == 1_700_000_000.0
@@ -268,41 +218,21 @@ def test_format1_cards_written_by_hand_take_the_old_defaults(tmp_path):
     ("change", "field", "needle"),
     [
         ({"bands": []}, "bands", "at least 1 item"),
-        (
-            {
-                "classes": [
-                    {"value": 1, "name": "ice", "color": "#ffa500"},
-                    {"value": 3, "name": "w", "color": "#000000"},
-                ]
-            },
-            "classes",
-            "1..K",
-        ),
-        (
-            {"classes": [{"value": 1, "name": "ice", "color": "orange"}]},
-            "classes[0].color",
-            "'#rrggbb'",
-        ),
+        ({"classes": [{"value": 1, "name": "ice", "color": "#ffa500"},
+                      {"value": 3, "name": "w", "color": "#000000"}]}, "classes", "1..K"),
+        ({"classes": [{"value": 1, "name": "ice", "color": "orange"}]}, "classes[0].color",
+         "'#rrggbb'"),
         ({"tile": {"size": 100, "halo": 24, "multiple": 8}}, "tile", "not a multiple of 8"),
         ({"tile": {"size": 128, "halo": -1, "multiple": 4}}, "tile.halo", "greater than or equal"),
-        (
-            {"tile": {"size": 128, "halo": 24, "multiple": 4, "hallo": 3}},
-            "tile.hallo",
-            "unknown field; accepted: size, halo, multiple",
-        ),
+        ({"tile": {"size": 128, "halo": 24, "multiple": 4, "hallo": 3}}, "tile.hallo",
+         "unknown field; accepted: size, halo, multiple"),
         ({"normalization": {"mean": [1.0], "std": [1.0]}}, "normalization", "mean has 1 value"),
         ({"outputs": {"confidence": "confidence"}}, "outputs.labels", "required field"),
         ({"version": "three"}, "version", "must be an integer"),
-        (
-            {"architecture": {"name": "unet", "params": {}, "depth": 3}},
-            "architecture.depth",
-            "unknown field",
-        ),
-        (
-            {"onnx_check": {"max_abs_diff": "small", "tolerance": 0.001}},
-            "onnx_check.max_abs_diff",
-            "must be a number",
-        ),
+        ({"architecture": {"name": "unet", "params": {}, "depth": 3}}, "architecture.depth",
+         "unknown field"),
+        ({"onnx_check": {"max_abs_diff": "small", "tolerance": 0.001}},
+         "onnx_check.max_abs_diff", "must be a number"),
     ],
 )
 @pytest.mark.parametrize("card_format", [1, 2])
@@ -329,15 +259,11 @@ def test_unreadable_unknown_format_and_incomplete_folders(repo, tmp_path):
     folder = repo.path("demo", 1)
     path = folder / "model.yaml"
     path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "format": "sipd-model/3"}))
-    with pytest.raises(
-        InvalidArgument,
-        match=r"format 'sipd-model/3' is not supported; .*"
-        r"reads sipd-model/1 and sipd-model/2",
-    ):
+    with pytest.raises(InvalidArgument, match=r"format 'sipd-model/3' is not supported; .*"
+                                              r"reads sipd-model/1 and sipd-model/2"):
         read_card(folder)
-    path.write_text(
-        yaml.safe_dump({**yaml.safe_load(path.read_text()), "format": MODEL_FORMAT, "surprise": 1})
-    )
+    path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "format": MODEL_FORMAT,
+                                    "surprise": 1}))
     with pytest.raises(InvalidArgument, match="surprise: unknown field; accepted: format, name"):
         read_card(folder)
     path.write_text("classes: [unclosed\n")
@@ -364,8 +290,7 @@ def test_evaluations_are_new_files_and_the_version_stays_as_published(repo):
     after = file_hashes(folder)
     assert {k: after[k] for k in before} == before  # every published file as it was
     assert sorted(set(after) - set(before)) == sorted(
-        [f"evaluations/{first.name}", f"evaluations/{second.name}"]
-    )
+        [f"evaluations/{first.name}", f"evaluations/{second.name}"])
     version = repo.get("demo", 1)
     assert [e.source for e in version.evaluations] == ["metrics.json", "test", "test"]
     assert [e.id for e in version.evaluations[1:]] == [first.stem, second.stem]  # oldest first
@@ -388,8 +313,7 @@ def test_an_evaluation_needs_a_version_and_plain_data(repo, tmp_path):
     with pytest.raises(InvalidArgument, match="plain JSON"):
         record_evaluation(repo.path("demo", 1), {"when": object()})
     assert not (repo.path("demo", 1) / "evaluations").exists() or not any(
-        (repo.path("demo", 1) / "evaluations").iterdir()
-    )
+        (repo.path("demo", 1) / "evaluations").iterdir())
 
 
 def test_reexport_of_a_format1_version_is_a_new_version(repo):
@@ -405,12 +329,7 @@ def test_reexport_of_a_format1_version_is_a_new_version(repo):
     assert v2.card.classes == repo.get("demo", 1).card.classes
     # Its own files: weights and log carried over, training metrics but no evaluations.
     assert sorted(p.name for p in v2.path.iterdir()) == [
-        "checkpoint.pt",
-        "metrics.json",
-        "model.onnx",
-        "model.yaml",
-        "train.log",
-    ]
+        "checkpoint.pt", "metrics.json", "model.onnx", "model.yaml", "train.log"]
     assert (v2.path / "train.log").read_text() == (v1 / "train.log").read_text()
     assert v2.training == repo.get("demo", 1).training and v2.evaluations == ()
     assert repo.versions("demo") == [2, 1]
@@ -427,9 +346,8 @@ def test_publish_is_atomic_and_a_number_is_never_given_twice(tmp_path):
     def write(folder: Path, version: int) -> None:
         (folder / "model.onnx").write_bytes(b"graph")
         doc = {**minimal, "project": "p", "version": version}
-        (folder / "model.yaml").write_text(
-            dump_card(parse_card(yaml.safe_dump(doc), folder / "model.yaml"))
-        )
+        (folder / "model.yaml").write_text(dump_card(parse_card(yaml.safe_dump(doc),
+                                                                folder / "model.yaml")))
 
     for expected in (1, 2, 3):
         with staging_folder(root) as stage:

@@ -93,22 +93,16 @@ def test_export_matches_torch_with_dynamic_sizes(name, tmp_path):
     assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     assert labels.min() >= 1 and labels.max() <= 4
     with torch.no_grad():
-        logits = net(
-            (torch.from_numpy(x) - torch.tensor(mean).view(1, -1, 1, 1))
-            / torch.tensor(std).view(1, -1, 1, 1)
-        )
+        logits = net((torch.from_numpy(x) - torch.tensor(mean).view(1, -1, 1, 1))
+                     / torch.tensor(std).view(1, -1, 1, 1))
     assert np.abs(torch.softmax(logits, 1).numpy() - probs).max() < 1e-4
     assert np.array_equal(logits.argmax(1).numpy() + 1, labels)
 
 
 @pytest.mark.parametrize(
     "name,params",
-    [
-        ("unet", {"base_channels": 4, "depth": 3}),
-        ("unet", {"base_channels": 4, "depth": 1}),
-        ("patchcnn", SMALL["patchcnn"]),
-        ("spectral", SMALL["spectral"]),
-    ],
+    [("unet", {"base_channels": 4, "depth": 3}), ("unet", {"base_channels": 4, "depth": 1}),
+     ("patchcnn", SMALL["patchcnn"]), ("spectral", SMALL["spectral"])],
 )
 def test_receptive_margin_is_honest(name, params):
     """Perturbing one input pixel changes no output pixel farther than the margin."""

@@ -55,9 +55,8 @@ def labeled_scene(folder, name, seed, splits=("train", "val", "test"), nodata=No
 def dataset(tmp_path_factory):
     folder = tmp_path_factory.mktemp("data")
     scenes = [labeled_scene(folder, "a", 11), labeled_scene(folder, "b", 12)]
-    summary = prepare_dataset(
-        scenes, out_dir=folder / "ds", bands=BANDS, chip_size=64, ctx=JobContext()
-    )
+    summary = prepare_dataset(scenes, out_dir=folder / "ds", bands=BANDS, chip_size=64,
+                              ctx=JobContext())
     total = sum(sum(summary["labeled_pixels"][s].values()) for s in ("train", "val", "test"))
     assert total < 0.005 * 2 * 256 * 256  # sparse labels, as a user would draw
     return folder
@@ -68,22 +67,11 @@ def trained(dataset, tmp_path_factory):
     models = tmp_path_factory.mktemp("models")
     events = []
     started = time.time()
-    result = train_model(
-        dataset_dir=dataset / "ds",
-        models_root=models,
-        project="demo",
-        classes=CLASSES,
-        bands=BANDS,
-        epochs=8,
-        seed=0,
-        tile_size=256,
-        ctx=JobContext(emit=events.append),
-        **FAST,
-    )
-    print(
-        f"\ntraining took {time.time() - started:.1f}s, "
-        f"best val accuracy {result['best_val_accuracy']:.3f}"
-    )
+    result = train_model(dataset_dir=dataset / "ds", models_root=models, project="demo",
+                         classes=CLASSES, bands=BANDS, epochs=8, seed=0, tile_size=256,
+                         ctx=JobContext(emit=events.append), **FAST)
+    print(f"\ntraining took {time.time() - started:.1f}s, "
+          f"best val accuracy {result['best_val_accuracy']:.3f}")
     return result, events, models
 
 
@@ -94,8 +82,7 @@ def test_model_folder_has_all_files_and_card(trained):
     folder = models / "1"
     assert result["model_dir"] == str(folder)
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        ["model.onnx", "model.yaml", "metrics.json", "checkpoint.pt", "train.log"]
-    )
+        ["model.onnx", "model.yaml", "metrics.json", "checkpoint.pt", "train.log"])
     assert [p.name for p in models.iterdir()] == ["1"]  # no staging folder left
     card = yaml.safe_load((folder / "model.yaml").read_text())
     assert card["format"] == "sipd-model/2"
@@ -108,11 +95,8 @@ def test_model_folder_has_all_files_and_card(trained):
     assert card["classes"] == CLASSES
     assert card["bands"] == BANDS
     assert card["input"] == {"name": "input", "dtype": "float32", "layout": "NCHW"}
-    assert card["outputs"] == {
-        "labels": "labels",
-        "confidence": "confidence",
-        "probabilities": "probabilities",
-    }
+    assert card["outputs"] == {"labels": "labels", "confidence": "confidence",
+                               "probabilities": "probabilities"}
     assert len(card["normalization"]["mean"]) == len(card["normalization"]["std"]) == 4
     # depth-2 U-Net: margin 23 -> halo 24 (multiple of 4).
     assert card["tile"] == {"size": 256, "halo": 24, "multiple": 4}
@@ -158,9 +142,8 @@ def test_heldout_scene_is_classified_accurately_by_onnxruntime(trained, tmp_path
         x = ds.read().astype(np.float32)[None]
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
-    session = ort.InferenceSession(
-        f"{result['model_dir']}/model.onnx", opts, providers=["CPUExecutionProvider"]
-    )
+    session = ort.InferenceSession(f"{result['model_dir']}/model.onnx", opts,
+                                   providers=["CPUExecutionProvider"])
     labels, confidence = session.run(["labels", "confidence"], {"input": x})
     accuracy = float((labels[0] == truth).mean())
     print(f"\nheld-out accuracy {accuracy:.4f}")
@@ -181,21 +164,13 @@ def test_heldout_scene_is_classified_accurately_by_onnxruntime(trained, tmp_path
 def test_same_seed_repeats_exactly_and_versions_count_up(dataset, tmp_path):
     runs = []
     for _ in range(2):
-        result = train_model(
-            dataset_dir=dataset / "ds",
-            models_root=tmp_path,
-            project="demo",
-            classes=CLASSES,
-            bands=BANDS,
-            epochs=2,
-            seed=3,
-            tile_size=128,
-            ctx=JobContext(),
-            **FAST,
-        )
+        result = train_model(dataset_dir=dataset / "ds", models_root=tmp_path, project="demo",
+                             classes=CLASSES, bands=BANDS, epochs=2, seed=3, tile_size=128,
+                             ctx=JobContext(), **FAST)
         runs.append(result)
     assert [r["version"] for r in runs] == [1, 2]
-    strip = [[{k: v for k, v in h.items() if k != "seconds"} for h in r["history"]] for r in runs]
+    strip = [[{k: v for k, v in h.items() if k != "seconds"} for h in r["history"]]
+             for r in runs]
     assert strip[0] == strip[1]
     a = torch.load(tmp_path / "1" / "checkpoint.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "2" / "checkpoint.pt", weights_only=True)["state_dict"]
@@ -213,16 +188,8 @@ def test_cancel_after_first_epoch_leaves_no_model(dataset, tmp_path):
 
     ctx = JobContext(emit=emit, cancel_event=cancel)
     with pytest.raises(JobCancelled):
-        train_model(
-            dataset_dir=dataset / "ds",
-            models_root=tmp_path / "models",
-            project="demo",
-            classes=CLASSES,
-            bands=BANDS,
-            epochs=5,
-            ctx=ctx,
-            **FAST,
-        )
+        train_model(dataset_dir=dataset / "ds", models_root=tmp_path / "models",
+                    project="demo", classes=CLASSES, bands=BANDS, epochs=5, ctx=ctx, **FAST)
     assert len([e for e in seen if e.stage == "train"]) == 1
     root = tmp_path / "models"
     assert not root.exists() or list(root.iterdir()) == []
@@ -230,21 +197,13 @@ def test_cancel_after_first_epoch_leaves_no_model(dataset, tmp_path):
 
 def test_without_val_labels_selection_uses_train_accuracy(tmp_path):
     scene = labeled_scene(tmp_path, "t", 21, splits=("train",))
-    prepare_dataset([scene], out_dir=tmp_path / "ds", bands=BANDS, chip_size=64, ctx=JobContext())
+    prepare_dataset([scene], out_dir=tmp_path / "ds", bands=BANDS, chip_size=64,
+                    ctx=JobContext())
     events = []
-    result = train_model(
-        dataset_dir=tmp_path / "ds",
-        models_root=tmp_path / "m",
-        project="demo",
-        classes=CLASSES,
-        bands=BANDS,
-        arch="spectral",
-        arch_params={"hidden": 8},
-        epochs=2,
-        class_weights="balanced",
-        tile_size=64,
-        ctx=JobContext(emit=events.append),
-    )
+    result = train_model(dataset_dir=tmp_path / "ds", models_root=tmp_path / "m",
+                         project="demo", classes=CLASSES, bands=BANDS, arch="spectral",
+                         arch_params={"hidden": 8}, epochs=2, class_weights="balanced",
+                         tile_size=64, ctx=JobContext(emit=events.append))
     assert result["best_val_accuracy"] is None
     assert all(h["val_accuracy"] is None for h in result["history"])
     assert all("val_accuracy" not in e.metrics for e in events if e.stage == "train")
@@ -261,17 +220,13 @@ def test_no_train_pixels_is_failed_precondition(tmp_path):
     scene = labeled_scene(tmp_path, "n", 31, splits=("train", "val"), nodata=0)
     with rasterio.open(scene["path"]) as ds:
         nodata = (ds.read() == 0).all(axis=0)
-    write_mask(scene["masks"]["train"], np.where(nodata, 1, 0).astype(np.uint8), like=scene["path"])
-    prepare_dataset([scene], out_dir=tmp_path / "ds", bands=BANDS, chip_size=64, ctx=JobContext())
+    write_mask(scene["masks"]["train"], np.where(nodata, 1, 0).astype(np.uint8),
+               like=scene["path"])
+    prepare_dataset([scene], out_dir=tmp_path / "ds", bands=BANDS, chip_size=64,
+                    ctx=JobContext())
     with pytest.raises(FailedPrecondition, match="no training pixels.*split train"):
-        train_model(
-            dataset_dir=tmp_path / "ds",
-            models_root=tmp_path / "m",
-            project="demo",
-            classes=CLASSES,
-            bands=BANDS,
-            ctx=JobContext(),
-        )
+        train_model(dataset_dir=tmp_path / "ds", models_root=tmp_path / "m", project="demo",
+                    classes=CLASSES, bands=BANDS, ctx=JobContext())
     assert not (tmp_path / "m").exists()
 
 
@@ -289,17 +244,12 @@ def test_unprepared_or_mismatched_dataset_and_bad_arguments(dataset, tmp_path):
         bad = [CLASSES[0], {**CLASSES[1], "color": "blue"}, CLASSES[2]]
         train_model(dataset_dir=dataset / "ds", classes=bad, bands=BANDS, **common)
     with pytest.raises(InvalidArgument, match="class_weights"):
-        train_model(
-            dataset_dir=dataset / "ds",
-            classes=CLASSES,
-            bands=BANDS,
-            class_weights=[1.0, 2.0],
-            **common,
-        )
+        train_model(dataset_dir=dataset / "ds", classes=CLASSES, bands=BANDS,
+                    class_weights=[1.0, 2.0], **common)
     with pytest.raises(InvalidArgument, match="tile_size"):
-        train_model(
-            dataset_dir=dataset / "ds", classes=CLASSES, bands=BANDS, tile_size=64, **common
-        )
+        train_model(dataset_dir=dataset / "ds", classes=CLASSES, bands=BANDS, tile_size=64,
+                    **common)
     with pytest.raises(InvalidArgument, match="epochs"):
-        train_model(dataset_dir=dataset / "ds", classes=CLASSES, bands=BANDS, epochs=0, **common)
+        train_model(dataset_dir=dataset / "ds", classes=CLASSES, bands=BANDS, epochs=0,
+                    **common)
     assert not (tmp_path / "m").exists()

@@ -188,12 +188,7 @@ def test_moving_a_unit_takes_its_companions_and_can_be_repeated(tmp_path: Path) 
     move_unit(unit, dest)
     move_unit(unit, dest)  # a repeat after a crash finds everything moved
     assert sorted(p.name for p in (tmp_path / "failed").iterdir()) == [
-        "scene.1.hdr",
-        "scene.1.img",
-        "scene.1.img.aux.xml",
-        "scene.1.img.done",
-        "scene.img",
-    ]
+        "scene.1.hdr", "scene.1.img", "scene.1.img.aux.xml", "scene.1.img.done", "scene.img"]
     assert list(unit.parent.iterdir()) == []
 
 

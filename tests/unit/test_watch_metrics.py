@@ -60,17 +60,9 @@ def _predict_job(store: Store, source: str, pixels: list[int], finish: bool = Tr
     store.mark_running(job_id)
     if finish:
         scenes = [
-            ScenePrediction(
-                input="/in/a.tif",
-                output="/out/a.tif",
-                width=64,
-                height=64,
-                pixels=n,
-                class_pixels={},
-                class_area_m2={},
-                seconds=1.0,
-                mpx_per_s=1.0,
-            )  # fmt: skip
+            ScenePrediction(input="/in/a.tif", output="/out/a.tif", width=64, height=64,
+                            pixels=n, class_pixels={}, class_area_m2={}, seconds=1.0,
+                            mpx_per_s=1.0)  # fmt: skip
             for n in pixels
         ]
         result = PredictResult(project="p", version=1, scenes=scenes, provider="cpu", seconds=1.0)

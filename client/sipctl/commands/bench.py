@@ -163,11 +163,8 @@ def _row(app: App, folder: Path, size: int) -> dict[str, Any]:
             speedup=round(b["seconds"] / s["seconds"], 2),
             agreement=round(agree["agreement"], 6),
         )
-        _say(
-            app,
-            f"  {b['seconds']:.1f} s, {b['mpx_per_s']:.2f} Mpx/s, "
-            f"{b['peak_rss_mb']:.0f} MB; labels agree on {100 * agree['agreement']:.3f}%",
-        )
+        _say(app, f"  {b['seconds']:.1f} s, {b['mpx_per_s']:.2f} Mpx/s, "
+                  f"{b['peak_rss_mb']:.0f} MB; labels agree on {100 * agree['agreement']:.3f}%")
     if not a.keep_outputs:
         shutil.rmtree(out, ignore_errors=True)
     return row
@@ -205,40 +202,21 @@ def bench(app: App) -> int:
     def human() -> None:
         headers = ["SIZE", "SECONDS", "MPX/S", "CPU_S/MPX", "PEAK_RSS_MB", "LOAD"]
         if not app.args.no_baseline:
-            headers += [
-                "BASELINE_S",
-                "BASE_MPX/S",
-                "BASE_CPU_S/MPX",
-                "BASE_RSS_MB",
-                "SPEEDUP",
-                "AGREEMENT",
-            ]
+            headers += ["BASELINE_S", "BASE_MPX/S", "BASE_CPU_S/MPX", "BASE_RSS_MB", "SPEEDUP",
+                        "AGREEMENT"]
         lines = []
         for r in rows:
-            line = [
-                f"{r['size']}x{r['size']}",
-                f"{r['seconds']:.1f}",
-                f"{r['mpx_per_s']:.2f}",
-                f"{r['cpu_s_per_mpx']:.2f}",
-                f"{r['peak_rss_mb']:.0f}",
-                f"{r['load_avg']:.2f}",
-            ]
+            line = [f"{r['size']}x{r['size']}", f"{r['seconds']:.1f}", f"{r['mpx_per_s']:.2f}",
+                    f"{r['cpu_s_per_mpx']:.2f}", f"{r['peak_rss_mb']:.0f}", f"{r['load_avg']:.2f}"]
             if not app.args.no_baseline:
-                line += [
-                    f"{r['baseline_seconds']:.1f}",
-                    f"{r['baseline_mpx_per_s']:.2f}",
-                    f"{r['baseline_cpu_s_per_mpx']:.2f}",
-                    f"{r['baseline_peak_rss_mb']:.0f}",
-                    f"{r['speedup']:.2f}x",
-                    f"{100 * r['agreement']:.3f}%",
-                ]
+                line += [f"{r['baseline_seconds']:.1f}", f"{r['baseline_mpx_per_s']:.2f}",
+                         f"{r['baseline_cpu_s_per_mpx']:.2f}", f"{r['baseline_peak_rss_mb']:.0f}",
+                         f"{r['speedup']:.2f}x", f"{100 * r['agreement']:.3f}%"]
             lines.append(line)
         table(lines, headers)
-        print(
-            f"\n{app.args.bands}-band uint16 scenes, default model, {main['provider']}, "
-            f"tiles {main['tile_shape'][0]} px, {os.cpu_count()} CPU(s); "
-            "CPU_S/MPX: CPU seconds per megapixel (all threads)"
-        )
+        print(f"\n{app.args.bands}-band uint16 scenes, default model, {main['provider']}, "
+              f"tiles {main['tile_shape'][0]} px, {os.cpu_count()} CPU(s); "
+              "CPU_S/MPX: CPU seconds per megapixel (all threads)")
 
     app.emit(data, human)
     return 0

@@ -108,11 +108,8 @@ def register(sub: Any, job_options: argparse.ArgumentParser) -> None:
     p.add_argument("project")
     p.add_argument("version", nargs="?", default="latest")
     p.set_defaults(func=models_show)
-    p = msub.add_parser(
-        "export",
-        parents=[job_options],
-        help="re-export a version's checkpoint to ONNX as a new version (a job)",
-    )
+    p = msub.add_parser("export", parents=[job_options],
+                        help="re-export a version's checkpoint to ONNX as a new version (a job)")
     p.add_argument("project")
     p.add_argument("version")
     p.add_argument("--fp16", action="store_true", help="also write model.fp16.onnx (for CUDA)")
