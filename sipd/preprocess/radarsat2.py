@@ -248,24 +248,8 @@ def _metadata(
         "mission": sx.text(root, "sourceAttributes/satellite", "") or "",
         "mode": sx.text(root, "sourceAttributes/beamModeMnemonic", "") or "",
         "product_type": product_type,
-        "polarisations": " ".join(poles),
+        "polarisations": ",".join(poles),
     }
-    first = sx.text(root, "sarProcessingInformation/zeroDopplerTimeFirstLine")
-    last = sx.text(root, "sarProcessingInformation/zeroDopplerTimeLastLine")
-    if first and last:
-        # Lines may run backwards in time (lineTimeOrdering Decreasing): start is the earlier.
-        md["start_time"], md["stop_time"] = min(first, last), max(first, last)
-    else:
-        md["start_time"] = sx.text(root, "sourceAttributes/rawDataStartTime", "") or ""
-    direction = sx.text(root, "orbitInformation/passDirection")
-    if direction:
-        md["orbit_direction"] = direction
     near = sx.optional_number(sx.text(root, "sarProcessingInformation/incidenceAngleNearRange"))
     far = sx.optional_number(sx.text(root, "sarProcessingInformation/incidenceAngleFarRange"))
-    if near is not None:
-        md["incidence_near"] = f"{near:g}"
-    if far is not None:
-        md["incidence_far"] = f"{far:g}"
-    if rg and az:
-        md["pixel_spacing"] = f"{rg:g} {az:g}"
-    return md
+    return md | sx.acquisition(root, near, far, rg, az)

@@ -141,29 +141,14 @@ def _read(files: ProductFiles, source: str, polarisations: list[str] | None) -> 
         or sx.text(root, "sourceAttributes/beamMode", "")
         or "",
         "product_type": product_type,
-        "polarisations": " ".join(poles or list(images)),
+        "polarisations": ",".join(poles or list(images)),
     }
-    first = sx.text(root, "sarProcessingInformation/zeroDopplerTimeFirstLine")
-    last = sx.text(root, "sarProcessingInformation/zeroDopplerTimeLastLine")
-    if first and last:
-        # Lines may run backwards in time (lineTimeOrdering Decreasing): start is the earlier.
-        md["start_time"], md["stop_time"] = min(first, last), max(first, last)
-    else:
-        md["start_time"] = sx.text(root, "sourceAttributes/rawDataStartTime", "") or ""
-    direction = sx.text(root, "orbitInformation/passDirection")
-    if direction:
-        md["orbit_direction"] = direction
     near = sx.optional_number(sx.text(root, "imageAttributes/incAngNearRng"))
     far = sx.optional_number(sx.text(root, "imageAttributes/incAngFarRng"))
     if (near is None or far is None) and angles is not None:
         # Placeholders or absent in product.xml: the angle table's ends are near and far range.
         near, far = float(np.min(angles[2])), float(np.max(angles[2]))
-    if near is not None:
-        md["incidence_near"] = f"{near:g}"
-    if far is not None:
-        md["incidence_far"] = f"{far:g}"
-    if rg and az:
-        md["pixel_spacing"] = f"{rg:g} {az:g}"
+    md |= sx.acquisition(root, near, far, rg, az)
     return SarProduct(
         sensor="rcm",
         source=source,

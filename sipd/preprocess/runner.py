@@ -40,10 +40,6 @@ def preprocess(
     # the allowed roots: a product folder may hold links that point anywhere.
     check_files_read([*product.files, *(b.measurement for b in product.bands)])
     opened = time.perf_counter() - t
-    if "pixel_spacing" in product.metadata:
-        # One form for every reader: RANGExAZIMUTH in metres.
-        rg, az = product.pixel_spacing
-        product.metadata["pixel_spacing"] = f"{rg:g}x{az:g}"
     if step.options.noise_removal:
         missing = [b.polarisation for b in product.bands if not b.radiometry.noise_available()]
         product.metadata["noise_removal"] = (

@@ -127,6 +127,31 @@ def db_to_linear(db: np.ndarray) -> np.ndarray:
     return np.power(10.0, db / 10.0)
 
 
+def acquisition(
+    root: ET.Element, near: float | None, far: float | None, rg: float | None, az: float | None
+) -> dict[str, str]:
+    """Times, orbit direction, incidence range and pixel spacing of a RADARSAT-2 or RCM
+    product.xml (both write them in the same places) as metadata text."""
+    md: dict[str, str] = {}
+    first = text(root, "sarProcessingInformation/zeroDopplerTimeFirstLine")
+    last = text(root, "sarProcessingInformation/zeroDopplerTimeLastLine")
+    if first and last:
+        # Lines may run backwards in time (lineTimeOrdering Decreasing): start is the earlier.
+        md["start_time"], md["stop_time"] = min(first, last), max(first, last)
+    else:
+        md["start_time"] = text(root, "sourceAttributes/rawDataStartTime", "") or ""
+    direction = text(root, "orbitInformation/passDirection")
+    if direction:
+        md["orbit_direction"] = direction
+    if near is not None:
+        md["incidence_near"] = f"{near:g}"
+    if far is not None:
+        md["incidence_far"] = f"{far:g}"
+    if rg and az:
+        md["pixel_spacing"] = f"{rg:g}x{az:g}"
+    return md
+
+
 def select(available: dict[str, str], polarisations: list[str] | None, source: str) -> list[str]:
     if polarisations is None:
         return list(available)

@@ -225,11 +225,11 @@ def test_rs2_gcps_and_metadata(tmp_path: Path) -> None:
         "mission": "RADARSAT-2",
         "mode": "BEAM_MODE_MNEMONIC",
         "product_type": "SGF",
-        "polarisations": "HH HV",
+        "polarisations": "HH,HV",
         "start_time": "2009-03-13T00:00:00Z",
         "incidence_near": "10",
         "incidence_far": "20",
-        "pixel_spacing": "1 1",
+        "pixel_spacing": "1x1",
     }
     assert [b.polarisation for b in open_radarsat2(str(tmp_path / "RS2_SGF"), ["hv"]).bands] == [
         "HV"
@@ -386,7 +386,7 @@ def test_rcm_gcps_and_metadata(tmp_path: Path) -> None:
         "mission": "RCM-1",
         "mode": "beamModeMnemonic",
         "product_type": "GRD",
-        "polarisations": "VV VH",
+        "polarisations": "VV,VH",
         # zeroDopplerTimeFirstLine/LastLine are placeholder text upstream; passed through.
         "start_time": "zeroDopplerTimeFirstLine",
         "stop_time": "zeroDopplerTimeLastLine",
