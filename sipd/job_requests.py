@@ -39,7 +39,13 @@ from sipd.jobs.engine import JobEngine
 from sipd.modelrepo import ModelRepository, ModelVersion
 from sipd.paths import PathPolicy
 from sipd.preprocess import catalog
-from sipd.projects import Projects, check_mask_opens, check_scene_dtype, scene_id_of
+from sipd.projects import (
+    Projects,
+    check_mask_opens,
+    check_scene_dtype,
+    check_scene_id,
+    scene_id_of,
+)
 from sipd.raster import FilesCheck, check_readable, raster_info
 from sipd.recipes import RecipeBook, make_step
 
@@ -212,7 +218,9 @@ class JobRequests:
             step = base
             if options:
                 merged = make_step(base.preprocessor, options, base=base.options)
-                step = base.model_copy(update={"options": merged.options})
+                if merged.options != base.options:
+                    # No longer what the recipe makes: the output must not claim it was.
+                    step = merged
         else:
             step = make_step(preprocessor or detected, options)
         step = self.checked_paths(step)
@@ -266,6 +274,8 @@ class JobRequests:
         if project:
             self.projects.get(project)
             scene = scene or scene_id_of(source)
+            # Checked before it names a file: "../x" must not write outside the project.
+            check_scene_id(scene)
             try:
                 self.projects.get_scene(project, scene)
             except NotFound:
@@ -363,11 +373,12 @@ class JobRequests:
         step = self.checked_paths(step)
         check_dem_source(step, source)
         pols = step.options.polarisations
-        bands = len(pols) + int(step.options.incidence_band)
-        if pols and bands != len(model.card.bands):
+        made = step.options.band_names(pols)
+        if pols and [b.lower() for b in made] != [b.lower() for b in model.card.bands]:
+            # Names, not only a count: HV,HH for a model of HH,HV would swap its inputs.
             raise InvalidArgument(
-                f"recipe {step.recipe_label or 'of the model'} makes {bands} band(s) but "
-                f"{model.name} expects {len(model.card.bands)}: {', '.join(model.card.bands)}"
+                f"recipe {step.recipe_label or 'of the model'} makes bands {', '.join(made)} "
+                f"but {model.name} expects {', '.join(model.card.bands)}"
             )
         return step, warnings
 

@@ -41,6 +41,7 @@ from sipd.labeling import (
 )
 from sipd.labeling.rasterize import VECTOR_MASK_EXTENSIONS
 from sipd.paths import PathPolicy
+from sipd.preprocess.product_files import product_name
 from sipd.raster import SCENE_DTYPES, atomic_path, check_readable, raster_info
 from sipd.store import Store
 
@@ -268,10 +269,7 @@ class Projects:
             opened = functools.partial(self.policy.check_opened, what=f"scene {resolved}")
         if not scene_id:
             scene_id = scene_id_of(resolved)
-        if not SCENE_ID.match(scene_id):
-            raise InvalidArgument(
-                f"scene id {bounded(repr(scene_id))} is not valid: letters, digits, '.', '_' or '-'"
-            )
+        check_scene_id(scene_id)
         info = raster_info(resolved, opened)
         self._check_scene(project, info)
         check_readable(resolved, opened)
@@ -647,17 +645,15 @@ def _format_name(path: Path) -> str:
     return "geojson"
 
 
+def check_scene_id(scene_id: str) -> None:
+    if not SCENE_ID.match(scene_id):
+        raise InvalidArgument(
+            f"scene id {bounded(repr(scene_id))} is not valid: 1-63 letters, digits, '.', '_' "
+            "or '-', starting with a letter or digit"
+        )
+
+
 def scene_id_of(path: Path) -> str:
-    """The default scene id of a raster or product: its name without the extension
-    ("S1A_..._5371" from "S1A_..._5371.SAFE.zip", ".SAFE" or its manifest.safe)."""
-    name = path.name
-    if name.lower() in ("manifest.safe", "product.xml"):
-        parent = path.parent.parent if path.parent.name == "metadata" else path.parent
-        name = parent.name
-    for suffix in (".safe.zip", ".zip", ".safe"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    else:
-        name = Path(name).stem
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:63].rstrip("._-") or "scene"
+    """The default scene id of a raster or product: its name without the extension or
+    packaging ("S1A_..._5371" from "S1A_..._5371.SAFE.zip")."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", product_name(path))[:63].rstrip("._-") or "scene"

@@ -2,7 +2,10 @@
 
 A version never changes once stored: a scene or a model that records
 "seaice-s1@2" can always be remade the same way. Creating a recipe under an
-existing name stores the next version (unless nothing changed).
+existing name stores the next version (unless nothing changed). Deleting a
+recipe hides it from listing and from "latest"; its versions stay readable by
+number (scenes, models and watches name them) and their numbers are never
+given again.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 
 from sipd.contracts.jobs import build
 from sipd.contracts.preprocessing import PreprocessStep, Recipe, SarOptions
-from sipd.errors import AlreadyExists, InvalidArgument, NotFound, bounded
+from sipd.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, bounded
 from sipd.preprocess import catalog
 from sipd.store import Store
 
@@ -54,8 +57,9 @@ class RecipeBook:
         step = make_step(preprocessor, options)
         build(Recipe, name=name, version=1, step=step)  # the name's own check
         with self.store.transaction() as db:
+            last = db.execute("SELECT MAX(version) FROM recipes WHERE name=?", (name,)).fetchone()
             row = db.execute(
-                "SELECT version, step, description FROM recipes WHERE name=? "
+                "SELECT version, step, description FROM recipes WHERE name=? AND deleted=0 "
                 "ORDER BY version DESC LIMIT 1",
                 (name,),
             ).fetchone()
@@ -63,30 +67,49 @@ class RecipeBook:
                 same = PreprocessStep.model_validate(json.loads(row["step"])) == step
                 if same and row["description"] == description:
                     if from_config:
+                        db.execute(
+                            "UPDATE recipes SET from_config=1 WHERE name=? AND version=?",
+                            (name, row["version"]),
+                        )
                         return self._recipe(name, row["version"], step, description, 0.0)
                     raise AlreadyExists(
                         f"recipe {name!r} version {row['version']} already has these options; "
                         "change an option to store a new version"
                     )
-            version = (row["version"] if row else 0) + 1
+            version = (last[0] or 0) + 1
             created = time.time()
             db.execute(
                 "INSERT INTO recipes (name, version, step, description, from_config, "
                 "create_time) VALUES (?, ?, ?, ?, ?, ?)",
                 (name, version, step.model_dump_json(), description, int(from_config), created),
             )
-        return self._recipe(name, version, step, description, created)
+        return self._recipe(name, version, step, description, created, from_config=from_config)
 
     @staticmethod
     def _recipe(
-        name: str, version: int, step: PreprocessStep, description: str, created: float
+        name: str,
+        version: int,
+        step: PreprocessStep,
+        description: str,
+        created: float,
+        *,
+        from_config: bool = False,
+        deleted: bool = False,
     ) -> Recipe:
         labelled = step.model_copy(update={"recipe": name, "recipe_version": version})
         return Recipe(
-            name=name, version=version, step=labelled, description=description, created=created
+            name=name,
+            version=version,
+            step=labelled,
+            description=description,
+            created=created,
+            from_config=from_config,
+            deleted=deleted,
         )
 
     def get(self, ref: str, version: int = 0) -> Recipe:
+        """A version by number (deleted ones too: scenes and models name them), or the
+        latest version of a recipe that is not deleted."""
         name, at = parse_ref(ref)
         version = version or at
         if version:
@@ -95,7 +118,8 @@ class RecipeBook:
             )
         else:
             row = self.store.query_one(
-                "SELECT * FROM recipes WHERE name=? ORDER BY version DESC LIMIT 1", (name,)
+                "SELECT * FROM recipes WHERE name=? AND deleted=0 ORDER BY version DESC LIMIT 1",
+                (name,),
             )
         if row is None:
             known = ", ".join(r.name for r in self.list()) or "none yet"
@@ -108,20 +132,42 @@ class RecipeBook:
     def _row(self, row: Any) -> Recipe:
         step = PreprocessStep.model_validate(json.loads(row["step"]))
         return self._recipe(
-            row["name"], row["version"], step, row["description"], row["create_time"]
+            row["name"],
+            row["version"],
+            step,
+            row["description"],
+            row["create_time"],
+            from_config=bool(row["from_config"]),
+            deleted=bool(row["deleted"]),
         )
 
     def list(self) -> list[Recipe]:
         rows = self.store.query(
             "SELECT r.* FROM recipes r JOIN (SELECT name, MAX(version) AS v FROM recipes "
-            "GROUP BY name) m ON r.name = m.name AND r.version = m.v ORDER BY r.name"
+            "WHERE deleted=0 GROUP BY name) m ON r.name = m.name AND r.version = m.v "
+            "ORDER BY r.name"
         )
         return [self._row(r) for r in rows]
 
     def delete(self, ref: str) -> int:
-        name, _ = parse_ref(ref)
+        """Delete every version of a recipe (they stay readable by number); returns how many."""
+        name, version = parse_ref(ref)
+        if version:
+            raise InvalidArgument(
+                f"delete takes a recipe name, not a version ({bounded(ref)}): a recipe's "
+                "versions go together"
+            )
         with self.store.transaction() as db:
-            count = db.execute("DELETE FROM recipes WHERE name=?", (name,)).rowcount
+            if db.execute(
+                "SELECT 1 FROM recipes WHERE name=? AND deleted=0 AND from_config=1", (name,)
+            ).fetchone():
+                raise FailedPrecondition(
+                    f"recipe {name!r} is declared in sipd.yaml; remove it there (it would be "
+                    "stored again at the next start)"
+                )
+            count = db.execute(
+                "UPDATE recipes SET deleted=1 WHERE name=? AND deleted=0", (name,)
+            ).rowcount
         if not count:
             raise NotFound(f"no recipe {bounded(repr(name))}")
         return count

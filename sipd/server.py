@@ -146,6 +146,7 @@ class Daemon:
             policy=self.policy,
             config=config.watch,
             recipes=self.recipes,
+            requests=self.requests,
             events=self.metrics,
         )
         self.metrics.set_watch_stats(self.watches.stats)

@@ -179,6 +179,9 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
         step TEXT NOT NULL,             -- JSON sipd.contracts.preprocessing.PreprocessStep
         description TEXT NOT NULL DEFAULT '',
         from_config INTEGER NOT NULL DEFAULT 0,
+        -- 1 once deleted: the row stays, so a version number is never reused and the
+        -- scenes and models that name it still say what it was
+        deleted INTEGER NOT NULL DEFAULT 0,
         create_time REAL NOT NULL,
         PRIMARY KEY (name, version)
     );

@@ -18,7 +18,6 @@ from sipd.contracts.base import Contract
 POLARISATIONS = ("HH", "HV", "VH", "VV")
 # Speckle filters sipd.preprocess.speckle implements (a test keeps the two in step).
 SPECKLE_KINDS = ("none", "boxcar", "lee", "refined-lee")
-SAR_PREPROCESSORS = ("sentinel1", "radarsat2", "rcm")
 RECIPE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 _LOOKS = re.compile(r"^\s*(\d{1,2})\s*(?:[xX]\s*(\d{1,2}))?\s*$")
@@ -131,6 +130,13 @@ class SarOptions(Contract):
         az, rg = self.multilook.split("x")
         return int(az), int(rg)
 
+    def band_names(self, polarisations: list[str]) -> list[str]:
+        """The output's band names for these polarisations: "HH_sigma0_dB", ...,
+        then "incidence_angle" when asked for."""
+        suffix = "_dB" if self.db else ""
+        names = [f"{p}_{self.calibration}{suffix}" for p in polarisations]
+        return names + (["incidence_angle"] if self.incidence_band else [])
+
     @property
     def speckle_filter(self) -> tuple[str, int]:
         if self.speckle == "none":
@@ -161,6 +167,9 @@ class Recipe(Contract):
     step: PreprocessStep
     description: str = ""
     created: float = 0.0
+    from_config: bool = False
+    # Deleted recipes are still read by version: scenes, models and watches name them.
+    deleted: bool = False
 
     @field_validator("name")
     @classmethod

@@ -29,7 +29,6 @@ from sipd.contracts.jobs import (
     LabelCount,
     MasksParams,
     MasksResult,
-    PredictItem,
     PredictParams,
     PredictResult,
     PrepareParams,
@@ -349,8 +348,6 @@ def test(params: TestParams, ctx: JobContext) -> TestResult:
 def predict(params: PredictParams, ctx: JobContext) -> PredictResult:
     """Every input through one pipeline: the next scene is read while the current
     one is inferred, and finished scenes become COGs while the next one runs."""
-    from sipd.inference.predictor import SceneRequest, predict_scenes
-
     # stat before anything opens an input: a FIFO (dropped in an inbox, or
     # swapped in after submit) would block the one worker in open() for good.
     for item in params.items:
@@ -359,29 +356,14 @@ def predict(params: PredictParams, ctx: JobContext) -> PredictResult:
     if params.background_mask:
         require_regular(params.background_mask, "background mask")
     started = time.perf_counter()
-    items = _preprocess_items(params, ctx)
-    model = session_cache(ctx).get(params.model.path)
-    requests = [
-        SceneRequest(
-            item.preprocessed or item.input,
-            item.output,
-            confidence=item.confidence or None,
-            probabilities=item.probabilities or None,
-            quicklook=item.quicklook or None,
-            background=_background(item.preprocessed or item.input, params.background_mask),
-        )
-        for item in items
-    ]
-    results = predict_scenes(
-        model,
-        requests,
-        tile_size=params.tile_size or None,
-        batch_size=_batch_size(params.batch_size, ctx, model),
-        ctx=ctx.child(0.5, 0.5) if any(i.preprocess for i in items) else ctx,
-    )
-    for item in items:
-        if item.preprocess is not None and not item.keep_preprocessed:
-            Path(item.preprocessed).unlink(missing_ok=True)
+    try:
+        model, results = _predict(params, ctx)
+    finally:
+        # Whatever happened: a failed or cancelled job leaves no intermediate that the
+        # request did not want kept.
+        for item in params.items:
+            if item.preprocess is not None and not item.keep_preprocessed:
+                Path(item.preprocessed).unlink(missing_ok=True)
     return PredictResult(
         project=params.model.project,
         version=params.model.version,
@@ -408,29 +390,47 @@ def predict(params: PredictParams, ctx: JobContext) -> PredictResult:
                 keep_preprocessed=item.keep_preprocessed,
                 warnings=item.warnings,
             )
-            for item, r in zip(items, results, strict=True)
+            for item, r in zip(params.items, results, strict=True)
         ],
         provider=model.provider,
         seconds=time.perf_counter() - started,
     )
 
 
-def _preprocess_items(params: PredictParams, ctx: JobContext) -> list[PredictItem]:
-    """Raw products first become scenes (their preprocessed rasters); the rest as given.
+def _predict(params: PredictParams, ctx: JobContext) -> tuple[Any, list[dict[str, Any]]]:
+    """Raw products among the inputs become scenes first (the first half of the job's
+    progress), then every scene is predicted."""
+    from sipd.inference.predictor import SceneRequest, predict_scenes
 
-    Preprocessing takes the first half of the job's progress when any item needs it.
-    """
     raw = [item for item in params.items if item.preprocess is not None]
-    if not raw:
-        return list(params.items)
-    from sipd.preprocess.runner import preprocess as run_preprocess
+    if raw:
+        from sipd.preprocess.runner import preprocess as run_preprocess
 
-    for index, item in enumerate(raw):
-        assert item.preprocess is not None
-        step_ctx = ctx.child(0.5 * index / len(raw), 0.5 / len(raw))
-        # overwrite: a retried arrival replaces what an earlier attempt left.
-        run_preprocess(item.input, item.preprocessed, item.preprocess, step_ctx, overwrite=True)
-    return list(params.items)
+        for index, item in enumerate(raw):
+            assert item.preprocess is not None
+            step_ctx = ctx.child(0.5 * index / len(raw), 0.5 / len(raw))
+            # overwrite: a retried arrival replaces what an earlier attempt left.
+            run_preprocess(item.input, item.preprocessed, item.preprocess, step_ctx, overwrite=True)
+    model = session_cache(ctx).get(params.model.path)
+    requests = [
+        SceneRequest(
+            item.preprocessed or item.input,
+            item.output,
+            confidence=item.confidence or None,
+            probabilities=item.probabilities or None,
+            quicklook=item.quicklook or None,
+            background=_background(item.preprocessed or item.input, params.background_mask),
+        )
+        for item in params.items
+    ]
+    results = predict_scenes(
+        model,
+        requests,
+        tile_size=params.tile_size or None,
+        batch_size=_batch_size(params.batch_size, ctx, model),
+        ctx=ctx.child(0.5, 0.5) if raw else ctx,
+    )
+    return model, results
 
 
 @handler(PreprocessParams)

@@ -12,6 +12,7 @@ from pathlib import Path
 from sipd.contracts.base import Contract
 from sipd.contracts.preprocessing import SarOptions
 from sipd.errors import InvalidArgument
+from sipd.preprocess.product_files import ProductFiles
 from sipd.preprocess.sar_product import SarProduct
 
 
@@ -71,32 +72,6 @@ def get(name: str) -> Preprocessor:
         ) from None
 
 
-def _members(path: Path) -> tuple[list[str], Callable[[str], bytes]]:
-    """The file names of a product (relative) and a reader of one of them."""
-    if path.is_file() and path.suffix.lower() == ".zip":
-        try:
-            zf = zipfile.ZipFile(path)
-            names = zf.namelist()
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise InvalidArgument(
-                f"product archive {path} is not a readable zip ({exc}); download or copy it again"
-            ) from None
-
-        def read(name: str) -> bytes:
-            with zipfile.ZipFile(path) as z:
-                return z.read(name)
-
-        zf.close()
-        return names, read
-    folder = path.parent if path.is_file() else path
-    if path.is_file() and path.name == "product.xml" and folder.name == "metadata":
-        folder = folder.parent
-    if not folder.is_dir():
-        raise InvalidArgument(f"product {path} does not exist")
-    names = [str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()]
-    return names, lambda name: (folder / name).read_bytes()
-
-
 def is_raw_product(path: str | Path) -> bool:
     """Whether `path` looks like a product as delivered (a folder, a zip, or a product's
     own metadata file), so that `detect` should name its preprocessor; a plain raster
@@ -109,34 +84,33 @@ def is_raw_product(path: str | Path) -> bool:
 
 
 def detect(path: str | Path) -> str:
-    """The preprocessor a product needs, from the files it holds."""
-    path = Path(path)
-    names, read = _members(path)
-    depth = {n: n.count("/") for n in names}
-    top = min(depth.values(), default=0)
-
-    def has(suffix: str, level: int) -> str | None:
-        return next(
-            (n for n in names if (n == suffix or n.endswith("/" + suffix)) and depth[n] == level),
-            None,
-        )
-
-    if has("metadata/product.xml", top + 1) or has("metadata/product.xml", top):
-        return "rcm"
-    if has("product.xml", top):
-        return "radarsat2"
-    manifest = has("manifest.safe", top)
-    if manifest:
-        head = read(manifest)[:20000]
-        if b"Sentinel-1" in head or b"SENTINEL-1" in head:
-            return "sentinel1"
-        mission = "Sentinel-2" if b"Sentinel-2" in head or b"SENTINEL-2" in head else "unknown"
+    """The preprocessor a product needs, from the files it holds (a few named files are
+    looked at, never a walk of the folder: a caller may name a large one by mistake)."""
+    p = Path(path)
+    if p.is_file() and p.name == "product.xml" and p.parent.name == "metadata":
+        p = p.parent.parent
+    try:
+        files = ProductFiles.open(p, ("manifest.safe", "product.xml"))
+    except InvalidArgument:
+        if p.is_file() and zipfile.is_zipfile(p) or p.suffix.lower() == ".zip":
+            raise  # the archive's own error: unreadable, or holding no product
         raise InvalidArgument(
-            f"{path} is a {mission} SAFE product; the SAR preprocessors take Sentinel-1 GRD, "
-            "RADARSAT-2 and RCM products"
-        )
+            f"{path} is not a product a preprocessor knows: no manifest.safe (Sentinel-1), "
+            "product.xml (RADARSAT-2) or metadata/product.xml (RCM) in it; accepted: "
+            + "; ".join(f"{pre.name}: {pre.inputs}" for pre in PREPROCESSORS.values())
+        ) from None
+    try:
+        if files.exists("metadata/product.xml"):
+            return "rcm"
+        if files.exists("product.xml"):
+            return "radarsat2"
+        head = files.read_bytes("manifest.safe", "manifest")[:20000]
+    finally:
+        files.close()
+    if b"Sentinel-1" in head or b"SENTINEL-1" in head:
+        return "sentinel1"
+    mission = "Sentinel-2" if b"Sentinel-2" in head or b"SENTINEL-2" in head else "an unknown"
     raise InvalidArgument(
-        f"{path} is not a product a preprocessor knows: no manifest.safe (Sentinel-1), "
-        "product.xml (RADARSAT-2) or metadata/product.xml (RCM) in it; accepted: "
-        + "; ".join(f"{p.name}: {p.inputs}" for p in PREPROCESSORS.values())
+        f"{path} is {mission} SAFE product; the SAR preprocessors take Sentinel-1 GRD, "
+        "RADARSAT-2 and RCM products"
     )

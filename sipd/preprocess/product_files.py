@@ -8,11 +8,39 @@ read in place whatever form it came in.
 from __future__ import annotations
 
 import os
+import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+import rasterio
+from rasterio.errors import NotGeoreferencedWarning
+
 from sipd.errors import InvalidArgument
+from sipd.raster import check_files_read, open_raster
+
+
+def open_measurement(path: str) -> rasterio.DatasetReader:
+    """A product's raster, opened through open_raster: in the worker every file GDAL opens
+    for it (a measurement that is really a VRT names others) must be inside the allowed
+    roots. Detected SAR rasters carry GCPs or nothing: no georeferencing warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        return open_raster(path)
+
+
+def product_name(path: str | os.PathLike[str]) -> str:
+    """A product's name without its packaging: "S1A_..._5371" for S1A_..._5371.SAFE,
+    its .zip or its manifest.safe; "RS2_..." for a product folder or its product.xml."""
+    p = Path(path)
+    name = p.name
+    if name.lower() in ("manifest.safe", "product.xml"):
+        name = (p.parent.parent if p.parent.name == "metadata" else p.parent).name
+    for suffix in (".safe.zip", ".zip", ".safe"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem if "." in name else name
 
 
 @dataclass
@@ -75,17 +103,30 @@ class ProductFiles:
         return (self.source / rel).is_file()
 
     def read_bytes(self, rel: str, what: str = "file") -> bytes:
-        """The bytes of a member; a missing one is an error naming it."""
+        """The bytes of a member; a missing one is an error naming it.
+
+        Member names come from the product's own XML: one climbing out of the product
+        ("..") is refused, and a plain file is checked against the allowed roots before
+        it is read (a link inside a product folder may point anywhere).
+        """
+        if ".." in PurePosixPath(rel).parts or rel.startswith("/"):
+            raise InvalidArgument(
+                f"product {self.source} names {what} {rel!r}, outside the product; "
+                "member paths must stay inside the product folder"
+            )
         if not self.exists(rel):
             raise InvalidArgument(f"product {self.source} is incomplete: {what} {rel} is missing")
         if self._zip is not None:
             try:
                 return self._zip.read(self._member(rel))
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
                 raise InvalidArgument(
-                    f"product archive {self.source} is corrupt at {rel}: {exc}"
+                    f"product archive {self.source} is corrupt at {rel}: {exc}; download "
+                    "or copy it again"
                 ) from exc
-        return (self.source / rel).read_bytes()
+        path = self.source / rel
+        check_files_read([str(self.source), str(path)])
+        return path.read_bytes()
 
     def listdir(self, rel: str = "") -> list[str]:
         """Names (relative to the root) of the files under folder `rel`."""

@@ -16,10 +16,12 @@ from sipd.contracts.preprocessing import PreprocessStep
 from sipd.errors import AlreadyExists
 from sipd.paths import require_regular
 from sipd.preprocess import catalog, sar_pipeline
+from sipd.preprocess.product_files import product_name
 from sipd.progress import JobContext
 from sipd.raster import check_files_read, raster_info, remove_stale_scratch
 
 SOFTWARE_TAG = "SIPD_PREPROCESSING"
+MAX_THREADS = 8
 
 
 def preprocess(
@@ -47,7 +49,7 @@ def preprocess(
         )
     tags = {
         "SAR_SENSOR": product.sensor,
-        "SAR_SOURCE": os.path.basename(str(source).rstrip("/")),
+        "SAR_SOURCE": product_name(source),
         SOFTWARE_TAG: json.dumps(
             {
                 "preprocessor": step.preprocessor,
@@ -58,7 +60,9 @@ def preprocess(
             sort_keys=True,
         ),
     }
-    threads = max(1, ctx.settings.threads or os.cpu_count() or 1)
+    # Each thread holds a block or two (~100 MB at IW widths): at most MAX_THREADS keeps
+    # memory under 1 GB on a large machine; 2 cores need ~300 MB.
+    threads = max(1, min(MAX_THREADS, ctx.settings.threads or os.cpu_count() or 1))
     # GDAL's block cache defaults to 5% of RAM; the chain reads each block once, so a
     # small cache loses nothing and keeps the memory bound (the worker may set its own).
     with rasterio.Env(GDAL_CACHEMAX=int(os.environ.get("GDAL_CACHEMAX", "256"))):

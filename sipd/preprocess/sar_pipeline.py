@@ -9,10 +9,11 @@ block reads `halo` multilooked rows more on either side and drops them after
 filtering, so a block's result equals filtering the whole image. Memory is a
 few blocks in flight, whatever the product's size.
 
-Stage 2 geocodes that scratch file with GDAL's warper (thin-plate spline through
-the geolocation grid: exact at every grid point, smooth between them) into a
-scratch file on the output grid, and stage 3 copies it to the COG. Both are
-chunked by GDAL under a memory limit.
+Stage 2 maps every output pixel to (line, pixel) of that scratch file: a
+thin-plate spline through the geolocation grid (geocode.py), or the orbit and a
+DEM (terrain.py); tiles of the output are sampled on a thread pool and written
+in order to a scratch file on the output grid. Stage 3 copies it to the COG
+(GDAL's COG driver: overviews, compression), renamed into place.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-import warnings
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,13 +32,13 @@ import numpy as np
 import rasterio
 from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
-from rasterio.errors import NotGeoreferencedWarning
+from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from sipd.contracts.preprocessing import SarOptions
 from sipd.errors import InvalidArgument
-from sipd.preprocess import geocode as geocoding
-from sipd.preprocess import speckle
+from sipd.preprocess import geocode, speckle
+from sipd.preprocess.product_files import open_measurement
 from sipd.preprocess.sar_product import Gcp, Quantity, SarBand, SarProduct
 from sipd.progress import JobContext
 from sipd.raster import atomic_path, copy_to_cog, scratch_path, tiled_gtiff_profile
@@ -84,12 +84,7 @@ class Plan:
 
     @property
     def band_names(self) -> list[str]:
-        quantity = self.options.calibration
-        suffix = "_dB" if self.options.db else ""
-        names = [f"{b.polarisation}_{quantity}{suffix}" for b in self.bands]
-        if self.options.incidence_band:
-            names.append("incidence_angle")
-        return names
+        return self.options.band_names([b.polarisation for b in self.bands])
 
 
 def plan(product: SarProduct, options: SarOptions) -> Plan:
@@ -142,11 +137,7 @@ class _Readers:
             cache = self._local.datasets = {}
         ds = cache.get(path)
         if ds is None:
-            with warnings.catch_warnings():
-                # Measurement rasters carry no georeferencing of their own (the
-                # annotation's grid is the geolocation); that is expected here.
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                ds = cache[path] = rasterio.open(path)
+            ds = cache[path] = open_measurement(path)
             with self._lock:
                 self._all.append(ds)
         return ds
@@ -174,7 +165,13 @@ def _intensity(
     width = plan.out_pixels * rg
     t = time.perf_counter()
     ds = readers.get(band.measurement)
-    dn_all = ds.read(1, window=Window(0, h0 * az, width, (h1 - h0) * az))
+    try:
+        dn_all = ds.read(1, window=Window(0, h0 * az, width, (h1 - h0) * az))
+    except RasterioError as exc:
+        raise InvalidArgument(
+            f"measurement {band.measurement} cannot be read at lines {h0 * az}-{h1 * az} "
+            f"({exc}): the product is truncated or corrupt; download or copy it again"
+        ) from exc
     if np.iscomplexobj(dn_all):
         raise InvalidArgument(
             f"{band.measurement} holds complex (SLC) samples; accepted: detected (GRD) products"
@@ -252,7 +249,9 @@ def _block(plan: Plan, readers: _Readers, r0: int, r1: int, timings: Timings) ->
         out.append(value.astype(np.float32, copy=False))
     if plan.options.incidence_band:
         t = time.perf_counter()
-        out.append(_incidence(plan, r0, r1))
+        incidence = _incidence(plan, r0, r1)
+        incidence[np.isnan(out[0])] = np.nan  # nodata outside the swath, like the bands
+        out.append(incidence)
         timings.add("incidence", t)
     return np.stack(out)
 
@@ -369,7 +368,10 @@ def write_radar_geometry(
 def output_crs(plan: Plan) -> CRS:
     text = plan.options.crs
     if text in ("auto", ""):
-        lon = float(np.mean([g.lon for g in plan.product.gcps]))
+        # A circular mean: a scene across the antimeridian (lon 179 and -179) is centred
+        # at 180, not at 0.
+        rad = np.radians([g.lon for g in plan.product.gcps])
+        lon = float(np.degrees(np.arctan2(np.sin(rad).mean(), np.cos(rad).mean())))
         lat = float(np.mean([g.lat for g in plan.product.gcps]))
         zone = int(math.floor((lon + 180.0) / 6.0)) % 60 + 1
         return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
@@ -382,7 +384,7 @@ def output_crs(plan: Plan) -> CRS:
         ) from None
 
 
-def geocode(
+def to_output_grid(
     plan: Plan, radar: Path, path: Path, ctx: JobContext, timings: Timings, threads: int
 ) -> None:
     """Stage 2: the radar-geometry file onto a north-up grid in the output CRS."""
@@ -393,7 +395,7 @@ def geocode(
     resolution = plan.options.resolution or max(spacing[0] * rg, spacing[1] * az)
     if crs.is_geographic and not plan.options.resolution:
         resolution /= 111_320.0  # metres to degrees at the equator: a sane default only
-    grid = geocoding.output_grid(plan.product.gcps, crs, resolution)
+    grid = geocode.output_grid(plan.product.gcps, crs, resolution)
     if grid.width * grid.height > 2_000_000_000:
         raise InvalidArgument(
             f"resolution {resolution} in {crs} makes a {grid.width} x {grid.height} output; "
@@ -410,7 +412,7 @@ def geocode(
         ctx.check_cancelled()
         ctx.progress("geocode", done / total, f"tile {done}/{total}")
 
-    mapping: geocoding.CoordinateMap
+    mapping: geocode.CoordinateMap
     if plan.options.dem:
         from sipd.preprocess.terrain import TerrainMap
 
@@ -427,9 +429,9 @@ def geocode(
         )
         mapping = terrain
     else:
-        mapping = geocoding.InverseMap(plan.product.gcps, grid, plan.looks)
+        mapping = geocode.InverseMap(plan.product.gcps, grid, plan.looks)
     with rasterio.open(path, "w", **profile) as dst:
-        geocoding.warp(
+        geocode.warp(
             str(radar),
             mapping,
             grid,
@@ -469,21 +471,21 @@ def run(
         if options.crs == "none":
             final_source = radar
             describe_output(radar, p, tags)
-            _cog(final_source, output, timings)
+            _cog(final_source, output, timings, threads)
         else:
             ctx.progress("geocode", 0.0, "geocoding", force=True)
             with scratch_path(output, ".geo.tif") as geo:
-                geocode(p, radar, geo, ctx, timings, threads)
+                to_output_grid(p, radar, geo, ctx, timings, threads)
                 ctx.check_cancelled()
                 describe_output(geo, p, tags)
                 ctx.progress("write", 0.0, "writing the COG", force=True)
-                _cog(geo, output, timings)
+                _cog(geo, output, timings, threads)
     result = dict(timings.seconds)
     result["total"] = time.perf_counter() - started
     return result
 
 
-def _cog(source: Path, output: Path, timings: Timings) -> None:
+def _cog(source: Path, output: Path, timings: Timings, threads: int) -> None:
     t = time.perf_counter()
     with atomic_path(output) as tmp:
         # DEFLATE at level 1 with the floating-point predictor: measured on a 40 m
@@ -496,6 +498,6 @@ def _cog(source: Path, output: Path, timings: Timings) -> None:
             compress="DEFLATE",
             predictor="3",
             level=1,
-            num_threads="2",
+            num_threads=str(threads),
         )
     timings.add("cog", t)

@@ -11,7 +11,6 @@ and test layouts (GDAL's) yet another; matching on local names reads them all.
 from __future__ import annotations
 
 import threading
-import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sipd.errors import InvalidArgument
-from sipd.preprocess.product_files import ProductFiles
+from sipd.preprocess.product_files import ProductFiles, open_measurement
 from sipd.preprocess.sar_product import Quantity
 
 # The attribute values the products use to name a calibration type.
@@ -178,17 +177,12 @@ def plain_files(files: ProductFiles, rels: list[str]) -> list[str]:
 
 def check_raster(files: ProductFiles, rel: str, lines: int, pixels: int, source: str) -> None:
     """The measurement exists and has product.xml's size (a wrong file would misplace the LUT)."""
-    import rasterio
     from rasterio.errors import RasterioIOError
 
     if not files.exists(rel):
         raise InvalidArgument(f"product {source} is incomplete: measurement {rel} is missing")
     try:
-        # Detected RS2/RCM rasters are often not georeferenced (GCPs only): no warning wanted.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            ds = rasterio.open(files.gdal_path(rel))
-        with ds:
+        with open_measurement(files.gdal_path(rel)) as ds:
             height, width = ds.height, ds.width
     except RasterioIOError as exc:
         raise InvalidArgument(

@@ -30,11 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 import numpy as np
-import rasterio
 from rasterio.errors import RasterioError
 
 from sipd.errors import InvalidArgument
-from sipd.preprocess.product_files import ProductFiles
+from sipd.preprocess.product_files import ProductFiles, open_measurement
 from sipd.preprocess.sar_product import Gcp, Quantity, SarBand, SarProduct
 
 SUPPORTED_TYPES = "GRD (GRDH, GRDM, GRDF)"
@@ -593,7 +592,7 @@ def _read(files: ProductFiles, path: str, polarisations: list[str] | None) -> Sa
 
         meas = files.gdal_path(roles["measurement"])
         try:
-            with rasterio.open(meas) as ds:
+            with open_measurement(meas) as ds:
                 shape = (ds.height, ds.width)
         except (RasterioError, OSError) as exc:
             raise InvalidArgument(

@@ -131,41 +131,6 @@ def block_sum(x: np.ndarray, az: int, rg: int) -> np.ndarray:
     return rows
 
 
-def multilook(intensity: np.ndarray, looks: tuple[int, int]) -> np.ndarray:
-    """Mean of the valid pixels of each (azimuth x range) cell; float32.
-
-    A cell without a valid pixel is NaN; trailing partial cells are dropped
-    (output shape is the floor division), so cells never straddle blocks
-    whose heights are multiples of the azimuth looks.
-    """
-    az, rg = _check_looks(looks)
-    x = np.asarray(intensity, dtype=np.float32)
-    if x.ndim != 2:
-        raise InvalidArgument(f"multilook needs a 2-D image, got shape {x.shape}")
-    if (az, rg) == (1, 1):
-        return x.copy()
-    valid = ~np.isnan(x)
-    total = block_sum(np.where(valid, x, np.float32(0)), az, rg)
-    count = block_sum(valid.astype(np.float32), az, rg)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / count, np.float32(np.nan)).astype(np.float32)
-
-
-def _check_looks(looks: tuple[int, int]) -> tuple[int, int]:
-    try:
-        az, rg = looks
-    except (TypeError, ValueError):
-        raise InvalidArgument(
-            f"looks must be (azimuth, range) positive integers, got {looks!r}"
-        ) from None
-    for v in (az, rg):
-        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-            raise InvalidArgument(
-                f"looks must be (azimuth, range) positive integers, got {looks!r}"
-            )
-    return int(az), int(rg)
-
-
 def to_db(x: np.ndarray) -> np.ndarray:
     """10 log10(x) in float32, NaN kept.
 

@@ -31,6 +31,8 @@ def recipe_to_proto(r: Recipe) -> preprocess_pb2.Recipe:
         options=options,
         description=r.description,
         create_time=r.created,
+        from_config=r.from_config,
+        deleted=r.deleted,
     )
 
 

@@ -45,7 +45,7 @@ def watch_to_proto(w: dict[str, Any]) -> watch_pb2.Watch:
         require_sentinel=w["require_sentinel"],
         confidence=w["confidence"],
         recipe=w.get("recipe", ""),
-        keep_preprocessed=w.get("keep_preprocessed", True),
+        remove_preprocessed=not w.get("keep_preprocessed", True),
         state=watch_pb2.Watch.State.Value(w["state"]),
         done=w["done"],
         failed=w["failed"],
@@ -88,7 +88,7 @@ class WatchServicer(watch_pb2_grpc.WatchServiceServicer):
                     "require_sentinel": w.require_sentinel,
                     "confidence": w.confidence,
                     "recipe": w.recipe,
-                    "keep_preprocessed": w.keep_preprocessed,
+                    "keep_preprocessed": not w.remove_preprocessed,
                 }
             )
         )

@@ -32,14 +32,13 @@ from sipd.errors import (
     InvalidArgument,
     NotFound,
     ResourceExhausted,
+    SipError,
     is_transient,
 )
-from sipd.job_requests import predict_params
+from sipd.job_requests import JobRequests, predict_params
 from sipd.jobs.engine import JobEngine
-from sipd.modelrepo import ModelRepository
-from sipd.preprocess.catalog import detect
+from sipd.modelrepo import ModelRepository, ModelVersion
 from sipd.projects import Projects
-from sipd.recipes import RecipeBook
 from sipd.watch.files import output_base
 from sipd.watch.outputs import (
     delete_unit,
@@ -78,7 +77,7 @@ class Dispatcher:
         models: ModelRepository,
         projects: Projects,
         config: WatchConfig,
-        recipes: RecipeBook,
+        requests: JobRequests | None,
         events: WatchEvents | None,
         runtime: Callable[[str], Runtime | None],
         wake: Callable[[], None],
@@ -88,7 +87,8 @@ class Dispatcher:
         self.models = models
         self.projects = projects
         self.config = config
-        self.recipes = recipes
+        # Checks a raw product the way a Predict request's is (watches with a recipe).
+        self.requests = requests
         self.events = events
         self.runtime = runtime
         self.wake = wake
@@ -131,13 +131,23 @@ class Dispatcher:
             rt = self.runtime(watch_id)
             if rt is None or rt.paused or rt.hold_until > time.monotonic():
                 continue
-            rows = self.queue.claim(watch_id, BATCH, now_wall)
+            # Raw products one per job: each takes tens of seconds to preprocess, and a
+            # failed batch is split and run again, which would preprocess the others twice.
+            rows = self.queue.claim(watch_id, 1 if rt.spec.recipe else BATCH, now_wall)
             if rows and self._submit(rt, rows):
                 inflight += 1
 
     def _submit(self, rt: Runtime, rows: list[dict[str, Any]]) -> bool:
         """One predict job for `rows` (QUEUED, as `claim` read them); True when submitted."""
         spec = rt.spec
+        try:
+            self.projects.get(spec.project)
+            model = self.models.get(spec.project, self.models.resolve(spec.project, spec.model))
+        except (NotFound, InvalidArgument, FailedPrecondition) as exc:
+            # The rows never left QUEUED: they wait until the project or a usable model exists.
+            rt.hold_until = time.monotonic() + HOLD_SECONDS
+            self.queue.set_last_error(spec.id, f"waiting: {exc}")
+            return False
         items: list[PredictItem] = []
         ids: list[int] = []
         for row in rows:
@@ -147,12 +157,13 @@ class Dispatcher:
                 self.queue.drop(row["id"])
                 continue
             base = output_base(rt.layout, unit)
+            warnings: list[str] = []
             try:
                 if spec.recipe:
-                    source, step = self._product(unit, spec.recipe)
+                    source, step, warnings = self._product(unit, model, spec.recipe)
                 else:
                     source, step = raster_path(unit), None
-            except (InvalidArgument, NotFound) as exc:
+            except SipError as exc:
                 self._fail(rt, row, str(exc), job_id=None)
                 continue
             paths = output_paths(Path(spec.outbox), base, spec.confidence)
@@ -165,18 +176,11 @@ class Dispatcher:
                     preprocess=step,
                     preprocessed=f"{Path(spec.outbox) / base}_preprocessed.tif" if step else "",
                     keep_preprocessed=spec.keep_preprocessed,
+                    warnings=warnings,
                 )
             )
             ids.append(row["id"])
         if not ids:
-            return False
-        try:
-            self.projects.get(spec.project)
-            model = self.models.get(spec.project, self.models.resolve(spec.project, spec.model))
-        except (NotFound, InvalidArgument, FailedPrecondition) as exc:
-            # The rows never left QUEUED: they wait until the project or a usable model exists.
-            rt.hold_until = time.monotonic() + HOLD_SECONDS
-            self.queue.set_last_error(spec.id, f"waiting: {exc}")
             return False
         # overwrite: a retried scene replaces what an earlier attempt left in the outbox.
         params = predict_params(model, items, overwrite=True)
@@ -200,18 +204,23 @@ class Dispatcher:
         log.info("watch %s: %d scene(s) -> job %d", spec.id, len(ids), job.id)
         return True
 
-    def _product(self, unit: Path, recipe: str) -> tuple[str, PreprocessStep]:
+    def _product(
+        self, unit: Path, model: ModelVersion, recipe: str
+    ) -> tuple[str, PreprocessStep, list[str]]:
         """A raw product arriving in a watch with a recipe: the unit itself (folder or
-        zip: the preprocessor reads it in place) and the recipe's step."""
+        zip: the preprocessor reads it in place), the step, and warnings; checked as a
+        Predict request of a raw product is (sensor, CRS, DEM, the model's bands)."""
         check_unit(unit)
-        step = self.recipes.get(recipe).step
-        kind = detect(unit)
-        if kind != step.preprocessor:
+        if self.requests is None:
+            raise FailedPrecondition("this daemon's watches cannot preprocess raw products")
+        checked = self.requests.raw_input_step(model, unit, recipe)
+        if checked is None:
             raise InvalidArgument(
-                f"{unit.name} is a {kind} product; this watch's recipe {recipe} runs "
-                f"{step.preprocessor}"
+                f"{unit.name} is not a raw product (a SAFE folder or zip, a RADARSAT-2 or "
+                f"RCM product); this watch preprocesses its arrivals with recipe {recipe}"
             )
-        return str(unit), step
+        step, warnings = checked
+        return str(unit), step, warnings
 
     def _complete(self, job_id: int) -> None:
         rows = self.queue.rows_of_job(job_id)

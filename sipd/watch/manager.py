@@ -29,6 +29,7 @@ from watchdog.observers import Observer
 
 from sipd.config import WatchConfig
 from sipd.errors import FailedPrecondition, InvalidArgument, NotFound, SipError
+from sipd.job_requests import JobRequests
 from sipd.jobs.engine import JobEngine
 from sipd.modelrepo import ModelRepository
 from sipd.paths import PathPolicy, refuse_data_dir
@@ -60,6 +61,7 @@ class WatchManager:
         policy: PathPolicy,
         config: WatchConfig,
         recipes: RecipeBook,
+        requests: JobRequests | None = None,
         events: WatchEvents | None = None,
     ) -> None:
         self.queue = WatchQueue(store)
@@ -82,7 +84,7 @@ class WatchManager:
             models=models,
             projects=projects,
             config=config,
-            recipes=recipes,
+            requests=requests,
             events=events,
             runtime=self._one,
             wake=self._wake.set,
@@ -292,9 +294,10 @@ class WatchManager:
                 # Pinned: a later version of the recipe never changes what this watch makes.
                 recipe = self.recipes.get(spec.recipe)
                 spec = spec.model_copy(update={"recipe": f"{recipe.name}@{recipe.version}"})
-            except NotFound:
-                if strict:
-                    raise
+            except NotFound as exc:
+                # Not pinned, a name would follow whatever version is latest later on:
+                # a watch names a recipe that exists (sipd.yaml recipes are stored first).
+                raise InvalidArgument(f"{where}: {exc}") from None
         for other in self.queue.list_watches():
             o: WatchSpec = other["spec"]
             if o.id == spec.id:

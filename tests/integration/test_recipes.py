@@ -146,17 +146,25 @@ def test_recipe_versions_over_grpc(daemon: Sipd) -> None:
         r.name for r in stub.ListRecipes(preprocess_pb2.ListRecipesRequest()).recipes
     ]
 
+    err = rpc_error(stub.DeleteRecipe, preprocess_pb2.DeleteRecipeRequest(name="grpc-r@1"))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "versions go together" in str(
+        err.details()
+    )
     deleted = stub.DeleteRecipe(preprocess_pb2.DeleteRecipeRequest(name="grpc-r"))
     assert deleted.versions == 2
-    for request in (
-        preprocess_pb2.GetRecipeRequest(name="grpc-r"),
-        preprocess_pb2.GetRecipeRequest(name="grpc-r", version=1),
-    ):
-        assert rpc_error(stub.GetRecipe, request).code() == grpc.StatusCode.NOT_FOUND
+    # Gone from "latest" and the list ...
+    err = rpc_error(stub.GetRecipe, preprocess_pb2.GetRecipeRequest(name="grpc-r"))
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+    listed = stub.ListRecipes(preprocess_pb2.ListRecipesRequest()).recipes
+    assert "recipes/grpc-r" not in [r.name for r in listed]
+    # ... but a version is still what scenes and models made with it say it was.
+    old = stub.GetRecipe(preprocess_pb2.GetRecipeRequest(name="grpc-r", version=1))
+    assert old.deleted and old.version == 1 and old.options["multilook"] == "2x2"
     err = rpc_error(stub.DeleteRecipe, preprocess_pb2.DeleteRecipeRequest(name="grpc-r"))
     assert err.code() == grpc.StatusCode.NOT_FOUND
-    # The name is free again: it starts over at version 1.
-    assert create(RECIPE_OPTIONS).version == 1
+    # Created again, the name goes on from the last number: no version is given twice.
+    again = create(RECIPE_OPTIONS)
+    assert again.version == 3 and not again.deleted
     stub.DeleteRecipe(preprocess_pb2.DeleteRecipeRequest(name="grpc-r"))
 
 
@@ -258,6 +266,9 @@ def test_recipes_from_the_config_are_stored_at_start_and_versioned_on_change(
         r = d.sipctl_json("recipe", "show", "cfg-s1")
         assert r["version"] == 2 and float(r["options"]["resolution"]) == 400.0
         assert float(d.sipctl_json("recipe", "show", "cfg-s1@1")["options"]["resolution"]) == 800
+        assert r["from_config"] is True
+        refused = d.sipctl("recipe", "delete", "cfg-s1", check=False)
+        assert "FAILED_PRECONDITION" in refused.stderr and "sipd.yaml" in refused.stderr
     finally:
         d.stop()
 
@@ -541,7 +552,7 @@ def test_watch_with_a_recipe_classifies_raw_products_once_across_a_restart(
         flags = [] if keep else ["--no-keep-preprocessed"]
         w = d.sipctl_json("watch", "add", str(inbox), "--project", "sea", "--out", str(outbox),
                           "--recipe", "ice", "--name", name, *flags)  # fmt: skip
-        assert w["recipe"] == "ice@1" and bool(w.get("keep_preprocessed")) == keep
+        assert w["recipe"] == "ice@1" and bool(w.get("remove_preprocessed")) != keep
         boxes[name] = (inbox, outbox)
     # A newer version after the watches were made: they stay pinned to version 1.
     d.sipctl("recipe", "create", "ice", *RECIPE_FLAGS, "--speckle", "boxcar:3")

@@ -17,28 +17,11 @@ from sipd.errors import InvalidArgument
 from sipd.preprocess.speckle import (
     FILTERS,
     halo,
-    multilook,
     speckle_filter,
     to_db,
 )
 
 # --------------------------------------------------------------- references
-
-
-def naive_multilook(x: np.ndarray, az: int, rg: int) -> np.ndarray:
-    h, w = x.shape[0] // az, x.shape[1] // rg
-    out = np.full((h, w), np.nan)
-    for i in range(h):
-        for j in range(w):
-            vals = [
-                float(x[i * az + a, j * rg + b])
-                for a in range(az)
-                for b in range(rg)
-                if not math.isnan(x[i * az + a, j * rg + b])
-            ]
-            if vals:
-                out[i, j] = sum(vals) / len(vals)
-    return out
 
 
 def window_values(z: np.ndarray, i: int, j: int, r: int, keep=lambda di, dj: True) -> list:
@@ -145,25 +128,6 @@ def edge_image(seed: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------- tests
-
-
-def test_multilook_matches_naive_with_nodata() -> None:
-    z = with_nodata(speckled((23, 31), 1.0, 1), 2)
-    z[4:8, 9:12] = np.nan  # a whole 4x3 cell empty for (4, 3)
-    for looks in [(1, 1), (2, 2), (4, 3), (1, 5), (3, 1)]:
-        got = multilook(z, looks)
-        want = naive_multilook(z, *looks)
-        assert got.dtype == np.float32
-        assert got.shape == (23 // looks[0], 31 // looks[1])
-        np.testing.assert_allclose(got, want, rtol=1e-6, equal_nan=True)
-    assert np.isnan(multilook(z, (4, 3))[1, 3])
-
-
-def test_multilook_rejects_bad_looks() -> None:
-    z = speckled((8, 8), 1.0, 0)
-    for bad in [(0, 1), (2, -1), (2,), "2x2", (1.5, 2)]:
-        with pytest.raises(InvalidArgument, match="looks"):
-            multilook(z, bad)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("kind", ["boxcar", "lee"])

@@ -30,7 +30,6 @@ from sipd.jobs.engine import JobEngine
 from sipd.modelrepo import ModelRepository
 from sipd.paths import PathPolicy
 from sipd.projects import Projects
-from sipd.recipes import RecipeBook
 from sipd.store import MIGRATIONS, Store
 from sipd.watch.dispatcher import Action, Dispatcher, failure_action
 from sipd.watch.files import Layout
@@ -107,7 +106,7 @@ def _start(root: Path, retries: int = 3) -> Daemon:
         models=ModelRepository(root / "models"),
         projects=Projects(store, PathPolicy([str(root)]), root),
         config=WatchConfig(retries=retries, retry_backoff_seconds=0.0),
-        recipes=RecipeBook(store),
+        requests=None,
         events=None,
         runtime=runtimes.get,
         wake=lambda: None,

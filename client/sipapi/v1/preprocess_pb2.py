@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from sipapi.v1 import common_pb2 as sip_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17sip/v1/preprocess.proto\x12\x06sip.v1\x1a\x13sip/v1/common.proto\"8\n\x14InspectRasterRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x12\n\nstatistics\x18\x02 \x01(\x08\"\x1a\n\x18ListPreprocessorsRequest\"\xd7\x01\n\x0cPreprocessor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0e\n\x06inputs\x18\x03 \x01(\t\x12\x32\n\x07options\x18\x04 \x03(\x0b\x32!.sip.v1.Preprocessor.OptionsEntry\x12\x30\n\x0coption_specs\x18\x05 \x03(\x0b\x32\x1a.sip.v1.PreprocessorOption\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"g\n\x12PreprocessorOption\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x65\x66\x61ult\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x0f\n\x07\x63hoices\x18\x05 \x01(\t\"H\n\x19ListPreprocessorsResponse\x12+\n\rpreprocessors\x18\x01 \x03(\x0b\x32\x14.sip.v1.Preprocessor\"\xf4\x01\n\x11PreprocessRequest\x12\x14\n\x0cpreprocessor\x18\x01 \x01(\t\x12\r\n\x05input\x18\x02 \x01(\t\x12\x0e\n\x06output\x18\x03 \x01(\t\x12\x37\n\x07options\x18\x04 \x03(\x0b\x32&.sip.v1.PreprocessRequest.OptionsEntry\x12\x0e\n\x06recipe\x18\x05 \x01(\t\x12\x11\n\toverwrite\x18\x06 \x01(\x08\x12\x0f\n\x07project\x18\x07 \x01(\t\x12\r\n\x05scene\x18\x08 \x01(\t\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc5\x01\n\x06Recipe\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x14\n\x0cpreprocessor\x18\x03 \x01(\t\x12,\n\x07options\x18\x04 \x03(\x0b\x32\x1b.sip.v1.Recipe.OptionsEntry\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x13\n\x0b\x63reate_time\x18\x06 \x01(\x01\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbe\x01\n\x13\x43reateRecipeRequest\x12\x11\n\trecipe_id\x18\x01 \x01(\t\x12\x14\n\x0cpreprocessor\x18\x02 \x01(\t\x12\x39\n\x07options\x18\x03 \x03(\x0b\x32(.sip.v1.CreateRecipeRequest.OptionsEntry\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"1\n\x10GetRecipeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\"\x14\n\x12ListRecipesRequest\"6\n\x13ListRecipesResponse\x12\x1f\n\x07recipes\x18\x01 \x03(\x0b\x32\x0e.sip.v1.Recipe\"#\n\x13\x44\x65leteRecipeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"(\n\x14\x44\x65leteRecipeResponse\x12\x10\n\x08versions\x18\x01 \x01(\x05\x32\xe6\x03\n\x11PreprocessService\x12:\n\rInspectRaster\x12\x1c.sip.v1.InspectRasterRequest\x1a\x0b.sip.v1.Job\x12X\n\x11ListPreprocessors\x12 .sip.v1.ListPreprocessorsRequest\x1a!.sip.v1.ListPreprocessorsResponse\x12\x34\n\nPreprocess\x12\x19.sip.v1.PreprocessRequest\x1a\x0b.sip.v1.Job\x12;\n\x0c\x43reateRecipe\x12\x1b.sip.v1.CreateRecipeRequest\x1a\x0e.sip.v1.Recipe\x12\x35\n\tGetRecipe\x12\x18.sip.v1.GetRecipeRequest\x1a\x0e.sip.v1.Recipe\x12\x46\n\x0bListRecipes\x12\x1a.sip.v1.ListRecipesRequest\x1a\x1b.sip.v1.ListRecipesResponse\x12I\n\x0c\x44\x65leteRecipe\x12\x1b.sip.v1.DeleteRecipeRequest\x1a\x1c.sip.v1.DeleteRecipeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17sip/v1/preprocess.proto\x12\x06sip.v1\x1a\x13sip/v1/common.proto\"8\n\x14InspectRasterRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x12\n\nstatistics\x18\x02 \x01(\x08\"\x1a\n\x18ListPreprocessorsRequest\"\xd7\x01\n\x0cPreprocessor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0e\n\x06inputs\x18\x03 \x01(\t\x12\x32\n\x07options\x18\x04 \x03(\x0b\x32!.sip.v1.Preprocessor.OptionsEntry\x12\x30\n\x0coption_specs\x18\x05 \x03(\x0b\x32\x1a.sip.v1.PreprocessorOption\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"g\n\x12PreprocessorOption\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x65\x66\x61ult\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x0f\n\x07\x63hoices\x18\x05 \x01(\t\"H\n\x19ListPreprocessorsResponse\x12+\n\rpreprocessors\x18\x01 \x03(\x0b\x32\x14.sip.v1.Preprocessor\"\xf4\x01\n\x11PreprocessRequest\x12\x14\n\x0cpreprocessor\x18\x01 \x01(\t\x12\r\n\x05input\x18\x02 \x01(\t\x12\x0e\n\x06output\x18\x03 \x01(\t\x12\x37\n\x07options\x18\x04 \x03(\x0b\x32&.sip.v1.PreprocessRequest.OptionsEntry\x12\x0e\n\x06recipe\x18\x05 \x01(\t\x12\x11\n\toverwrite\x18\x06 \x01(\x08\x12\x0f\n\x07project\x18\x07 \x01(\t\x12\r\n\x05scene\x18\x08 \x01(\t\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xeb\x01\n\x06Recipe\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x14\n\x0cpreprocessor\x18\x03 \x01(\t\x12,\n\x07options\x18\x04 \x03(\x0b\x32\x1b.sip.v1.Recipe.OptionsEntry\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x13\n\x0b\x63reate_time\x18\x06 \x01(\x01\x12\x13\n\x0b\x66rom_config\x18\x07 \x01(\x08\x12\x0f\n\x07\x64\x65leted\x18\x08 \x01(\x08\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbe\x01\n\x13\x43reateRecipeRequest\x12\x11\n\trecipe_id\x18\x01 \x01(\t\x12\x14\n\x0cpreprocessor\x18\x02 \x01(\t\x12\x39\n\x07options\x18\x03 \x03(\x0b\x32(.sip.v1.CreateRecipeRequest.OptionsEntry\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"1\n\x10GetRecipeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\"\x14\n\x12ListRecipesRequest\"6\n\x13ListRecipesResponse\x12\x1f\n\x07recipes\x18\x01 \x03(\x0b\x32\x0e.sip.v1.Recipe\"#\n\x13\x44\x65leteRecipeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"(\n\x14\x44\x65leteRecipeResponse\x12\x10\n\x08versions\x18\x01 \x01(\x05\x32\xe6\x03\n\x11PreprocessService\x12:\n\rInspectRaster\x12\x1c.sip.v1.InspectRasterRequest\x1a\x0b.sip.v1.Job\x12X\n\x11ListPreprocessors\x12 .sip.v1.ListPreprocessorsRequest\x1a!.sip.v1.ListPreprocessorsResponse\x12\x34\n\nPreprocess\x12\x19.sip.v1.PreprocessRequest\x1a\x0b.sip.v1.Job\x12;\n\x0c\x43reateRecipe\x12\x1b.sip.v1.CreateRecipeRequest\x1a\x0e.sip.v1.Recipe\x12\x35\n\tGetRecipe\x12\x18.sip.v1.GetRecipeRequest\x1a\x0e.sip.v1.Recipe\x12\x46\n\x0bListRecipes\x12\x1a.sip.v1.ListRecipesRequest\x1a\x1b.sip.v1.ListRecipesResponse\x12I\n\x0c\x44\x65leteRecipe\x12\x1b.sip.v1.DeleteRecipeRequest\x1a\x1c.sip.v1.DeleteRecipeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -57,23 +57,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREPROCESSREQUEST_OPTIONSENTRY']._serialized_start=312
   _globals['_PREPROCESSREQUEST_OPTIONSENTRY']._serialized_end=358
   _globals['_RECIPE']._serialized_start=787
-  _globals['_RECIPE']._serialized_end=984
+  _globals['_RECIPE']._serialized_end=1022
   _globals['_RECIPE_OPTIONSENTRY']._serialized_start=312
   _globals['_RECIPE_OPTIONSENTRY']._serialized_end=358
-  _globals['_CREATERECIPEREQUEST']._serialized_start=987
-  _globals['_CREATERECIPEREQUEST']._serialized_end=1177
+  _globals['_CREATERECIPEREQUEST']._serialized_start=1025
+  _globals['_CREATERECIPEREQUEST']._serialized_end=1215
   _globals['_CREATERECIPEREQUEST_OPTIONSENTRY']._serialized_start=312
   _globals['_CREATERECIPEREQUEST_OPTIONSENTRY']._serialized_end=358
-  _globals['_GETRECIPEREQUEST']._serialized_start=1179
-  _globals['_GETRECIPEREQUEST']._serialized_end=1228
-  _globals['_LISTRECIPESREQUEST']._serialized_start=1230
-  _globals['_LISTRECIPESREQUEST']._serialized_end=1250
-  _globals['_LISTRECIPESRESPONSE']._serialized_start=1252
-  _globals['_LISTRECIPESRESPONSE']._serialized_end=1306
-  _globals['_DELETERECIPEREQUEST']._serialized_start=1308
-  _globals['_DELETERECIPEREQUEST']._serialized_end=1343
-  _globals['_DELETERECIPERESPONSE']._serialized_start=1345
-  _globals['_DELETERECIPERESPONSE']._serialized_end=1385
-  _globals['_PREPROCESSSERVICE']._serialized_start=1388
-  _globals['_PREPROCESSSERVICE']._serialized_end=1874
+  _globals['_GETRECIPEREQUEST']._serialized_start=1217
+  _globals['_GETRECIPEREQUEST']._serialized_end=1266
+  _globals['_LISTRECIPESREQUEST']._serialized_start=1268
+  _globals['_LISTRECIPESREQUEST']._serialized_end=1288
+  _globals['_LISTRECIPESRESPONSE']._serialized_start=1290
+  _globals['_LISTRECIPESRESPONSE']._serialized_end=1344
+  _globals['_DELETERECIPEREQUEST']._serialized_start=1346
+  _globals['_DELETERECIPEREQUEST']._serialized_end=1381
+  _globals['_DELETERECIPERESPONSE']._serialized_start=1383
+  _globals['_DELETERECIPERESPONSE']._serialized_end=1423
+  _globals['_PREPROCESSSERVICE']._serialized_start=1426
+  _globals['_PREPROCESSSERVICE']._serialized_end=1912
 # @@protoc_insertion_point(module_scope)

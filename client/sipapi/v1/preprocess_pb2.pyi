@@ -88,7 +88,7 @@ class PreprocessRequest(_message.Message):
     def __init__(self, preprocessor: _Optional[str] = ..., input: _Optional[str] = ..., output: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., recipe: _Optional[str] = ..., overwrite: _Optional[bool] = ..., project: _Optional[str] = ..., scene: _Optional[str] = ...) -> None: ...
 
 class Recipe(_message.Message):
-    __slots__ = ("name", "version", "preprocessor", "options", "description", "create_time")
+    __slots__ = ("name", "version", "preprocessor", "options", "description", "create_time", "from_config", "deleted")
     class OptionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -102,13 +102,17 @@ class Recipe(_message.Message):
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    FROM_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     preprocessor: str
     options: _containers.ScalarMap[str, str]
     description: str
     create_time: float
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., preprocessor: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., description: _Optional[str] = ..., create_time: _Optional[float] = ...) -> None: ...
+    from_config: bool
+    deleted: bool
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., preprocessor: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., description: _Optional[str] = ..., create_time: _Optional[float] = ..., from_config: _Optional[bool] = ..., deleted: _Optional[bool] = ...) -> None: ...
 
 class CreateRecipeRequest(_message.Message):
     __slots__ = ("recipe_id", "preprocessor", "options", "description")

@@ -126,8 +126,10 @@ class PreprocessServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteRecipe(self, request, context):
-        """Deletes every version of a recipe. Scenes and models made with it keep
-        their record of the options used.
+        """Deletes a recipe (every version): it leaves listings and "latest", its
+        versions stay readable by number (scenes, models and watches name them)
+        and their numbers are never given again. Recipes from sipd.yaml are
+        removed there (FAILED_PRECONDITION here).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

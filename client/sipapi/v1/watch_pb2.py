@@ -26,33 +26,33 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12sip/v1/watch.proto\x12\x06sip.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x84\x04\n\x05Watch\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05inbox\x18\x02 \x01(\t\x12\x0e\n\x06outbox\x18\x03 \x01(\t\x12\x0f\n\x07project\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0f\n\x07pattern\x18\x06 \x01(\t\x12\x11\n\trecursive\x18\x07 \x01(\x08\x12%\n\non_success\x18\x08 \x01(\x0e\x32\x11.sip.v1.OnSuccess\x12\x15\n\rquiet_seconds\x18\t \x01(\x01\x12\x18\n\x10require_sentinel\x18\n \x01(\x08\x12\x12\n\nconfidence\x18\x0b \x01(\x08\x12\"\n\x05state\x18\x0c \x01(\x0e\x32\x13.sip.v1.Watch.State\x12\x0c\n\x04\x64one\x18\r \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x0e \x01(\x03\x12\x0e\n\x06queued\x18\x0f \x01(\x03\x12\x0f\n\x07running\x18\x10 \x01(\x03\x12\x12\n\nlast_error\x18\x11 \x01(\t\x12/\n\x0b\x63reate_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x66rom_config\x18\x13 \x01(\x08\x12\x0e\n\x06recipe\x18\x14 \x01(\t\x12\x19\n\x11keep_preprocessed\x18\x15 \x01(\x08\"6\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43TIVE\x10\x01\x12\n\n\x06PAUSED\x10\x02\"D\n\x12\x43reateWatchRequest\x12\x10\n\x08watch_id\x18\x01 \x01(\t\x12\x1c\n\x05watch\x18\x02 \x01(\x0b\x32\r.sip.v1.Watch\"\x1f\n\x0fGetWatchRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\";\n\x12ListWatchesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"N\n\x13ListWatchesResponse\x12\x1e\n\x07watches\x18\x01 \x03(\x0b\x32\r.sip.v1.Watch\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x11PauseWatchRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\"\n\x12ResumeWatchRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\"\n\x12\x44\x65leteWatchRequest\x12\x0c\n\x04name\x18\x01 \x01(\t*h\n\tOnSuccess\x12\x1a\n\x16ON_SUCCESS_UNSPECIFIED\x10\x00\x12\x13\n\x0fON_SUCCESS_KEEP\x10\x01\x12\x13\n\x0fON_SUCCESS_MOVE\x10\x02\x12\x15\n\x11ON_SUCCESS_DELETE\x10\x03\x32\xf9\x02\n\x0cWatchService\x12\x38\n\x0b\x43reateWatch\x12\x1a.sip.v1.CreateWatchRequest\x1a\r.sip.v1.Watch\x12\x32\n\x08GetWatch\x12\x17.sip.v1.GetWatchRequest\x1a\r.sip.v1.Watch\x12\x46\n\x0bListWatches\x12\x1a.sip.v1.ListWatchesRequest\x1a\x1b.sip.v1.ListWatchesResponse\x12\x36\n\nPauseWatch\x12\x19.sip.v1.PauseWatchRequest\x1a\r.sip.v1.Watch\x12\x38\n\x0bResumeWatch\x12\x1a.sip.v1.ResumeWatchRequest\x1a\r.sip.v1.Watch\x12\x41\n\x0b\x44\x65leteWatch\x12\x1a.sip.v1.DeleteWatchRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12sip/v1/watch.proto\x12\x06sip.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x86\x04\n\x05Watch\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05inbox\x18\x02 \x01(\t\x12\x0e\n\x06outbox\x18\x03 \x01(\t\x12\x0f\n\x07project\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0f\n\x07pattern\x18\x06 \x01(\t\x12\x11\n\trecursive\x18\x07 \x01(\x08\x12%\n\non_success\x18\x08 \x01(\x0e\x32\x11.sip.v1.OnSuccess\x12\x15\n\rquiet_seconds\x18\t \x01(\x01\x12\x18\n\x10require_sentinel\x18\n \x01(\x08\x12\x12\n\nconfidence\x18\x0b \x01(\x08\x12\"\n\x05state\x18\x0c \x01(\x0e\x32\x13.sip.v1.Watch.State\x12\x0c\n\x04\x64one\x18\r \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x0e \x01(\x03\x12\x0e\n\x06queued\x18\x0f \x01(\x03\x12\x0f\n\x07running\x18\x10 \x01(\x03\x12\x12\n\nlast_error\x18\x11 \x01(\t\x12/\n\x0b\x63reate_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x66rom_config\x18\x13 \x01(\x08\x12\x0e\n\x06recipe\x18\x14 \x01(\t\x12\x1b\n\x13remove_preprocessed\x18\x15 \x01(\x08\"6\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43TIVE\x10\x01\x12\n\n\x06PAUSED\x10\x02\"D\n\x12\x43reateWatchRequest\x12\x10\n\x08watch_id\x18\x01 \x01(\t\x12\x1c\n\x05watch\x18\x02 \x01(\x0b\x32\r.sip.v1.Watch\"\x1f\n\x0fGetWatchRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\";\n\x12ListWatchesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"N\n\x13ListWatchesResponse\x12\x1e\n\x07watches\x18\x01 \x03(\x0b\x32\r.sip.v1.Watch\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x11PauseWatchRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\"\n\x12ResumeWatchRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\"\n\x12\x44\x65leteWatchRequest\x12\x0c\n\x04name\x18\x01 \x01(\t*h\n\tOnSuccess\x12\x1a\n\x16ON_SUCCESS_UNSPECIFIED\x10\x00\x12\x13\n\x0fON_SUCCESS_KEEP\x10\x01\x12\x13\n\x0fON_SUCCESS_MOVE\x10\x02\x12\x15\n\x11ON_SUCCESS_DELETE\x10\x03\x32\xf9\x02\n\x0cWatchService\x12\x38\n\x0b\x43reateWatch\x12\x1a.sip.v1.CreateWatchRequest\x1a\r.sip.v1.Watch\x12\x32\n\x08GetWatch\x12\x17.sip.v1.GetWatchRequest\x1a\r.sip.v1.Watch\x12\x46\n\x0bListWatches\x12\x1a.sip.v1.ListWatchesRequest\x1a\x1b.sip.v1.ListWatchesResponse\x12\x36\n\nPauseWatch\x12\x19.sip.v1.PauseWatchRequest\x1a\r.sip.v1.Watch\x12\x38\n\x0bResumeWatch\x12\x1a.sip.v1.ResumeWatchRequest\x1a\r.sip.v1.Watch\x12\x41\n\x0b\x44\x65leteWatch\x12\x1a.sip.v1.DeleteWatchRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sip.v1.watch_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ONSUCCESS']._serialized_start=962
-  _globals['_ONSUCCESS']._serialized_end=1066
+  _globals['_ONSUCCESS']._serialized_start=964
+  _globals['_ONSUCCESS']._serialized_end=1068
   _globals['_WATCH']._serialized_start=93
-  _globals['_WATCH']._serialized_end=609
-  _globals['_WATCH_STATE']._serialized_start=555
-  _globals['_WATCH_STATE']._serialized_end=609
-  _globals['_CREATEWATCHREQUEST']._serialized_start=611
-  _globals['_CREATEWATCHREQUEST']._serialized_end=679
-  _globals['_GETWATCHREQUEST']._serialized_start=681
-  _globals['_GETWATCHREQUEST']._serialized_end=712
-  _globals['_LISTWATCHESREQUEST']._serialized_start=714
-  _globals['_LISTWATCHESREQUEST']._serialized_end=773
-  _globals['_LISTWATCHESRESPONSE']._serialized_start=775
-  _globals['_LISTWATCHESRESPONSE']._serialized_end=853
-  _globals['_PAUSEWATCHREQUEST']._serialized_start=855
-  _globals['_PAUSEWATCHREQUEST']._serialized_end=888
-  _globals['_RESUMEWATCHREQUEST']._serialized_start=890
-  _globals['_RESUMEWATCHREQUEST']._serialized_end=924
-  _globals['_DELETEWATCHREQUEST']._serialized_start=926
-  _globals['_DELETEWATCHREQUEST']._serialized_end=960
-  _globals['_WATCHSERVICE']._serialized_start=1069
-  _globals['_WATCHSERVICE']._serialized_end=1446
+  _globals['_WATCH']._serialized_end=611
+  _globals['_WATCH_STATE']._serialized_start=557
+  _globals['_WATCH_STATE']._serialized_end=611
+  _globals['_CREATEWATCHREQUEST']._serialized_start=613
+  _globals['_CREATEWATCHREQUEST']._serialized_end=681
+  _globals['_GETWATCHREQUEST']._serialized_start=683
+  _globals['_GETWATCHREQUEST']._serialized_end=714
+  _globals['_LISTWATCHESREQUEST']._serialized_start=716
+  _globals['_LISTWATCHESREQUEST']._serialized_end=775
+  _globals['_LISTWATCHESRESPONSE']._serialized_start=777
+  _globals['_LISTWATCHESRESPONSE']._serialized_end=855
+  _globals['_PAUSEWATCHREQUEST']._serialized_start=857
+  _globals['_PAUSEWATCHREQUEST']._serialized_end=890
+  _globals['_RESUMEWATCHREQUEST']._serialized_start=892
+  _globals['_RESUMEWATCHREQUEST']._serialized_end=926
+  _globals['_DELETEWATCHREQUEST']._serialized_start=928
+  _globals['_DELETEWATCHREQUEST']._serialized_end=962
+  _globals['_WATCHSERVICE']._serialized_start=1071
+  _globals['_WATCHSERVICE']._serialized_end=1448
 # @@protoc_insertion_point(module_scope)

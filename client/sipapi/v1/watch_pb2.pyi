@@ -23,7 +23,7 @@ ON_SUCCESS_MOVE: OnSuccess
 ON_SUCCESS_DELETE: OnSuccess
 
 class Watch(_message.Message):
-    __slots__ = ("name", "inbox", "outbox", "project", "model", "pattern", "recursive", "on_success", "quiet_seconds", "require_sentinel", "confidence", "state", "done", "failed", "queued", "running", "last_error", "create_time", "from_config", "recipe", "keep_preprocessed")
+    __slots__ = ("name", "inbox", "outbox", "project", "model", "pattern", "recursive", "on_success", "quiet_seconds", "require_sentinel", "confidence", "state", "done", "failed", "queued", "running", "last_error", "create_time", "from_config", "recipe", "remove_preprocessed")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Watch.State]
@@ -52,7 +52,7 @@ class Watch(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     FROM_CONFIG_FIELD_NUMBER: _ClassVar[int]
     RECIPE_FIELD_NUMBER: _ClassVar[int]
-    KEEP_PREPROCESSED_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_PREPROCESSED_FIELD_NUMBER: _ClassVar[int]
     name: str
     inbox: str
     outbox: str
@@ -73,8 +73,8 @@ class Watch(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     from_config: bool
     recipe: str
-    keep_preprocessed: bool
-    def __init__(self, name: _Optional[str] = ..., inbox: _Optional[str] = ..., outbox: _Optional[str] = ..., project: _Optional[str] = ..., model: _Optional[str] = ..., pattern: _Optional[str] = ..., recursive: _Optional[bool] = ..., on_success: _Optional[_Union[OnSuccess, str]] = ..., quiet_seconds: _Optional[float] = ..., require_sentinel: _Optional[bool] = ..., confidence: _Optional[bool] = ..., state: _Optional[_Union[Watch.State, str]] = ..., done: _Optional[int] = ..., failed: _Optional[int] = ..., queued: _Optional[int] = ..., running: _Optional[int] = ..., last_error: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., from_config: _Optional[bool] = ..., recipe: _Optional[str] = ..., keep_preprocessed: _Optional[bool] = ...) -> None: ...
+    remove_preprocessed: bool
+    def __init__(self, name: _Optional[str] = ..., inbox: _Optional[str] = ..., outbox: _Optional[str] = ..., project: _Optional[str] = ..., model: _Optional[str] = ..., pattern: _Optional[str] = ..., recursive: _Optional[bool] = ..., on_success: _Optional[_Union[OnSuccess, str]] = ..., quiet_seconds: _Optional[float] = ..., require_sentinel: _Optional[bool] = ..., confidence: _Optional[bool] = ..., state: _Optional[_Union[Watch.State, str]] = ..., done: _Optional[int] = ..., failed: _Optional[int] = ..., queued: _Optional[int] = ..., running: _Optional[int] = ..., last_error: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., from_config: _Optional[bool] = ..., recipe: _Optional[str] = ..., remove_preprocessed: _Optional[bool] = ...) -> None: ...
 
 class CreateWatchRequest(_message.Message):
     __slots__ = ("watch_id", "watch")

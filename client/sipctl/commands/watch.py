@@ -114,7 +114,7 @@ def _print(w: watch_pb2.Watch) -> None:
     print(f"outbox:   {w.outbox} (confidence {_yes(w.confidence)}; on success: {_policy(w)})")
     print(f"model:    {w.project}/models/{w.model}")
     if w.recipe:
-        keep = "kept" if w.keep_preprocessed else "removed once classified"
+        keep = "removed once classified" if w.remove_preprocessed else "kept"
         print(f"recipe:   {w.recipe} (preprocessed rasters {keep})")
     print(f"scenes:   {w.done} done, {w.failed} failed, {w.queued} queued, {w.running} running")
     if w.last_error:
@@ -139,7 +139,7 @@ def add(app: App) -> int:
         require_sentinel=a.sentinel,
         confidence=a.confidence,
         recipe=a.recipe,
-        keep_preprocessed=a.keep_preprocessed,
+        remove_preprocessed=not a.keep_preprocessed,
     )
     w = app.client.call(
         app.client.watches.CreateWatch,
