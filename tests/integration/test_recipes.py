@@ -168,6 +168,7 @@ def test_recipe_versions_over_grpc(daemon: Sipd) -> None:
     stub.DeleteRecipe(preprocess_pb2.DeleteRecipeRequest(name="grpc-r"))
 
 
+@pytest.mark.slow  # several sipctl processes and preprocess jobs
 def test_recipe_commands_of_sipctl(daemon: Sipd) -> None:
     created = daemon.sipctl_json("recipe", "create", "cli-r", *RECIPE_FLAGS)
     assert (created["name"], created["version"]) == ("recipes/cli-r", 1)
@@ -238,6 +239,7 @@ def _config(path: Path, resolution: int, description: str = "from the config") -
     return path
 
 
+@pytest.mark.slow  # three daemon starts
 def test_recipes_from_the_config_are_stored_at_start_and_versioned_on_change(
     tmp_path: Path,
 ) -> None:
@@ -284,6 +286,7 @@ def test_recipes_from_the_config_are_stored_at_start_and_versioned_on_change(
 # -- 3. scene add --recipe -------------------------------------------------------------------
 
 
+@pytest.mark.slow  # several sipctl processes and preprocess jobs
 def test_scene_add_with_a_recipe_registers_a_preprocessed_scene(daemon: Sipd) -> None:
     root = daemon.roots[0]
     daemon.sipctl("recipe", "create", "scn", *RECIPE_FLAGS)

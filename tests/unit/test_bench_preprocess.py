@@ -41,6 +41,7 @@ def test_scaled_product_keeps_the_real_geometry(tmp_path: Path) -> None:
     np.testing.assert_array_equal(dn[:50, :60], speckle_dn()(0, 0, 50, 60))
 
 
+@pytest.mark.slow  # a benchmark in a child process
 def test_sipctl_bench_preprocess_reports_steps_and_memory(tmp_path: Path) -> None:
     template = shared_fixture(S1)
     result = subprocess.run(

@@ -49,6 +49,7 @@ def _write_dem(path: Path, data: np.ndarray, transform: Affine, nodata: float = 
         dst.write(data.astype(np.float32), 1)
 
 
+@pytest.mark.slow  # range-Doppler solves over many points (seconds)
 def test_geolocation_grid_points_come_back(product: Path, tmp_path: Path) -> None:
     """(lat, lon, ellipsoid height) of grid points -> the annotation's (line, pixel)."""
     gcps = open_sentinel1(str(product), ["VV"]).gcps
@@ -88,6 +89,7 @@ def test_geolocation_grid_points_come_back(product: Path, tmp_path: Path) -> Non
     assert err.max() < 1.0, errors  # within one full-resolution pixel, both axes
 
 
+@pytest.mark.slow  # range-Doppler solves over many points (seconds)
 def test_rome_dem_shifts_range_by_height_over_tan_incidence(product: Path, rome_dem: Path) -> None:
     prod = open_sentinel1(str(product), ["VV"])
     # A UTM 33N grid at 30 m over the DEM (lon 12.45-12.55, lat 41.95-42.05) and a
@@ -149,6 +151,7 @@ def test_rome_dem_shifts_range_by_height_over_tan_incidence(product: Path, rome_
     assert not np.isfinite(off_lines).any() and not np.isfinite(off_pixels).any()
 
 
+@pytest.mark.slow  # range-Doppler solves over many points (seconds)
 def test_dem_outside_the_footprint(product: Path, tmp_path: Path) -> None:
     dem_path = tmp_path / "gulf_of_guinea.tif"
     _write_dem(dem_path, np.full((10, 10), 5.0), Affine(0.01, 0, 0.0, 0, -0.01, 0.1))
