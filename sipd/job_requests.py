@@ -39,6 +39,7 @@ from sipd.jobs.engine import JobEngine
 from sipd.modelrepo import ModelRepository, ModelVersion
 from sipd.paths import PathPolicy
 from sipd.preprocess import catalog
+from sipd.preprocess.geocode import parse_crs
 from sipd.projects import (
     Projects,
     check_mask_opens,
@@ -237,17 +238,7 @@ class JobRequests:
         """A step whose CRS GDAL knows and whose files (the DEM) are inside the allowed
         roots, resolved: refused now, not after the radar-geometry stage has run."""
         if step.options.crs not in ("auto", "none", ""):
-            from rasterio.crs import CRS
-            from rasterio.errors import CRSError
-
-            try:
-                CRS.from_user_input(step.options.crs)
-            except CRSError as exc:
-                raise InvalidArgument(
-                    f"crs {step.options.crs!r} is not a CRS GDAL knows ({exc}); accepted: "
-                    "EPSG:NNNN, WKT or PROJ text, auto (UTM of the scene) or none (radar "
-                    "geometry)"
-                ) from None
+            parse_crs(step.options.crs)
         if not step.options.dem:
             return step
         dem = self.policy.check_input(step.options.dem, "DEM")

@@ -26,14 +26,24 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.warp import transform as transform_points
 from rasterio.windows import Window
-from scipy.interpolate import RBFInterpolator
-from scipy.ndimage import map_coordinates
 
+from sipd.errors import InvalidArgument
 from sipd.preprocess.sar_product import Gcp
 
 WGS84 = CRS.from_epsg(4326)
 LATTICE = 16  # output pixels between exactly computed (line, pixel) points
 TILE = 512
+
+
+def parse_crs(text: str) -> CRS:
+    """An output CRS the user named (EPSG:NNNN, WKT, PROJ text)."""
+    try:
+        return CRS.from_user_input(text)
+    except Exception as exc:  # rasterio raises CRSError; any failure is the user's text
+        raise InvalidArgument(
+            f"crs {text!r} is not a CRS GDAL knows ({exc}); accepted: EPSG:NNNN, a WKT or "
+            "PROJ string, auto (UTM of the scene centre) or none (radar geometry)"
+        ) from None
 
 
 @dataclass
@@ -72,6 +82,8 @@ class InverseMap:
         # indices of the multilooked image are centre-based.
         lines = np.array([g.line for g in gcps]) / az - 0.5
         pixels = np.array([g.pixel for g in gcps]) / rg - 0.5
+        from scipy.interpolate import RBFInterpolator  # the worker's, not the daemon's import
+
         self.spline = spline = RBFInterpolator(
             np.column_stack([rows, cols]), np.column_stack([lines, pixels]),
             kernel="thin_plate_spline", degree=1,
@@ -84,6 +96,8 @@ class InverseMap:
         self.pixels = values[:, 1].reshape(rr.shape)
 
     def coords(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        from scipy.ndimage import map_coordinates
+
         r = (np.arange(window.row_off, window.row_off + window.height)) / LATTICE
         c = (np.arange(window.col_off, window.col_off + window.width)) / LATTICE
         rr, cc = np.meshgrid(r, c, indexing="ij")
@@ -109,6 +123,8 @@ class CoordinateMap(Protocol):
 def _sample(
     src: rasterio.DatasetReader, mapping: CoordinateMap, window: Window, order: int
 ) -> np.ndarray:
+    from scipy.ndimage import map_coordinates
+
     lines, pixels = mapping.coords(window)
     out = np.full((src.count, window.height, window.width), np.nan, dtype=np.float32)
     if not np.isfinite(lines).any():

@@ -375,13 +375,7 @@ def output_crs(plan: Plan) -> CRS:
         lat = float(np.mean([g.lat for g in plan.product.gcps]))
         zone = int(math.floor((lon + 180.0) / 6.0)) % 60 + 1
         return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
-    try:
-        return CRS.from_user_input(text)
-    except Exception as exc:  # rasterio raises CRSError; any failure is the user's text
-        raise InvalidArgument(
-            f"crs {text!r} is not a CRS GDAL knows ({exc}); accepted: EPSG:NNNN, a WKT or "
-            "PROJ string, auto (UTM of the scene centre) or none (radar geometry)"
-        ) from None
+    return geocode.parse_crs(text)
 
 
 def to_output_grid(
@@ -469,9 +463,8 @@ def run(
         write_radar_geometry(p, radar, ctx, timings, threads)
         ctx.check_cancelled()
         if options.crs == "none":
-            final_source = radar
             describe_output(radar, p, tags)
-            _cog(final_source, output, timings, threads)
+            _cog(radar, output, timings, threads)
         else:
             ctx.progress("geocode", 0.0, "geocoding", force=True)
             with scratch_path(output, ".geo.tif") as geo:
