@@ -12,7 +12,6 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sipd.config import Config
 from sipd.contracts.job_record import JobRecord
@@ -25,6 +24,7 @@ from sipd.contracts.jobs import (
     PredictParams,
     PrepareParams,
     PreprocessParams,
+    PreprocessResult,
     ProjectSnapshot,
     SceneTarget,
     Split,
@@ -224,8 +224,7 @@ class JobRequests:
                     step = merged
         else:
             step = make_step(preprocessor or detected, options)
-        step = self.checked_paths(step)
-        check_dem_source(step, product)
+        step = self.checked_step(step, product)
         if step.preprocessor != detected:
             raise InvalidArgument(
                 f"{product} is a {detected} product; "
@@ -234,13 +233,19 @@ class JobRequests:
             )
         return step
 
-    def checked_paths(self, step: PreprocessStep) -> PreprocessStep:
+    def checked_step(self, step: PreprocessStep, product: Path) -> PreprocessStep:
         """A step whose CRS GDAL knows and whose files (the DEM) are inside the allowed
         roots, resolved: refused now, not after the radar-geometry stage has run."""
         if step.options.crs not in ("auto", "none", ""):
             parse_crs(step.options.crs)
         if not step.options.dem:
             return step
+        if product.suffix.lower() == ".zip":
+            # Terrain correction reads the product with sarsen, which needs it unpacked.
+            raise InvalidArgument(
+                f"terrain correction (dem) needs the product unpacked: {product} is a zip; "
+                "unzip it (the .SAFE folder) or leave dem empty"
+            )
         dem = self.policy.check_input(step.options.dem, "DEM")
         check_readable(dem, functools.partial(self.policy.check_opened, what=f"DEM {dem}"))
         options = step.options.model_copy(update={"dem": str(dem)})
@@ -262,6 +267,7 @@ class JobRequests:
         data_dir = self.config.data_dir
         step = self.preprocess_step(recipe, preprocessor, dict(options or {}), source)
         target = None
+        default_output = None
         if project:
             self.projects.get(project)
             scene = scene or scene_id_of(source)
@@ -276,15 +282,14 @@ class JobRequests:
                     f"scene {scene!r} already exists in project {project!r}; pick another name"
                 )
             target = SceneTarget(project=project, scene=scene)
-            if not output:
-                output = str(self.projects.preprocessed_dir(project) / f"{scene}.tif")
-                out = Path(output)
-            else:
-                out = self.policy.check_output(output, "output path", data_dir)
-        elif not output:
-            raise InvalidArgument("output is empty; give the COG to write (or a project)")
-        else:
+            # The daemon's own place for it when the caller names none.
+            default_output = self.projects.preprocessed_dir(project) / f"{scene}.tif"
+        if output:
             out = self.policy.check_output(output, "output path", data_dir)
+        elif default_output is not None:
+            out = default_output
+        else:
+            raise InvalidArgument("output is empty; give the COG to write (or a project)")
         if out.suffix.lower() not in (".tif", ".tiff"):
             raise InvalidArgument(f"output {out} must be a .tif (the COG to write)")
         if out.exists() and not overwrite:
@@ -302,7 +307,9 @@ class JobRequests:
         )
         return self.engine.submit(params, project=project)
 
-    def register_preprocessed(self, params: PreprocessParams, result: Any) -> Any:
+    def register_preprocessed(
+        self, params: PreprocessParams, result: PreprocessResult
+    ) -> PreprocessResult:
         """Engine finisher: a preprocess job asked to register its output does so before
         it is final; when that fails the job fails with the reason (the COG stays)."""
         target = params.register_as
@@ -361,8 +368,7 @@ class JobRequests:
                 f"{source} is a {kind} product; recipe {step.recipe_label or 'of the model'} "
                 f"runs {step.preprocessor}"
             )
-        step = self.checked_paths(step)
-        check_dem_source(step, source)
+        step = self.checked_step(step, source)
         pols = step.options.polarisations
         made = step.options.band_names(pols)
         if pols and [b.lower() for b in made] != [b.lower() for b in model.card.bands]:
@@ -511,15 +517,6 @@ class JobRequests:
             )
         params = ExportParams(model=model_ref(model), fp16=fp16)
         return self.engine.submit(params, project=project)
-
-
-def check_dem_source(step: PreprocessStep, product: Path) -> None:
-    """Terrain correction reads the product with sarsen, which needs it unpacked."""
-    if step.options.dem and product.suffix.lower() == ".zip":
-        raise InvalidArgument(
-            f"terrain correction (dem) needs the product unpacked: {product} is a zip; "
-            "unzip it (the .SAFE folder) or leave dem empty"
-        )
 
 
 def _check_chip_size(chip_size: int) -> None:

@@ -182,6 +182,15 @@ class Recipe(Contract):
         return value
 
 
+def option_text(value: Any) -> str:
+    """An option's value as the text the API and sipctl use: true/false, HH,HV, 40.0."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
 def option_specs(model: type[Contract]) -> list[dict[str, str]]:
     """Name, type, default, meaning and choices of every option (for ListPreprocessors)."""
     specs = []
@@ -198,16 +207,11 @@ def option_specs(model: type[Contract]) -> list[dict[str, str]]:
             )
         if name == "speckle":
             choices = ",".join(SPECKLE_KINDS)
-        default = field.default
-        if isinstance(default, bool):
-            default = str(default).lower()
-        elif isinstance(default, list):
-            default = ",".join(default)
         specs.append(
             {
                 "name": name,
                 "type": kind,
-                "default": str(default),
+                "default": option_text(field.default),
                 "description": field.description or "",
                 "choices": choices,
             }

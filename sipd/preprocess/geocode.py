@@ -13,10 +13,7 @@ scipy.ndimage.map_coordinates, so memory is a few tiles whatever the scene size.
 
 from __future__ import annotations
 
-import threading
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,6 +26,7 @@ from rasterio.windows import Window
 
 from sipd.errors import InvalidArgument
 from sipd.preprocess.sar_product import Gcp
+from sipd.preprocess.streaming import DatasetsPerThread, in_order
 
 WGS84 = CRS.from_epsg(4326)
 LATTICE = 16  # output pixels between exactly computed (line, pixel) points
@@ -158,35 +156,18 @@ def warp(
     """Fill `dst` (opened on `grid`) from the radar-geometry raster at `radar_path`."""
     windows = list(tiles(grid))
     order = 0 if nearest else 1
-    local = threading.local()
-    opened: list[rasterio.DatasetReader] = []
+    sources = DatasetsPerThread()
 
-    def work(window: Window) -> np.ndarray:
-        src = getattr(local, "src", None)
-        if src is None:  # one handle per thread: GDAL handles are not thread-safe
-            src = local.src = rasterio.open(radar_path)
-            opened.append(src)
-        return _sample(src, mapping, window, order)
+    def sample(window: Window) -> np.ndarray:
+        return _sample(sources.get(radar_path), mapping, window, order)
 
     try:
-        with ThreadPoolExecutor(threads) as pool:
-            # A few tiles in flight, written in order as they finish: bounded memory.
-            pending: deque[tuple[Window, Future[np.ndarray]]] = deque()
-            it = iter(windows)
-            done = 0
-            for window in it:
-                pending.append((window, pool.submit(work, window)))
-                if len(pending) > 2 * threads:
-                    break
-            while pending:
-                window, fut = pending.popleft()
-                dst.write(fut.result(), window=window)
-                nxt = next(it, None)
-                if nxt is not None:
-                    pending.append((nxt, pool.submit(work, nxt)))
-                done += 1
-                if progress is not None:
-                    progress(done, len(windows))
+        # A few tiles in flight, written in order as they finish: bounded memory.
+        for done, (window, data) in enumerate(
+            in_order(sample, windows, threads, ahead=2 * threads + 1), start=1
+        ):
+            dst.write(data, window=window)
+            if progress is not None:
+                progress(done, len(windows))
     finally:
-        for src in opened:
-            src.close()
+        sources.close()

@@ -60,8 +60,12 @@ class ProductFiles:
     @classmethod
     def open(cls, path: str | os.PathLike[str], marker: tuple[str, ...]) -> ProductFiles:
         """Open `path` (folder, a file in the product folder, or a zip) and find the
-        product root: the folder holding one of the `marker` files (e.g. "manifest.safe")."""
+        product root: the folder holding one of the `marker` files (e.g. "manifest.safe").
+
+        In the worker, the folder or archive must be inside the allowed roots (checked
+        here, once); each member is checked again as it is read (read_bytes)."""
         p = Path(path)
+        check_files_read([str(p)])
         if p.is_file() and zipfile.is_zipfile(p):
             try:
                 zf = zipfile.ZipFile(p)
@@ -125,7 +129,7 @@ class ProductFiles:
                     "or copy it again"
                 ) from exc
         path = self.source / rel
-        check_files_read([str(self.source), str(path)])
+        check_files_read([str(path)])
         return path.read_bytes()
 
     def listdir(self, rel: str = "") -> list[str]:

@@ -18,7 +18,7 @@ from sipd.paths import require_regular
 from sipd.preprocess import catalog, sar_pipeline
 from sipd.preprocess.product_files import product_name
 from sipd.progress import JobContext
-from sipd.raster import check_files_read, raster_info, remove_stale_scratch
+from sipd.raster import raster_info, remove_stale_scratch
 
 SOFTWARE_TAG = "SIPD_PREPROCESSING"
 MAX_THREADS = 8
@@ -37,10 +37,9 @@ def preprocess(
     preprocessor = catalog.get(step.preprocessor)
     ctx.progress("open", 0.0, f"reading {preprocessor.name} metadata", force=True)
     t = time.perf_counter()
+    # The reader checks every file it reads, and every raster it opens, against the
+    # allowed roots (ProductFiles, open_measurement): a product may hold links.
     product = preprocessor.open(source, step.options.polarisations or None)
-    # Every file the reader touched, and every raster it will open, must be inside
-    # the allowed roots: a product folder may hold links that point anywhere.
-    check_files_read([*product.files, *(b.measurement for b in product.bands)])
     opened = time.perf_counter() - t
     if step.options.noise_removal:
         missing = [b.polarisation for b in product.bands if not b.radiometry.noise_available()]
@@ -64,8 +63,10 @@ def preprocess(
     # memory under 1 GB on a large machine; 2 cores need ~300 MB.
     threads = max(1, min(MAX_THREADS, ctx.settings.threads or os.cpu_count() or 1))
     # GDAL's block cache defaults to 5% of RAM; the chain reads each block once, so a
-    # small cache loses nothing and keeps the memory bound (the worker may set its own).
-    with rasterio.Env(GDAL_CACHEMAX=int(os.environ.get("GDAL_CACHEMAX", "256"))):
+    # small cache loses nothing and keeps the memory bound (a GDAL_CACHEMAX set in the
+    # environment, as the worker does, is GDAL's to read and stays as it is).
+    cache = {} if "GDAL_CACHEMAX" in os.environ else {"GDAL_CACHEMAX": 256}
+    with rasterio.Env(**cache):
         seconds = sar_pipeline.run(product, step.options, out, ctx, tags, threads=threads)
     seconds["open"] = opened
     info = raster_info(out)

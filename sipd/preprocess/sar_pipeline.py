@@ -23,10 +23,8 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import rasterio
@@ -40,6 +38,7 @@ from sipd.errors import InvalidArgument
 from sipd.preprocess import geocode, speckle
 from sipd.preprocess.product_files import open_measurement
 from sipd.preprocess.sar_product import Gcp, Quantity, SarBand, SarProduct
+from sipd.preprocess.streaming import DatasetsPerThread, in_order
 from sipd.progress import JobContext
 from sipd.raster import atomic_path, copy_to_cog, scratch_path, tiled_gtiff_profile
 
@@ -123,30 +122,6 @@ def plan(product: SarProduct, options: SarOptions) -> Plan:
 # -- stage 1: radar geometry ------------------------------------------------------------
 
 
-class _Readers:
-    """One rasterio dataset per thread and band: GDAL handles are not thread-safe."""
-
-    def __init__(self) -> None:
-        self._local = threading.local()
-        self._all: list[Any] = []
-        self._lock = threading.Lock()
-
-    def get(self, path: str) -> Any:
-        cache = getattr(self._local, "datasets", None)
-        if cache is None:
-            cache = self._local.datasets = {}
-        ds = cache.get(path)
-        if ds is None:
-            ds = cache[path] = open_measurement(path)
-            with self._lock:
-                self._all.append(ds)
-        return ds
-
-    def close(self) -> None:
-        for ds in self._all:
-            ds.close()
-
-
 # DN lines calibrated at once inside a block: every array of a chunk (DN, K, N, the
 # intensity) stays in the CPU cache at IW widths, so numpy's passes over them run
 # at cache speed instead of memory speed (measured: ~4x on this chain).
@@ -154,7 +129,7 @@ CHUNK_LINES = 16
 
 
 def _intensity(
-    plan: Plan, band: SarBand, readers: _Readers, h0: int, h1: int, timings: Timings
+    plan: Plan, band: SarBand, readers: DatasetsPerThread, h0: int, h1: int, timings: Timings
 ) -> np.ndarray:
     """Calibrated, multilooked linear intensity of output rows h0..h1 (radar geometry).
 
@@ -231,7 +206,9 @@ def _blank_border(dn: np.ndarray, invalid: np.ndarray) -> None:
     invalid |= cols[None, ::-1] < far[:, None]
 
 
-def _block(plan: Plan, readers: _Readers, r0: int, r1: int, timings: Timings) -> np.ndarray:
+def _block(
+    plan: Plan, readers: DatasetsPerThread, r0: int, r1: int, timings: Timings
+) -> np.ndarray:
     """Output rows r0..r1 (multilooked geometry) of every band, filtered and in dB."""
     az, rg = plan.looks
     h0, h1 = max(0, r0 - plan.halo), min(plan.out_lines, r1 + plan.halo)
@@ -330,29 +307,19 @@ def write_radar_geometry(
     profile.update(gcps=_radar_gcps(plan), crs=WGS84)
     profile.pop("transform", None)
     blocks = list(_row_blocks(plan))
-    readers = _Readers()
+    readers = DatasetsPerThread(open_measurement)
     try:
-        with rasterio.open(path, "w", **profile) as dst, ThreadPoolExecutor(threads) as pool:
-            pending: list[tuple[int, int, Future[np.ndarray]]] = []
-            it = iter(blocks)
-            done = 0
+        with rasterio.open(path, "w", **profile) as dst:
 
-            def submit() -> None:
-                nxt = next(it, None)
-                if nxt is not None:
-                    pending.append((*nxt, pool.submit(_block, plan, readers, *nxt, timings)))
+            def block(rows: tuple[int, int]) -> np.ndarray:
+                return _block(plan, readers, *rows, timings)
 
-            for _ in range(threads + 1):
-                submit()
-            while pending:
-                r0, r1, fut = pending.pop(0)
-                data = fut.result()
+            done_blocks = in_order(block, blocks, threads, ahead=threads + 1)
+            for done, ((r0, r1), data) in enumerate(done_blocks, start=1):
                 ctx.check_cancelled()
-                submit()
                 t = time.perf_counter()
                 dst.write(data, window=Window(0, r0, plan.out_pixels, r1 - r0))
                 timings.add("write", t)
-                done += 1
                 ctx.progress(
                     "calibrate",
                     done / len(blocks),

@@ -9,7 +9,7 @@ import grpc
 from sipapi.v1 import common_pb2, preprocess_pb2, preprocess_pb2_grpc
 
 from sipd.contracts.jobs import InspectParams
-from sipd.contracts.preprocessing import Recipe, option_specs
+from sipd.contracts.preprocessing import Recipe, option_specs, option_text
 from sipd.preprocess.catalog import PREPROCESSORS
 from sipd.raster import check_readable
 from sipd.services.common import rpc
@@ -20,10 +20,7 @@ if TYPE_CHECKING:
 
 
 def recipe_to_proto(r: Recipe) -> preprocess_pb2.Recipe:
-    options = {
-        spec["name"]: _text(getattr(r.step.options, spec["name"]))
-        for spec in option_specs(type(r.step.options))
-    }
+    options = {name: option_text(value) for name, value in r.step.options.model_dump().items()}
     return preprocess_pb2.Recipe(
         name=f"recipes/{r.name}",
         version=r.version,
@@ -34,14 +31,6 @@ def recipe_to_proto(r: Recipe) -> preprocess_pb2.Recipe:
         from_config=r.from_config,
         deleted=r.deleted,
     )
-
-
-def _text(value: object) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, list):
-        return ",".join(str(v) for v in value)
-    return str(value)
 
 
 class PreprocessServicer(preprocess_pb2_grpc.PreprocessServiceServicer):

@@ -15,8 +15,10 @@ from sipd.bench.sar_products import make_s1_product, speckle_dn, zip_product
 from sipd.contracts.preprocessing import SarOptions
 from sipd.errors import InvalidArgument
 from sipd.preprocess import catalog, geocode, sar_pipeline
+from sipd.preprocess.product_files import open_measurement
 from sipd.preprocess.sar_product import Quantity
 from sipd.preprocess.sentinel1 import open_sentinel1
+from sipd.preprocess.streaming import DatasetsPerThread
 from sipd.progress import JobContext
 from tests.support import shared_fixture
 
@@ -80,7 +82,7 @@ def test_fused_calibration_and_multilook_equal_the_naive_chain(small_s1: Path) -
     for looks in ("1x1", "3x2", "4x4"):
         options = SarOptions(multilook=looks, db=False, crs="none")
         plan = sar_pipeline.plan(product, options)
-        readers = sar_pipeline._Readers()
+        readers = DatasetsPerThread(open_measurement)
         try:
             got = sar_pipeline._intensity(
                 plan, product.bands[1], readers, 0, plan.out_lines, sar_pipeline.Timings()
