@@ -12,6 +12,7 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sipd.config import Config
 from sipd.contracts.job_record import JobRecord
@@ -32,7 +33,7 @@ from sipd.contracts.jobs import (
     TrainParams,
     build,
 )
-from sipd.contracts.preprocessing import PreprocessStep
+from sipd.contracts.preprocessing import PreprocessStep, SarOptions
 from sipd.dataset.summary import dataset_dir, needs_prepare
 from sipd.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, SipError
 from sipd.jobs.engine import JobEngine
@@ -209,7 +210,6 @@ class JobRequests:
     ) -> PreprocessStep:
         """The step a request asks for: a recipe (with per-run overrides) or ad hoc options;
         the preprocessor is the recipe's, the one named, or the one the product needs."""
-        detected = catalog.detect(product)
         if recipe:
             base = self.recipes.get(recipe).step
             if preprocessor and preprocessor != base.preprocessor:
@@ -223,33 +223,73 @@ class JobRequests:
                     # No longer what the recipe makes: the output must not claim it was.
                     step = merged
         else:
-            step = make_step(preprocessor or detected, options)
+            step = make_step(preprocessor or catalog.detect(product), options)
         step = self.checked_step(step, product)
-        if step.preprocessor != detected:
+        pre = catalog.get(step.preprocessor)
+        if not pre.accepts(product):
+            try:
+                detected = f"is a {catalog.detect(product)} product"
+            except InvalidArgument:
+                detected = "is not a product a preprocessor knows"
             raise InvalidArgument(
-                f"{product} is a {detected} product; "
+                f"{product} {detected}; "
                 f"{'recipe ' + repr(recipe) if recipe else 'preprocessor'} "
-                f"{step.preprocessor} cannot read it"
+                f"{step.preprocessor} cannot read it (it takes {pre.inputs})"
             )
         return step
 
     def checked_step(self, step: PreprocessStep, product: Path) -> PreprocessStep:
-        """A step whose CRS GDAL knows and whose files (the DEM) are inside the allowed
-        roots, resolved: refused now, not after the radar-geometry stage has run."""
-        if step.options.crs not in ("auto", "none", ""):
-            parse_crs(step.options.crs)
-        if not step.options.dem:
-            return step
-        if product.suffix.lower() == ".zip":
+        """A step whose CRS GDAL knows and whose files (a DEM, a calibration panel, a
+        white reference) are inside the allowed roots, resolved: refused now, not after
+        a stage has run."""
+        options = step.options
+        crs = getattr(options, "crs", "")
+        if crs not in ("auto", "none", ""):
+            parse_crs(crs)
+        if isinstance(options, SarOptions) and options.dem and product.suffix.lower() == ".zip":
             # Terrain correction reads the product with sarsen, which needs it unpacked.
             raise InvalidArgument(
                 f"terrain correction (dem) needs the product unpacked: {product} is a zip; "
                 "unzip it (the .SAFE folder) or leave dem empty"
             )
-        dem = self.policy.check_input(step.options.dem, "DEM")
-        check_readable(dem, functools.partial(self.policy.check_opened, what=f"DEM {dem}"))
-        options = step.options.model_copy(update={"dem": str(dem)})
-        return step.model_copy(update={"options": options})
+        updates: dict[str, str | list[str]] = {}
+        for name in getattr(options, "PATH_OPTIONS", ()):
+            value = getattr(options, name)
+            if not value:
+                continue
+            resolved = [str(self.policy.check_input(v, f"{name} option")) for v in _as_list(value)]
+            if name == "dem":
+                check_readable(
+                    resolved[0], functools.partial(self.policy.check_opened, what=f"DEM {value}")
+                )
+            updates[name] = resolved if isinstance(value, list) else resolved[0]
+        if not updates:
+            return step
+        return step.model_copy(update={"options": options.model_copy(update=updates)})
+
+    def fit_recipe(
+        self, preprocessor: str, options: dict[str, str], products: list[str]
+    ) -> dict[str, Any]:
+        """The option values a recipe learns from training products (a hyperspectral
+        recipe's principal components), fitted now so the recipe stores them and every
+        scene made with it, for training or prediction, is projected the same way."""
+        pre = catalog.get(preprocessor)
+        if not pre.fitter:
+            raise InvalidArgument(
+                f"preprocessor {preprocessor} fits nothing; fit_on (--fit-on) is for: "
+                + ", ".join(p.name for p in catalog.PREPROCESSORS.values() if p.fitter)
+            )
+        step = make_step(preprocessor, options)
+        paths = []
+        for product in products:
+            path = self.policy.check_input(product, "fit_on product")
+            if not pre.accepts(path):
+                raise InvalidArgument(
+                    f"fit_on product {path} is not one {preprocessor} reads; accepted: {pre.inputs}"
+                )
+            paths.append(path)
+        step = self.checked_step(step, paths[0])
+        return pre.fit(paths, step.options)
 
     def preprocess(
         self,
@@ -335,16 +375,14 @@ class JobRequests:
     ) -> tuple[PreprocessStep, list[str]] | None:
         """For a raw product among predict inputs: the step to make it a scene (the
         model's recipe unless one is named) and warnings; None for a plain raster."""
-        if not catalog.is_raw_product(source):
-            return None
-        try:
-            kind = catalog.detect(source)
-        except InvalidArgument:
-            return None  # a folder GDAL opens as a raster: predicted as it is
         card_step = model.card.preprocessing
         model_label = card_step.recipe_label if card_step else ""
+        named = None if recipe in ("", "model") else self.recipes.get(recipe).step
+        kind = self._raw_kind(source, named or card_step)
+        if kind is None:
+            return None
         warnings = []
-        if recipe in ("", "model"):
+        if named is None:
             if card_step is None:
                 raise FailedPrecondition(
                     f"{source} is a raw {kind} product and {model.name} records no recipe "
@@ -353,7 +391,7 @@ class JobRequests:
                 )
             step = card_step
         else:
-            step = self.recipes.get(recipe).step
+            step = named
             if step.recipe_label != model_label:
                 warnings.append(
                     f"recipe {step.recipe_label} differs from "
@@ -363,21 +401,36 @@ class JobRequests:
                         else f"how {model.name}'s training scenes were made (no recipe)"
                     )
                 )
-        if step.preprocessor != kind:
+        if step.preprocessor != kind and not catalog.get(step.preprocessor).accepts(source):
             raise InvalidArgument(
                 f"{source} is a {kind} product; recipe {step.recipe_label or 'of the model'} "
                 f"runs {step.preprocessor}"
             )
         step = self.checked_step(step, source)
-        pols = step.options.polarisations
-        made = step.options.band_names(pols)
-        if pols and [b.lower() for b in made] != [b.lower() for b in model.card.bands]:
+        made = step.options.output_bands()  # type: ignore[attr-defined]
+        if made and [b.lower() for b in made] != [b.lower() for b in model.card.bands]:
             # Names, not only a count: HV,HH for a model of HH,HV would swap its inputs.
             raise InvalidArgument(
                 f"recipe {step.recipe_label or 'of the model'} makes bands {', '.join(made)} "
                 f"but {model.name} expects {', '.join(model.card.bands)}"
             )
         return step, warnings
+
+    @staticmethod
+    def _raw_kind(source: Path, step: PreprocessStep | None) -> str | None:
+        """The preprocessor `source` needs, or None when it is to be read as a raster:
+        a product as delivered (a folder, an archive, an HDF4 file), or an image the
+        recipe's preprocessor reads (an OME-TIFF for a multichannel recipe) that is not
+        already a scene sipd made."""
+        if catalog.is_raw_product(source):
+            try:
+                return catalog.detect(source)
+            except InvalidArgument:
+                return None  # a folder GDAL opens as a raster: predicted as it is
+        if step is None or catalog.made_by_sipd(source):
+            return None
+        pre = catalog.get(step.preprocessor)
+        return pre.name if pre.kind != "sar" and pre.accepts(source) else None
 
     # -- testing and prediction ---------------------------------------------------------
 
@@ -523,3 +576,7 @@ def _check_chip_size(chip_size: int) -> None:
     # Checked before the project snapshot is taken: a cheap refusal first.
     if not 32 <= chip_size <= 1024 or chip_size % 8:
         raise InvalidArgument(f"chip_size must be a multiple of 8 in 32..1024, got {chip_size}")
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    return list(value) if isinstance(value, list) else [value]

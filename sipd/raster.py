@@ -260,12 +260,14 @@ def copy_to_cog(
     predictor: str | None = None,
     num_threads: str = "ALL_CPUS",
     level: int | None = None,
+    overviews: str = "AUTO",
 ) -> None:
     """Copy a raster to `dst` as a COG with internal overviews.
 
     `resampling` is the overview method: NEAREST for label maps (an average of
     class values is meaningless), AVERAGE for continuous maps. The COG driver
-    builds the overviews itself (OVERVIEWS=AUTO) down to one block.
+    builds the overviews itself (OVERVIEWS=AUTO) down to one block, or copies
+    those `src` already has (FORCE_USE_EXISTING).
     """
     import rasterio.shutil
 
@@ -273,7 +275,7 @@ def copy_to_cog(
         "COMPRESS": compress,
         "BLOCKSIZE": blocksize,
         "RESAMPLING": resampling,
-        "OVERVIEWS": "AUTO",
+        "OVERVIEWS": overviews,
         "NUM_THREADS": num_threads,
         "BIGTIFF": "IF_SAFER",
     }

@@ -14,8 +14,9 @@ import json
 import time
 from typing import Any
 
+from sipd.contracts.base import Contract
 from sipd.contracts.jobs import build
-from sipd.contracts.preprocessing import PreprocessStep, Recipe, SarOptions
+from sipd.contracts.preprocessing import PreprocessStep, Recipe
 from sipd.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, bounded
 from sipd.preprocess import catalog
 from sipd.store import Store
@@ -32,12 +33,18 @@ def parse_ref(text: str) -> tuple[str, int]:
 
 
 def make_step(
-    preprocessor: str, options: dict[str, Any], base: SarOptions | None = None
+    preprocessor: str, options: dict[str, Any], base: Contract | None = None
 ) -> PreprocessStep:
     """A typed step from text options (unknown names and bad values refused, naming each)."""
-    catalog.get(preprocessor)  # an unknown preprocessor names those that exist
+    pre = catalog.get(preprocessor)  # an unknown preprocessor names those that exist
     merged = {**(base.model_dump() if base else {}), **options}
-    opts = build(SarOptions, **merged)
+    try:
+        opts = build(pre.options, **merged)
+    except InvalidArgument as exc:
+        # Options of another family are the likely mistake: say whose options these are.
+        raise InvalidArgument(
+            f"{preprocessor} options: {exc}; see `sipctl preprocess list`"
+        ) from None
     return build(PreprocessStep, preprocessor=preprocessor, options=opts)
 
 

@@ -1,11 +1,16 @@
-"""Benchmark of the SAR preprocessing chain on a full-size product.
+"""Benchmark of a preprocessor on a product of real size.
 
-    python -m sipd.bench.preprocess --template S1_GRD.SAFE [--dir bench-data] [--scale 1]
+    python -m sipd.bench.preprocess [--sensor sentinel1|landsat|sentinel2]
+        [--template S1_GRD.SAFE] [--dir bench-data] [--scale 1]
 
-A product of real dimensions in the real layout is made from `template` (its
-manifest, annotation, calibration and noise files; DN generated here, see
-sipd.bench.sar_products) and kept in --dir for later runs; then the same chain
-the preprocess job runs turns it into a geocoded, speckle-filtered dB COG.
+A product of real dimensions in the real layout is made and kept in --dir for
+later runs: for Sentinel-1 from `template` (its manifest, annotation,
+calibration and noise files; DN generated here, see sipd.bench.sar_products);
+for Landsat (7,800 x 7,700, 7 bands, Collection 2 Level-2 with QA_PIXEL) and
+Sentinel-2 (10,980 x 10,980 at 10 m, 4 bands, L2A with SCL) by
+sipd.bench.landsat_products and sipd.bench.sentinel2_products. Then the same
+code the preprocess job runs turns it into a COG (Sentinel-1: geocoded,
+speckle-filtered dB).
 Prints one JSON line: wall seconds, seconds per step, CPU seconds, peak RSS
 (VmHWM of this process: it does nothing else) and the load average it ran under.
 `sipctl bench preprocess` runs this in a child process and shows the figures.
@@ -23,6 +28,7 @@ from typing import Any
 
 from sipd.bench.throughput import cpu_seconds, peak_rss_mb
 
+SENSORS = ("sentinel1", "landsat", "sentinel2")
 # The issue's target: 40 m, speckle-filtered, dB, geocoded (UTM of the scene).
 DEFAULT_OPTIONS = {
     "multilook": "4x4",
@@ -53,42 +59,21 @@ def product(template: Path, folder: Path, scale: int, pols: tuple[str, ...]) -> 
     return dest
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    from sipd.contracts.preprocessing import PreprocessStep
+def measure(product: Path, sensor: str, options: dict[str, str], out: Path) -> dict[str, Any]:
+    """Preprocess `product` as the job does, with wall and CPU seconds, peak RSS and load."""
     from sipd.preprocess.runner import preprocess
     from sipd.progress import JobContext
     from sipd.recipes import make_step
 
-    template = Path(args.template) if args.template else default_template()
-    if template is None or not (template / "manifest.safe").is_file():
-        raise SystemExit(
-            "give --template: a Sentinel-1 GRD .SAFE folder whose manifest, annotation, "
-            "calibration and noise files the benchmark product is made from"
-        )
-    folder = Path(args.dir).expanduser().resolve()
-    pols = tuple(p.strip().upper() for p in args.polarisations.split(",") if p.strip())
-    t = time.perf_counter()
-    safe = product(template, folder, args.scale, pols)
-    made = time.perf_counter() - t
-    options = dict(DEFAULT_OPTIONS)
-    for item in args.option:
-        name, _, value = item.partition("=")
-        options[name] = value
-    step: PreprocessStep = make_step("sentinel1", options)
-    out = folder / "out" / f"{safe.stem}_preprocessed.tif"
+    step = make_step(sensor, options)
     load = os.getloadavg()[0]
     cpu0, t0 = cpu_seconds(), time.perf_counter()
-    result = preprocess(str(safe), str(out), step, JobContext(), overwrite=True)
+    result = preprocess(str(product), str(out), step, JobContext(), overwrite=True)
     seconds = time.perf_counter() - t0
     info = result["info"]
-    lines, pixels = _size(safe)
     return {
-        "product": str(safe),
-        "made_seconds": round(made, 1),
-        "lines": lines,
-        "pixels": pixels,
-        "polarisations": list(pols),
-        "input_megapixels": round(lines * pixels * len(pols) / 1e6, 1),
+        "product": str(product),
+        "sensor": sensor,
         "options": step.options.model_dump(mode="json"),
         "seconds": round(seconds, 2),
         "step_seconds": result["step_seconds"],
@@ -102,6 +87,64 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def run_optical(args: argparse.Namespace) -> dict[str, Any]:
+    """Landsat or Sentinel-2: the product made once (kept in --dir), then preprocessed."""
+    folder = Path(args.dir).expanduser().resolve() / f"{args.sensor}-scale{args.scale}"
+    marker = folder / ".complete"
+    t = time.perf_counter()
+    if args.sensor == "landsat":
+        from sipd.bench.landsat_products import make_landsat_product
+
+        width, height, bands = 7800 // args.scale, 7700 // args.scale, 7
+        if not marker.is_file():
+            make_landsat_product(folder, width=width, height=height, bands=bands)
+    else:
+        from sipd.bench.sentinel2_products import make_s2_product
+
+        width = height = 10980 // args.scale
+        bands = 4
+        if not marker.is_file():
+            make_s2_product(folder, size=width)
+    if not marker.is_file():
+        marker.write_text("made\n")
+    made = time.perf_counter() - t
+    product = next(p for p in sorted(folder.iterdir()) if not p.name.startswith("."))
+    options = dict(item.partition("=")[::2] for item in args.option)
+    data = measure(product, args.sensor, options, folder.parent / "out" / f"{args.sensor}.tif")
+    data.update(
+        made_seconds=round(made, 1),
+        input=f"{height} x {width} x {bands}",
+        input_megapixels=round(width * height * bands / 1e6, 1),
+    )
+    return data
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.sensor != "sentinel1":
+        return run_optical(args)
+    template = Path(args.template) if args.template else default_template()
+    if template is None or not (template / "manifest.safe").is_file():
+        raise SystemExit(
+            "give --template: a Sentinel-1 GRD .SAFE folder whose manifest, annotation, "
+            "calibration and noise files the benchmark product is made from"
+        )
+    folder = Path(args.dir).expanduser().resolve()
+    pols = tuple(p.strip().upper() for p in args.polarisations.split(",") if p.strip())
+    t = time.perf_counter()
+    safe = product(template, folder, args.scale, pols)
+    made = time.perf_counter() - t
+    options = {**DEFAULT_OPTIONS, **dict(item.partition("=")[::2] for item in args.option)}
+    data = measure(safe, "sentinel1", options, folder / "out" / f"{safe.stem}_preprocessed.tif")
+    lines, pixels = _size(safe)
+    data.update(
+        made_seconds=round(made, 1),
+        input=f"{lines} x {pixels} x {len(pols)}",
+        input_megapixels=round(lines * pixels * len(pols) / 1e6, 1),
+        polarisations=list(pols),
+    )
+    return data
+
+
 def _size(safe: Path) -> tuple[int, int]:
     from sipd.preprocess.sentinel1 import open_sentinel1
 
@@ -111,6 +154,7 @@ def _size(safe: Path) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sensor", default="sentinel1", choices=SENSORS)
     parser.add_argument("--template", default="", help="Sentinel-1 GRD .SAFE with real metadata")
     parser.add_argument("--dir", default="bench-data")
     parser.add_argument("--scale", type=int, default=1, help="shrink the product (1 = full size)")

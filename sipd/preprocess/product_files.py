@@ -30,15 +30,29 @@ def open_measurement(path: str) -> rasterio.DatasetReader:
         return open_raster(path)
 
 
+# A product's own metadata files: naming one names the folder that holds it.
+_METADATA_FILES = ("manifest.safe", "product.xml", "xfdumanifest.xml")
+# Packaging suffixes, longest first (".safe.zip" before ".zip").
+_PACKAGING = (".safe.zip", ".sen3.zip", ".tar.gz", ".ome.tiff", ".ome.tif", ".zip", ".safe",
+              ".sen3", ".tar", ".tgz")  # fmt: skip
+
+
 def product_name(path: str | os.PathLike[str]) -> str:
     """A product's name without its packaging: "S1A_..._5371" for S1A_..._5371.SAFE,
-    its .zip or its manifest.safe; "RS2_..." for a product folder or its product.xml."""
+    its .zip or its manifest.safe; "RS2_..." for a product folder or its product.xml;
+    "LC08_..._T1" for a Landsat folder, its .tar or its MTL file."""
     p = Path(path)
     name = p.name
-    if name.lower() in ("manifest.safe", "product.xml"):
+    lower = name.lower()
+    if (
+        lower in _METADATA_FILES
+        or (lower.startswith("mtd_msil") and lower.endswith(".xml"))
+        or lower.endswith(("_mtl.txt", "_mtl.xml", "_mtl.json"))
+    ):
         name = (p.parent.parent if p.parent.name == "metadata" else p.parent).name
-    for suffix in (".safe.zip", ".zip", ".safe"):
-        if name.lower().endswith(suffix):
+        lower = name.lower()
+    for suffix in _PACKAGING:
+        if lower.endswith(suffix):
             return name[: -len(suffix)]
     return Path(name).stem if "." in name else name
 

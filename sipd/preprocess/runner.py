@@ -12,10 +12,11 @@ from typing import Any
 
 import rasterio
 
-from sipd.contracts.preprocessing import PreprocessStep
+from sipd.contracts.preprocessing import PreprocessStep, SarOptions
 from sipd.errors import AlreadyExists
 from sipd.paths import require_regular
 from sipd.preprocess import catalog, sar_pipeline
+from sipd.preprocess.band_stack import RunResult
 from sipd.preprocess.product_files import product_name
 from sipd.progress import JobContext
 from sipd.raster import raster_info, remove_stale_scratch
@@ -35,20 +36,8 @@ def preprocess(
         raise AlreadyExists(f"output {output} exists; pass overwrite to replace it")
     remove_stale_scratch(out)
     preprocessor = catalog.get(step.preprocessor)
-    ctx.progress("open", 0.0, f"reading {preprocessor.name} metadata", force=True)
-    t = time.perf_counter()
-    # The reader checks every file it reads, and every raster it opens, against the
-    # allowed roots (ProductFiles, open_measurement): a product may hold links.
-    product = preprocessor.open(source, step.options.polarisations or None)
-    opened = time.perf_counter() - t
-    if step.options.noise_removal:
-        missing = [b.polarisation for b in product.bands if not b.radiometry.noise_available()]
-        product.metadata["noise_removal"] = (
-            f"not available for {','.join(missing)}" if missing else "applied"
-        )
     tags = {
-        "SAR_SENSOR": product.sensor,
-        "SAR_SOURCE": product_name(source),
+        "SIPD_SOURCE": product_name(source),
         SOFTWARE_TAG: json.dumps(
             {
                 "preprocessor": step.preprocessor,
@@ -62,13 +51,16 @@ def preprocess(
     # Each thread holds a block or two (~100 MB at IW widths): at most MAX_THREADS keeps
     # memory under 1 GB on a large machine; 2 cores need ~300 MB.
     threads = max(1, min(MAX_THREADS, ctx.settings.threads or os.cpu_count() or 1))
-    # GDAL's block cache defaults to 5% of RAM; the chain reads each block once, so a
+    # GDAL's block cache defaults to 5% of RAM; the chains read each block once, so a
     # small cache loses nothing and keeps the memory bound (a GDAL_CACHEMAX set in the
     # environment, as the worker does, is GDAL's to read and stays as it is).
     cache = {} if "GDAL_CACHEMAX" in os.environ else {"GDAL_CACHEMAX": 256}
+    ctx.progress("open", 0.0, f"reading {preprocessor.name} metadata", force=True)
     with rasterio.Env(**cache):
-        seconds = sar_pipeline.run(product, step.options, out, ctx, tags, threads=threads)
-    seconds["open"] = opened
+        if preprocessor.kind == "sar":
+            ran = _sar(preprocessor, source, step, out, ctx, tags, threads)
+        else:
+            ran = preprocessor.code().run(Path(source), step, out, ctx, tags, threads)
     info = raster_info(out)
     ctx.progress("write", 1.0, f"wrote {out.name}", force=True)
     return {
@@ -76,9 +68,36 @@ def preprocess(
         "input": source,
         "output": str(out),
         "info": info,
-        "metadata": {"sensor": product.sensor, **product.metadata},
-        "step_seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "metadata": {"sensor": ran.sensor, **ran.metadata},
+        "step_seconds": {k: round(v, 3) for k, v in ran.seconds.items()},
         "seconds": time.perf_counter() - started,
         "recipe": step.recipe,
         "recipe_version": step.recipe_version,
     }
+
+
+def _sar(
+    preprocessor: catalog.Preprocessor,
+    source: str,
+    step: PreprocessStep,
+    out: Path,
+    ctx: JobContext,
+    tags: dict[str, str],
+    threads: int,
+) -> RunResult:
+    t = time.perf_counter()
+    # The reader checks every file it reads, and every raster it opens, against the
+    # allowed roots (ProductFiles, open_measurement): a product may hold links.
+    options = step.options
+    assert isinstance(options, SarOptions)
+    product = preprocessor.open(source, options.polarisations or None)
+    opened = time.perf_counter() - t
+    if options.noise_removal:
+        missing = [b.polarisation for b in product.bands if not b.radiometry.noise_available()]
+        product.metadata["noise_removal"] = (
+            f"not available for {','.join(missing)}" if missing else "applied"
+        )
+    tags = {"SAR_SENSOR": product.sensor, "SAR_SOURCE": product_name(source), **tags}
+    seconds = sar_pipeline.run(product, options, out, ctx, tags, threads=threads)
+    seconds["open"] = opened
+    return RunResult(product.sensor, dict(product.metadata), seconds)

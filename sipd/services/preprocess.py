@@ -87,11 +87,14 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServiceServicer):
     def CreateRecipe(
         self, request: preprocess_pb2.CreateRecipeRequest, context: grpc.ServicerContext
     ) -> preprocess_pb2.Recipe:
+        options = dict(request.options)
+        if request.fit_on:
+            fitted = self.daemon.requests.fit_recipe(
+                request.preprocessor, options, list(request.fit_on)
+            )
+            options = {**options, **fitted}
         recipe = self.daemon.recipes.create(
-            request.recipe_id,
-            request.preprocessor,
-            dict(request.options),
-            request.description,
+            request.recipe_id, request.preprocessor, options, request.description
         )
         return recipe_to_proto(recipe)
 

@@ -216,8 +216,9 @@ class Dispatcher:
         checked = self.requests.raw_input_step(model, unit, recipe)
         if checked is None:
             raise InvalidArgument(
-                f"{unit.name} is not a raw product (a SAFE folder or zip, a RADARSAT-2 or "
-                f"RCM product); this watch preprocesses its arrivals with recipe {recipe}"
+                f"{unit.name} is not a product recipe {recipe} reads (see `sipctl preprocess "
+                "list` for the forms each preprocessor accepts); this watch preprocesses its "
+                "arrivals"
             )
         step, warnings = checked
         return str(unit), step, warnings

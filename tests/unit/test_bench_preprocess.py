@@ -51,7 +51,7 @@ def test_sipctl_bench_preprocess_reports_steps_and_memory(tmp_path: Path) -> Non
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert (data["lines"], data["pixels"]) == (16705 // 32, 26102 // 32)
+    assert data["input"] == f"{16705 // 32} x {26102 // 32} x 2" and data["sensor"] == "sentinel1"
     assert data["options"]["speckle"] == "refined-lee:7" and data["options"]["resolution"] == 320
     for step in ("read", "calibrate", "speckle", "geocode", "cog", "total"):
         assert data["step_seconds"][step] >= 0

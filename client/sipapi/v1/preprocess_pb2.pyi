@@ -115,7 +115,7 @@ class Recipe(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., preprocessor: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., description: _Optional[str] = ..., create_time: _Optional[float] = ..., from_config: _Optional[bool] = ..., deleted: _Optional[bool] = ...) -> None: ...
 
 class CreateRecipeRequest(_message.Message):
-    __slots__ = ("recipe_id", "preprocessor", "options", "description")
+    __slots__ = ("recipe_id", "preprocessor", "options", "description", "fit_on")
     class OptionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -127,11 +127,13 @@ class CreateRecipeRequest(_message.Message):
     PREPROCESSOR_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    FIT_ON_FIELD_NUMBER: _ClassVar[int]
     recipe_id: str
     preprocessor: str
     options: _containers.ScalarMap[str, str]
     description: str
-    def __init__(self, recipe_id: _Optional[str] = ..., preprocessor: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., description: _Optional[str] = ...) -> None: ...
+    fit_on: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, recipe_id: _Optional[str] = ..., preprocessor: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., description: _Optional[str] = ..., fit_on: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetRecipeRequest(_message.Message):
     __slots__ = ("name", "version")

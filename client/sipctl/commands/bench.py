@@ -48,8 +48,16 @@ def register(sub: Any, job_options: argparse.ArgumentParser) -> None:
         nargs="?",
         choices=["predict", "preprocess"],
         default="predict",
-        help="predict (default): the predictor against a naive baseline; preprocess: the "
-        "SAR chain on a full-size Sentinel-1 GRD made from --template",
+        help="predict (default): the predictor against a naive baseline; preprocess: a "
+        "preprocessor on a product of real size (--sensor)",
+    )
+    p.add_argument(
+        "--sensor",
+        default="sentinel1",
+        choices=["sentinel1", "landsat", "sentinel2"],
+        help="preprocess: the product to make and preprocess: a Sentinel-1 IW GRD (default), "
+        "a Landsat C2 L2 scene (7,800 x 7,700, 7 bands) or a Sentinel-2 L2A tile "
+        "(10,980 x 10,980, 4 bands at 10 m)",
     )
     p.add_argument(
         "--template",
@@ -223,11 +231,12 @@ def bench(app: App) -> int:
 
 
 def bench_preprocess(app: App) -> int:
-    """The SAR chain on a full-size product (python -m sipd.bench.preprocess)."""
+    """A preprocessor on a product of real size (python -m sipd.bench.preprocess)."""
     a = app.args
     if importlib.util.find_spec("sipd") is None:
         raise CliError("sipctl bench preprocess needs the sipd daemon installed here as well")
     args = ["--dir", str(Path(a.dir).expanduser().resolve()), "--scale", str(a.scale)]
+    args += ["--sensor", a.sensor]
     args += ["--polarisations", a.polarisations]
     if a.template:
         args += ["--template", str(Path(a.template).expanduser().resolve())]
@@ -244,8 +253,8 @@ def bench_preprocess(app: App) -> int:
 
     def human() -> None:
         print(
-            f"{data['lines']} x {data['pixels']} x {len(data['polarisations'])} "
-            f"({data['input_megapixels']} Mpx in) -> {' x '.join(map(str, data['output_size']))} "
+            f"{data['sensor']} {data['input']} ({data['input_megapixels']} Mpx in) -> "
+            f"{' x '.join(map(str, data['output_size']))} "
             f"{data['crs']}: {data['seconds']:.1f} s wall, {data['cpu_s']:.1f} CPU s, "
             f"peak RSS {data['peak_rss_mb']:.0f} MB, {data['cpus']} CPUs, "
             f"load average {data['load_avg']:.2f}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 from typing import Any
 
 from sipapi.v1 import preprocess_pb2
@@ -53,7 +54,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def options_of(args: argparse.Namespace) -> dict[str, str]:
+def options_of(app: App) -> dict[str, str]:
+    args = app.args
     options: dict[str, str] = {}
     for item in args.option:
         name, sep, value = item.partition("=")
@@ -64,8 +66,17 @@ def options_of(args: argparse.Namespace) -> dict[str, str]:
         value = getattr(args, f"opt_{name}")
         if value is not None:
             options[name] = str(value).lower() if isinstance(value, bool) else str(value)
-    if options.get("dem"):
-        options["dem"] = absolute(options["dem"])  # the daemon needs absolute paths
+    local = [n for n, v in options.items() if v and all(os.path.exists(x) for x in v.split(","))]
+    if local:
+        # The daemon resolves nothing against our working directory: an option naming
+        # files (a DEM, a calibration panel, a white reference: type "path" in
+        # ListPreprocessors) goes as absolute paths, item by item.
+        resp = app.client.call(
+            app.client.preprocess.ListPreprocessors, preprocess_pb2.ListPreprocessorsRequest()
+        )
+        paths = {o.name for p in resp.preprocessors for o in p.option_specs if o.type == "path"}
+        for name in set(local) & paths:
+            options[name] = ",".join(absolute(x.strip()) for x in options[name].split(","))
     return options
 
 
@@ -76,12 +87,12 @@ def register(sub: Any, job_options: argparse.ArgumentParser) -> None:
         help="raw products (Sentinel-1, RADARSAT-2, RCM) into calibrated, geocoded COGs; "
         "`preprocess list` shows the preprocessors and their options",
     )
-    p.add_argument("product", help="SAFE folder/zip, product folder/zip, or `list`")
+    p.add_argument("product", help="the product as delivered (see `preprocess list`), or `list`")
     p.add_argument("-o", "--output", default="", help="COG to write")
     p.add_argument(
         "--sensor",
         default="",
-        help="preprocessor (sentinel1, radarsat2, rcm); default: the recipe's, or detected",
+        help="preprocessor (see `sipctl preprocess list`); default: the recipe's, or detected",
     )
     p.add_argument("--recipe", default="", help="recipe NAME or NAME@VERSION")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -92,8 +103,16 @@ def register(sub: Any, job_options: argparse.ArgumentParser) -> None:
     rsub = recipe.add_subparsers(dest="recipe_command", required=True, metavar="COMMAND")
     p = rsub.add_parser("create", help="store a recipe (a new version when the name exists)")
     p.add_argument("name")
-    p.add_argument("--sensor", required=True, help="preprocessor: sentinel1, radarsat2, rcm")
+    p.add_argument("--sensor", required=True, help="preprocessor (see `sipctl preprocess list`)")
     p.add_argument("--description", default="")
+    p.add_argument(
+        "--fit-on",
+        action="append",
+        default=[],
+        metavar="PRODUCT",
+        help="fit the recipe's learned part (hyperspectral principal components) on these "
+        "training products; repeatable",
+    )
     add_options(p)
     p.set_defaults(func=recipe_create)
     p = rsub.add_parser("list", help="the latest version of every recipe")
@@ -116,7 +135,7 @@ def preprocess(app: App) -> int:
         preprocessor=a.sensor,
         input=absolute(a.product),
         output=absolute(a.output),
-        options=options_of(a),
+        options=options_of(app),
         recipe=a.recipe,
         overwrite=a.overwrite,
     )
@@ -124,23 +143,31 @@ def preprocess(app: App) -> int:
     return app.run_job(job, print_result)
 
 
+_SAR = ("sentinel1", "radarsat2", "rcm")
+
+
 def print_result(r: Any) -> None:
     info = r.info
+    sar = r.preprocessor in _SAR
     print(
         f"{', '.join(r.outputs)}: {info.width} x {info.height}, bands "
-        f"{', '.join(info.band_names)}, crs {info.crs or 'none (GCPs)'}"
+        f"{', '.join(info.band_names)}, crs {info.crs or ('none (GCPs)' if sar else 'none')}"
     )
     meta = r.metadata
-    print(
-        f"{meta.get('mission', r.preprocessor)} {meta.get('mode', '')} "
-        f"{meta.get('product_type', '')} {meta.get('start_time', '')} "
-        f"{meta.get('orbit_direction', '')}".rstrip()
-    )
+    if sar:
+        print(
+            f"{meta.get('mission', r.preprocessor)} {meta.get('mode', '')} "
+            f"{meta.get('product_type', '')} {meta.get('start_time', '')} "
+            f"{meta.get('orbit_direction', '')}".rstrip()
+        )
+    else:
+        print(meta.get("sensor", r.preprocessor))
     if r.recipe:
         print(f"recipe: {r.recipe}@{r.recipe_version}")
     if r.scene:
         print(f"scene: {r.scene}")
-    order = ["open", "read", "calibrate", "speckle", "db", "incidence", "write", "geocode", "cog"]
+    order = ["open", "read", "calibrate", "speckle", "db", "incidence", "write", "geocode", "bands",
+             "cog"]  # fmt: skip
     known = [k for k in order if k in r.step_seconds]
     steps = ", ".join(
         f"{k} {r.step_seconds[k]:.1f}s"
@@ -186,8 +213,9 @@ def recipe_create(app: App) -> int:
         preprocess_pb2.CreateRecipeRequest(
             recipe_id=a.name,
             preprocessor=a.sensor,
-            options=options_of(a),
+            options=options_of(app),
             description=a.description,
+            fit_on=[absolute(f) for f in a.fit_on],
         ),
     )
     app.emit(to_plain(r), lambda: _print_recipe(r))
