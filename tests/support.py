@@ -264,6 +264,35 @@ def assert_cog(path: Path | str) -> None:
     assert is_valid and not errors, f"{path} is not a valid COG: {errors} {warnings}"
 
 
+def wait_job(d: Sipd, name: str, timeout: float = 300) -> Any:
+    """The job `name` once final (SUCCEEDED, FAILED or CANCELLED), as GetJob returns it."""
+    from sipapi.v1 import common_pb2, job_pb2
+
+    final = (common_pb2.Job.SUCCEEDED, common_pb2.Job.FAILED, common_pb2.Job.CANCELLED)
+
+    def finished() -> Any:
+        job = d.client.jobs.GetJob(job_pb2.GetJobRequest(name=name))
+        return job if job.state in final else None
+
+    return wait_for(finished, timeout, interval=0.1, what=f"job {name}")
+
+
+def preprocess_attempt(d: Sipd, **request: Any) -> tuple[str, str]:
+    """(status code name, message) of a Preprocess (PreprocessRequest fields) refused by
+    the RPC or failed as a job; a job that succeeds fails the test."""
+    from sipapi.v1 import common_pb2, preprocess_pb2
+
+    try:
+        job = d.client.preprocess.Preprocess(preprocess_pb2.PreprocessRequest(**request))
+    except grpc.RpcError as exc:
+        return exc.code().name, exc.details() or ""
+    done = wait_job(d, job.name)
+    assert done.state == common_pb2.Job.FAILED, (
+        f"expected a failure, got {common_pb2.Job.State.Name(done.state)}"
+    )
+    return done.error_code, done.error
+
+
 def wait_for(
     predicate: Any, timeout: float = 60.0, interval: float = 0.1, what: str = "condition"
 ) -> Any:

@@ -19,13 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import numpy as np
 import pytest
 import rasterio
-from sipapi.v1 import common_pb2, job_pb2, preprocess_pb2
+from sipapi.v1 import common_pb2, preprocess_pb2
 
-from tests.support import Sipd, assert_cog, shared_fixture, wait_for
+from tests.support import Sipd, assert_cog, preprocess_attempt, shared_fixture, wait_job
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 
@@ -91,29 +90,11 @@ def product(daemon: Sipd) -> dict[str, Any]:
     }
 
 
-def _wait(d: Sipd, name: str) -> common_pb2.Job:
-    def finished() -> common_pb2.Job | None:
-        job = d.client.jobs.GetJob(job_pb2.GetJobRequest(name=name))
-        return job if job.state in (State.SUCCEEDED, State.FAILED, State.CANCELLED) else None
-
-    return wait_for(finished, 300, interval=0.1, what=f"job {name}")
-
-
 def _preprocess(d: Sipd, **request: Any) -> common_pb2.Job:
     job = d.client.preprocess.Preprocess(preprocess_pb2.PreprocessRequest(**request))
-    done = _wait(d, job.name)
+    done = wait_job(d, job.name)
     assert done.state == State.SUCCEEDED, (done.error_code, done.error, d.log()[-3000:])
     return done
-
-
-def _attempt(d: Sipd, **request: Any) -> tuple[str, str]:
-    try:
-        job = d.client.preprocess.Preprocess(preprocess_pb2.PreprocessRequest(**request))
-    except grpc.RpcError as exc:
-        return exc.code().name, exc.details() or ""
-    done = _wait(d, job.name)
-    assert done.state == State.FAILED, State.Name(done.state)
-    return done.error_code, done.error
 
 
 def test_reflectance_through_sipctl(daemon: Sipd, product: dict[str, Any]) -> None:
@@ -192,11 +173,11 @@ def test_bad_input_is_refused_and_the_daemon_stays_up(
     ]
     for i, (options, message) in enumerate(cases):
         out = outs / f"{i}.tif"
-        code, error = _attempt(daemon, output=str(out), options=options, **base)
+        code, error = preprocess_attempt(daemon, output=str(out), options=options, **base)
         assert code == "INVALID_ARGUMENT" and message in error, (code, error)
         assert not out.exists()
     # A white outside the allowed roots is refused before anything runs.
-    code, error = _attempt(daemon, output=str(outs / "x.tif"),
+    code, error = preprocess_attempt(daemon, output=str(outs / "x.tif"),
                            options={"white": "/etc/hostname"}, **base)  # fmt: skip
     assert code in ("INVALID_ARGUMENT", "PERMISSION_DENIED"), (code, error)
     # A truncated data file: a clear error, not zeros.
@@ -204,8 +185,10 @@ def test_bad_input_is_refused_and_the_daemon_stays_up(
     short.mkdir()
     shutil.copy(product["hdr"], short / "kernel.hdr")
     (short / "kernel.raw").write_bytes(product["hdr"].with_suffix(".raw").read_bytes()[:100000])
-    code, error = _attempt(daemon, input=str(short / "kernel.hdr"), output=str(outs / "s.tif"),
-                           preprocessor="hyperspectral")  # fmt: skip
+    code, error = preprocess_attempt(
+        daemon, input=str(short / "kernel.hdr"), output=str(outs / "s.tif"),
+        preprocessor="hyperspectral",
+    )  # fmt: skip
     assert code == "INVALID_ARGUMENT" and "is short" in error, (code, error)
     assert not outs.exists() or sorted(p.name for p in outs.iterdir()) == []
     assert daemon.proc is not None and daemon.proc.poll() is None

@@ -16,15 +16,13 @@ import shutil
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import grpc
 import numpy as np
 import pytest
 import rasterio
-from sipapi.v1 import common_pb2, job_pb2, preprocess_pb2
+from sipapi.v1 import common_pb2, preprocess_pb2
 
-from tests.support import Sipd, assert_cog, shared_fixture, wait_for
+from tests.support import Sipd, assert_cog, preprocess_attempt, shared_fixture, wait_job
 
 PID = "LC08_L2SP_008059_20191201_20200825_02_T1"
 State = common_pb2.Job.State
@@ -47,25 +45,6 @@ def product(daemon: Sipd) -> Path:
 
 def root_of(d: Sipd) -> Path:
     return Path(d.roots[0])
-
-
-def wait_job(d: Sipd, name: str, timeout: float = 120) -> common_pb2.Job:
-    def finished() -> common_pb2.Job | None:
-        job = d.client.jobs.GetJob(job_pb2.GetJobRequest(name=name))
-        return job if job.state in (State.SUCCEEDED, State.FAILED, State.CANCELLED) else None
-
-    return wait_for(finished, timeout, interval=0.1, what=f"job {name}")
-
-
-def attempt(d: Sipd, **request: Any) -> tuple[str, str]:
-    """(code, message) of a Preprocess refused by the RPC or failed as a job."""
-    try:
-        job = d.client.preprocess.Preprocess(preprocess_pb2.PreprocessRequest(**request))
-    except grpc.RpcError as exc:
-        return exc.code().name, exc.details() or ""
-    done = wait_job(d, job.name)
-    assert done.state == State.FAILED, f"expected a failure, got {State.Name(done.state)}"
-    return done.error_code, done.error
 
 
 def group_values(mtl_text: str, group: str) -> dict[str, float]:
@@ -152,7 +131,7 @@ def test_bad_products_fail_cleanly(daemon: Sipd, product: Path) -> None:
     root = root_of(daemon)
     outs = root / "bad-out"
     # Default bands need SR_B1 (coastal), which the fixture lacks: named in the error.
-    code, message = attempt(
+    code, message = preprocess_attempt(
         daemon, input=str(product), output=str(outs / "a.tif"), preprocessor="landsat"
     )
     assert code == "INVALID_ARGUMENT" and f"{PID}_SR_B1.TIF is missing" in message, message
@@ -163,7 +142,7 @@ def test_bad_products_fail_cleanly(daemon: Sipd, product: Path) -> None:
         for f in sorted(product.iterdir()):
             tf.add(f, arcname=f.name)
     tar.write_bytes(tar.read_bytes()[: tar.stat().st_size // 3])
-    code, message = attempt(
+    code, message = preprocess_attempt(
         daemon,
         input=str(tar),
         output=str(outs / "b.tif"),

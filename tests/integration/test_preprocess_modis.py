@@ -15,15 +15,13 @@ import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import grpc
 import numpy as np
 import pytest
 import rasterio
-from sipapi.v1 import common_pb2, job_pb2, preprocess_pb2
+from sipapi.v1 import common_pb2, preprocess_pb2
 
-from tests.support import Sipd, assert_cog, shared_fixture, wait_for
+from tests.support import Sipd, assert_cog, preprocess_attempt, shared_fixture, wait_job
 
 TILE = "modis/MOD10A2.A2022033.h09v05.061.2022042050729.hdf"
 State = common_pb2.Job.State
@@ -45,24 +43,6 @@ def tile(daemon: Sipd) -> Path:
     dest.parent.mkdir()
     shutil.copy(src, dest)
     return dest
-
-
-def _wait(d: Sipd, name: str) -> common_pb2.Job:
-    def finished() -> common_pb2.Job | None:
-        job = d.client.jobs.GetJob(job_pb2.GetJobRequest(name=name))
-        return job if job.state in (State.SUCCEEDED, State.FAILED, State.CANCELLED) else None
-
-    return wait_for(finished, 300, interval=0.1, what=f"job {name}")
-
-
-def _attempt(d: Sipd, **request: Any) -> tuple[str, str]:
-    try:
-        job = d.client.preprocess.Preprocess(preprocess_pb2.PreprocessRequest(**request))
-    except grpc.RpcError as exc:
-        return exc.code().name, exc.details() or ""
-    done = _wait(d, job.name)
-    assert done.state == State.FAILED, State.Name(done.state)
-    return done.error_code, done.error
 
 
 def _raw(path: Path, name: str) -> tuple[np.ndarray, dict]:
@@ -117,7 +97,7 @@ def test_detected_without_sensor_and_listed(daemon: Sipd, tile: Path) -> None:
     job = daemon.client.preprocess.Preprocess(
         preprocess_pb2.PreprocessRequest(input=str(tile), output=str(out))
     )
-    done = _wait(daemon, job.name)
+    done = wait_job(daemon, job.name)
     assert done.state == State.SUCCEEDED, (done.error, daemon.log()[-2000:])
     with rasterio.open(out) as ds:
         assert ds.count == 2
@@ -142,7 +122,7 @@ def test_bad_input_is_refused_cleanly(daemon: Sipd, tile: Path) -> None:
     for name, (product, options, words) in cases.items():
         folder = root / "bad" / name
         folder.mkdir(parents=True)
-        code, message = _attempt(daemon, preprocessor="modis", input=str(product),
+        code, message = preprocess_attempt(daemon, preprocessor="modis", input=str(product),
                                  output=str(folder / "o.tif"), options=options)  # fmt: skip
         if code != "INVALID_ARGUMENT" or words not in message:
             problems.append(f"{name}: {code} {message!r}")

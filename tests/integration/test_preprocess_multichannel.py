@@ -18,14 +18,13 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import numpy as np
 import pytest
 import rasterio
 import tifffile
-from sipapi.v1 import common_pb2, job_pb2, preprocess_pb2
+from sipapi.v1 import common_pb2, preprocess_pb2
 
-from tests.support import Sipd, shared_fixture, wait_for
+from tests.support import Sipd, preprocess_attempt, shared_fixture, wait_job
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 
@@ -46,26 +45,10 @@ def root_of(d: Sipd) -> Path:
     return Path(d.roots[0])
 
 
-def wait_job(d: Sipd, name: str, timeout: float = 120) -> common_pb2.Job:
-    def finished() -> common_pb2.Job | None:
-        job = d.client.jobs.GetJob(job_pb2.GetJobRequest(name=name))
-        return job if job.state in (State.SUCCEEDED, State.FAILED, State.CANCELLED) else None
-
-    return wait_for(finished, timeout, interval=0.1, what=f"job {name}")
-
-
 def attempt(d: Sipd, product: Path, output: Path, **options: str) -> tuple[str, str]:
-    """(status code name, message) of a Preprocess refused by the RPC or failed as a job."""
-    request = preprocess_pb2.PreprocessRequest(
-        preprocessor="multichannel", input=str(product), output=str(output), options=options
+    return preprocess_attempt(
+        d, preprocessor="multichannel", input=str(product), output=str(output), options=options
     )
-    try:
-        job = d.client.preprocess.Preprocess(request)
-    except grpc.RpcError as exc:
-        return exc.code().name, exc.details() or ""
-    done = wait_job(d, job.name)
-    assert done.state == State.FAILED, f"expected a failure, got {State.Name(done.state)}"
-    return done.error_code, done.error
 
 
 def percentile_h7(values: np.ndarray, p: float) -> float:

@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import numpy as np
 import pytest
 import rasterio
@@ -32,7 +31,7 @@ from rasterio.windows import Window
 from sipapi.v1 import common_pb2, job_pb2, preprocess_pb2
 
 from sipd.bench.sar_products import make_s1_product, speckle_dn, zip_product
-from tests.support import Sipd, assert_cog, shared_fixture, wait_for
+from tests.support import Sipd, assert_cog, preprocess_attempt, shared_fixture, wait_for, wait_job
 
 # The measurement rasters here carry GCPs, not a geotransform.
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
@@ -60,14 +59,6 @@ def root_of(d: Sipd) -> Path:
     return Path(d.roots[0])
 
 
-def wait_job(d: Sipd, name: str, timeout: float = 300) -> common_pb2.Job:
-    def finished() -> common_pb2.Job | None:
-        job = d.client.jobs.GetJob(job_pb2.GetJobRequest(name=name))
-        return job if job.state in (State.SUCCEEDED, State.FAILED, State.CANCELLED) else None
-
-    return wait_for(finished, timeout, interval=0.1, what=f"job {name}")
-
-
 def preprocess(d: Sipd, product: Path, output: Path, **options: Any) -> common_pb2.Job:
     """One Preprocess RPC, waited for; the job must succeed."""
     job = d.client.preprocess.Preprocess(
@@ -82,17 +73,6 @@ def preprocess(d: Sipd, product: Path, output: Path, **options: Any) -> common_p
     done = wait_job(d, job.name)
     assert done.state == State.SUCCEEDED, (done.error_code, done.error, d.log()[-3000:])
     return done
-
-
-def attempt(d: Sipd, **request: Any) -> tuple[str, str]:
-    """(status code name, message) of a Preprocess refused by the RPC or failed as a job."""
-    try:
-        job = d.client.preprocess.Preprocess(preprocess_pb2.PreprocessRequest(**request))
-    except grpc.RpcError as exc:
-        return exc.code().name, exc.details() or ""
-    done = wait_job(d, job.name)
-    assert done.state == State.FAILED, f"expected a failure, got {State.Name(done.state)}"
-    return done.error_code, done.error
 
 
 def band(path: Path, index: int = 1) -> np.ndarray:
@@ -582,8 +562,9 @@ def test_bad_products_are_refused_cleanly(
     for name, (product, options, codes, words) in cases.items():
         folder = outs / name
         folder.mkdir(parents=True)
-        code, message = attempt(daemon, input=str(product), output=str(folder / "out.tif"),
-                                options=options)  # fmt: skip
+        code, message = preprocess_attempt(
+            daemon, input=str(product), output=str(folder / "out.tif"), options=options
+        )
         if code not in codes or words not in message:
             problems.append(f"{name}: {code} {message!r} (wanted {codes} naming {words!r})")
         if leftovers(folder):
@@ -595,7 +576,7 @@ def test_bad_products_are_refused_cleanly(
     folder.mkdir()
     existing = folder / "out.tif"
     existing.write_bytes(b"keep me")
-    code, message = attempt(daemon, input=str(small_product), output=str(existing))
+    code, message = preprocess_attempt(daemon, input=str(small_product), output=str(existing))
     assert code == "ALREADY_EXISTS" and str(existing) in message, (code, message)
     assert existing.read_bytes() == b"keep me" and leftovers(folder) == ["out.tif"]
 
@@ -694,16 +675,16 @@ def test_dem_requests_are_checked_before_any_work(daemon: Sipd, small_product: P
     dem = shutil.copy(shared_fixture("sentinel1/Rome-30m-DEM.tif"), root / "rome.tif")
     archive = zip_product(small_product, root / "dem-zip" / S1_NAME.replace(".SAFE", ".zip"))
     out = root / "dem-out"
-    code, message = attempt(
+    code, message = preprocess_attempt(
         daemon, input=str(archive), output=str(out / "z.tif"), options={"dem": str(dem)}
     )
     assert code == "INVALID_ARGUMENT" and "unpacked" in message, message
     outside = shared_fixture("sentinel1/Rome-30m-DEM.tif")  # not under the daemon's roots
-    code, message = attempt(
+    code, message = preprocess_attempt(
         daemon, input=str(small_product), output=str(out / "o.tif"), options={"dem": str(outside)}
     )
     assert code == "PERMISSION_DENIED" and "DEM" in message, message
-    code, message = attempt(
+    code, message = preprocess_attempt(
         daemon,
         input=str(small_product),
         output=str(out / "n.tif"),

@@ -20,13 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import numpy as np
 import pytest
 import rasterio
-from sipapi.v1 import common_pb2, job_pb2, preprocess_pb2
+from sipapi.v1 import common_pb2, preprocess_pb2
 
-from tests.support import Sipd, assert_cog, wait_for
+from tests.support import Sipd, assert_cog, preprocess_attempt, wait_job
 from tests.unit.test_preprocess_sentinel2 import (
     L1C,
     L2A,
@@ -58,25 +57,6 @@ def products(daemon: Sipd) -> dict[str, Any]:
         for f in sorted(l2a.rglob("*")):
             zf.write(f, f.relative_to(l2a.parent).as_posix())
     return {"l2a": l2a, "l2a_dn": l2a_dn, "l1c": l1c, "l1c_dn": l1c_dn, "zip": archive}
-
-
-def wait_job(d: Sipd, name: str, timeout: float = 120) -> common_pb2.Job:
-    def finished() -> common_pb2.Job | None:
-        job = d.client.jobs.GetJob(job_pb2.GetJobRequest(name=name))
-        return job if job.state in (State.SUCCEEDED, State.FAILED, State.CANCELLED) else None
-
-    return wait_for(finished, timeout, interval=0.1, what=f"job {name}")
-
-
-def attempt(d: Sipd, **request: Any) -> tuple[str, str]:
-    """(status code name, message) of a Preprocess refused by the RPC or failed as a job."""
-    try:
-        job = d.client.preprocess.Preprocess(preprocess_pb2.PreprocessRequest(**request))
-    except grpc.RpcError as exc:
-        return exc.code().name, exc.details() or ""
-    done = wait_job(d, job.name)
-    assert done.state == State.FAILED, f"expected a failure, got {State.Name(done.state)}"
-    return done.error_code, done.error
 
 
 def scl_codes(safe: Path, names: tuple[str, ...]) -> list[int]:
@@ -167,7 +147,7 @@ def test_bad_products_and_options_are_refused_cleanly(
     for name, (product, options, words) in cases.items():
         folder = root / "bad-out" / name
         folder.mkdir(parents=True)
-        code, message = attempt(daemon, preprocessor="sentinel2", input=str(product),
+        code, message = preprocess_attempt(daemon, preprocessor="sentinel2", input=str(product),
                                 output=str(folder / "o.tif"), options=options)  # fmt: skip
         if code != "INVALID_ARGUMENT" or words not in message:
             problems.append(
