@@ -29,6 +29,11 @@ from typing import Any
 from sipd.bench.throughput import cpu_seconds, peak_rss_mb
 
 SENSORS = ("sentinel1", "landsat", "sentinel2")
+# Clouds, shadows and fill masked, as an operational recipe would.
+OPTICAL_OPTIONS = {
+    "landsat": {"mask": "fill,dilated_cloud,cloud,shadow"},
+    "sentinel2": {"mask": "cloud,cloud_shadow"},
+}
 # The target: 40 m, speckle-filtered, dB, geocoded (UTM of the scene).
 DEFAULT_OPTIONS = {
     "multilook": "4x4",
@@ -101,7 +106,7 @@ def run_optical(args: argparse.Namespace) -> dict[str, Any]:
     else:
         from sipd.bench.sentinel2_products import make_s2_product
 
-        width = height = 10980 // args.scale
+        width = height = 10980 // args.scale // 6 * 6  # the 10, 20 and 60 m grids nest
         bands = 4
         if not marker.is_file():
             make_s2_product(folder, size=width)
@@ -109,7 +114,7 @@ def run_optical(args: argparse.Namespace) -> dict[str, Any]:
         marker.write_text("made\n")
     made = time.perf_counter() - t
     product = next(p for p in sorted(folder.iterdir()) if not p.name.startswith("."))
-    options = dict(item.partition("=")[::2] for item in args.option)
+    options = {**OPTICAL_OPTIONS[args.sensor], **dict(i.partition("=")[::2] for i in args.option)}
     data = measure(product, args.sensor, options, folder.parent / "out" / f"{args.sensor}.tif")
     data.update(
         made_seconds=round(made, 1),

@@ -59,3 +59,25 @@ def test_sipctl_bench_preprocess_reports_steps_and_memory(tmp_path: Path) -> Non
     with rasterio.open(data["output"]) as ds:
         assert ds.descriptions == ("VV_sigma0_dB", "VH_sigma0_dB")
         assert abs(ds.transform.a - 320) < 1e-9
+
+
+@pytest.mark.slow  # makes two products and preprocesses them in child processes
+@pytest.mark.parametrize(
+    ("sensor", "scale", "size"), [("landsat", 20, (390, 385, 7)), ("sentinel2", 30, (366, 366, 4))]
+)
+def test_bench_preprocess_of_optical_products(
+    tmp_path: Path, sensor: str, scale: int, size: tuple[int, int, int]
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sipctl", "--json", "bench", "preprocess", "--sensor", sensor,
+         "--scale", str(scale), "--dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["sensor"] == sensor and data["output_size"] == list(size)
+    assert data["options"]["mask"] and data["step_seconds"]["bands"] > 0
+    assert 0 < data["peak_rss_mb"] < 2048 and data["seconds"] > 0
+    with rasterio.open(data["output"]) as ds:
+        assert ds.count == size[2] and np.isnan(ds.nodata)
+        assert np.isnan(ds.read(1)).any() and np.isfinite(ds.read(1)).any()  # clouds masked
