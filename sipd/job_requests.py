@@ -48,7 +48,7 @@ from sipd.projects import (
     check_scene_id,
     scene_id_of,
 )
-from sipd.raster import FilesCheck, check_readable, raster_info
+from sipd.raster import FilesCheck, check_readable, files_checked, raster_info
 from sipd.recipes import RecipeBook, make_step
 
 
@@ -289,7 +289,11 @@ class JobRequests:
                 )
             paths.append(path)
         step = self.checked_step(step, paths[0])
-        return pre.fit(paths, step.options)
+        # The fit runs here, not in the worker: every file it opens (an ENVI header's
+        # data file, a reference's) is checked against the roots as the worker would.
+        check = functools.partial(self.policy.check_opened, what="fit_on product")
+        with files_checked(check):
+            return pre.fit(paths, step.options)
 
     def preprocess(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from glob import escape as glob_escape
@@ -52,16 +53,37 @@ FilesCheck = Callable[[list[str]], None]
 _process_check: FilesCheck | None = None
 
 
+# A check for one thread only: work the daemon does itself, outside the worker, on
+# files a request names (fitting a recipe on training products).
+_thread_check = threading.local()
+
+
 def check_opened_files_everywhere(check: FilesCheck | None) -> None:
     """Make `check` the default of every open_raster in this process."""
     global _process_check
     _process_check = check
 
 
+@contextlib.contextmanager
+def files_checked(check: FilesCheck) -> Iterator[None]:
+    """Make `check` the default of every open_raster and check_files_read in this
+    thread for the duration."""
+    previous = getattr(_thread_check, "check", None)
+    _thread_check.check = check
+    try:
+        yield
+    finally:
+        _thread_check.check = previous
+
+
+def _default_check() -> FilesCheck | None:
+    return getattr(_thread_check, "check", None) or _process_check
+
+
 def check_files_read(files: list[str], check_files: FilesCheck | None = None) -> None:
     """Apply `check_files` (or the process-wide check) to files read without GDAL
     (a product's XML) or before opening them (its measurement rasters)."""
-    check = check_files or _process_check
+    check = check_files or _default_check()
     if check is not None and files:
         check(files)
 
@@ -83,7 +105,7 @@ def open_raster(
             f"cannot read raster {path}: {exc}; accepted: any GDAL-readable raster "
             "(GeoTIFF/COG, JP2, ENVI, HDF5, netCDF, NITF, PNG, SAFE, RS2)"
         ) from exc
-    check_files = check_files or _process_check
+    check_files = check_files or _default_check()
     if check_files is not None:
         try:
             check_files(list(ds.files))

@@ -1,14 +1,15 @@
 """Benchmark of a preprocessor on a product of real size.
 
-    python -m sipd.bench.preprocess [--sensor sentinel1|landsat|sentinel2]
+    python -m sipd.bench.preprocess [--sensor sentinel1|landsat|sentinel2|sentinel3]
         [--template S1_GRD.SAFE] [--dir bench-data] [--scale 1]
 
 A product of real dimensions in the real layout is made and kept in --dir for
 later runs: for Sentinel-1 from `template` (its manifest, annotation,
 calibration and noise files; DN generated here, see sipd.bench.sar_products);
-for Landsat (7,800 x 7,700, 7 bands, Collection 2 Level-2 with QA_PIXEL) and
-Sentinel-2 (10,980 x 10,980 at 10 m, 4 bands, L2A with SCL) by
-sipd.bench.landsat_products and sipd.bench.sentinel2_products. Then the same
+for Landsat (7,800 x 7,700, 7 bands, Collection 2 Level-2 with QA_PIXEL),
+Sentinel-2 (10,980 x 10,980 at 10 m, 4 bands, L2A with SCL) and Sentinel-3
+(an OLCI EFR swath, 4,091 x 4,865, 4 bands) by sipd.bench.landsat_products,
+sentinel2_products and sentinel3_products. Then the same
 code the preprocess job runs turns it into a COG (Sentinel-1: geocoded,
 speckle-filtered dB).
 Prints one JSON line: wall seconds, seconds per step, CPU seconds, peak RSS
@@ -28,11 +29,12 @@ from typing import Any
 
 from sipd.bench.throughput import cpu_seconds, peak_rss_mb
 
-SENSORS = ("sentinel1", "landsat", "sentinel2")
+SENSORS = ("sentinel1", "landsat", "sentinel2", "sentinel3")
 # Clouds, shadows and fill masked, as an operational recipe would.
 OPTICAL_OPTIONS = {
     "landsat": {"mask": "fill,dilated_cloud,cloud,shadow"},
     "sentinel2": {"mask": "cloud,cloud_shadow"},
+    "sentinel3": {"bands": "Oa04,Oa06,Oa08,Oa17", "mask": "invalid"},
 }
 # The issue's target: 40 m, speckle-filtered, dB, geocoded (UTM of the scene).
 DEFAULT_OPTIONS = {
@@ -93,7 +95,8 @@ def measure(product: Path, sensor: str, options: dict[str, str], out: Path) -> d
 
 
 def run_optical(args: argparse.Namespace) -> dict[str, Any]:
-    """Landsat or Sentinel-2: the product made once (kept in --dir), then preprocessed."""
+    """Landsat, Sentinel-2 or Sentinel-3: the product made once (kept in --dir), then
+    preprocessed."""
     folder = Path(args.dir).expanduser().resolve() / f"{args.sensor}-scale{args.scale}"
     marker = folder / ".complete"
     t = time.perf_counter()
@@ -103,13 +106,20 @@ def run_optical(args: argparse.Namespace) -> dict[str, Any]:
         width, height, bands = 7800 // args.scale, 7700 // args.scale, 7
         if not marker.is_file():
             make_landsat_product(folder, width=width, height=height, bands=bands)
-    else:
+    elif args.sensor == "sentinel2":
         from sipd.bench.sentinel2_products import make_s2_product
 
         width = height = 10980 // args.scale // 6 * 6  # the 10, 20 and 60 m grids nest
         bands = 4
         if not marker.is_file():
             make_s2_product(folder, size=width)
+    else:
+        from sipd.bench.sentinel3_products import make_s3_olci_product
+
+        # An OLCI EFR swath: 4,091 lines of 4,865 columns at 300 m.
+        width, height, bands = 4865 // args.scale, 4091 // args.scale, 4
+        if not marker.is_file():
+            make_s3_olci_product(folder, lines=height, columns=width)
     if not marker.is_file():
         marker.write_text("made\n")
     made = time.perf_counter() - t

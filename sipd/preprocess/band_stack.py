@@ -21,7 +21,7 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
-from rasterio.errors import NotGeoreferencedWarning
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from sipd.errors import InvalidArgument
@@ -117,7 +117,15 @@ def write_stack(
 
             def compute(span: tuple[int, int]) -> np.ndarray:
                 ctx.check_cancelled()
-                return read_block(*span)
+                try:
+                    return read_block(*span)
+                except RasterioError as exc:
+                    # GDAL failing inside a file whose metadata read fine: a damaged
+                    # band (a JP2 cut or overwritten in the middle).
+                    raise InvalidArgument(
+                        f"cannot read rows {span[0]}-{span[1]} of the product: {exc}; the "
+                        "file is damaged: download or copy it again"
+                    ) from exc
 
             for i, (span, block) in enumerate(in_order(compute, rows, threads, ahead=threads + 1)):
                 r0, r1 = span

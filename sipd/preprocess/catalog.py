@@ -14,7 +14,7 @@ from typing import Any, Literal
 from sipd.contracts.base import Contract
 from sipd.contracts.preprocessing import OPTIONS
 from sipd.errors import InvalidArgument
-from sipd.preprocess.product_files import ProductFiles
+from sipd.preprocess.product_files import ProductFiles, is_metadata_file
 from sipd.preprocess.sar_product import SarProduct
 
 
@@ -157,9 +157,8 @@ def get(name: str) -> Preprocessor:
         ) from None
 
 
-# Names of the files that make a path a product as delivered (matched lowercased).
-_PRODUCT_FILES = ("manifest.safe", "product.xml", "xfdumanifest.xml")
-_PRODUCT_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".hdf", ".hdr")
+# Files that are products as delivered (archives, formats GDAL cannot classify as they are).
+_PRODUCT_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".hdf", ".hdr", ".ome.tif", ".ome.tiff")
 
 
 def is_raw_product(path: str | Path) -> bool:
@@ -169,14 +168,7 @@ def is_raw_product(path: str | Path) -> bool:
     p = Path(path)
     if p.is_dir():
         return True
-    name = p.name.lower()
-    return (
-        name in _PRODUCT_FILES
-        or name.endswith(_PRODUCT_SUFFIXES)
-        or (name.startswith("mtd_msil") and name.endswith(".xml"))
-        or name.endswith(("_mtl.txt", "_mtl.xml", "_mtl.json"))
-        or name.endswith((".ome.tif", ".ome.tiff"))
-    )
+    return is_metadata_file(p.name) or p.name.lower().endswith(_PRODUCT_SUFFIXES)
 
 
 def detect(path: str | Path) -> str:

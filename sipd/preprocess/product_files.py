@@ -37,6 +37,17 @@ _PACKAGING = (".safe.zip", ".sen3.zip", ".tar.gz", ".ome.tiff", ".ome.tif", ".zi
               ".sen3", ".tar", ".tgz")  # fmt: skip
 
 
+def is_metadata_file(name: str) -> bool:
+    """Whether `name` is a product's own metadata file (manifest.safe, product.xml,
+    MTD_MSIL2A.xml, a Landsat _MTL file, ...): it stands for the product folder."""
+    lower = name.lower()
+    return (
+        lower in _METADATA_FILES
+        or (lower.startswith("mtd_msil") and lower.endswith(".xml"))
+        or lower.endswith(("_mtl.txt", "_mtl.xml", "_mtl.json"))
+    )
+
+
 def product_name(path: str | os.PathLike[str]) -> str:
     """A product's name without its packaging: "S1A_..._5371" for S1A_..._5371.SAFE,
     its .zip or its manifest.safe; "RS2_..." for a product folder or its product.xml;
@@ -44,11 +55,7 @@ def product_name(path: str | os.PathLike[str]) -> str:
     p = Path(path)
     name = p.name
     lower = name.lower()
-    if (
-        lower in _METADATA_FILES
-        or (lower.startswith("mtd_msil") and lower.endswith(".xml"))
-        or lower.endswith(("_mtl.txt", "_mtl.xml", "_mtl.json"))
-    ):
+    if is_metadata_file(name):
         name = (p.parent.parent if p.parent.name == "metadata" else p.parent).name
         lower = name.lower()
     for suffix in _PACKAGING:

@@ -5,21 +5,25 @@ jobs whose inputs are raw products."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
 from typing import Any
 
 import rasterio
+from rasterio.errors import RasterioError
 
 from sipd.contracts.preprocessing import PreprocessStep, SarOptions
-from sipd.errors import AlreadyExists
+from sipd.errors import AlreadyExists, InvalidArgument
 from sipd.paths import require_regular
 from sipd.preprocess import catalog, sar_pipeline
 from sipd.preprocess.band_stack import RunResult
 from sipd.preprocess.product_files import product_name
 from sipd.progress import JobContext
 from sipd.raster import raster_info, remove_stale_scratch
+
+log = logging.getLogger("sipd.preprocess")
 
 SOFTWARE_TAG = "SIPD_PREPROCESSING"
 MAX_THREADS = 8
@@ -60,7 +64,7 @@ def preprocess(
         if preprocessor.kind == "sar":
             ran = _sar(preprocessor, source, step, out, ctx, tags, threads)
         else:
-            ran = preprocessor.code().run(Path(source), step, out, ctx, tags, threads)
+            ran = _sensor(preprocessor, source, step, out, ctx, tags, threads)
     info = raster_info(out)
     ctx.progress("write", 1.0, f"wrote {out.name}", force=True)
     return {
@@ -101,3 +105,30 @@ def _sar(
     seconds = sar_pipeline.run(product, options, out, ctx, tags, threads=threads)
     seconds["open"] = opened
     return RunResult(product.sensor, dict(product.metadata), seconds)
+
+
+# What a reader raises when a product's own content is malformed (a number that is not
+# one, a legend without a class, an array of the wrong shape): bad input, not a fault.
+_MALFORMED = (ValueError, KeyError, IndexError, ZeroDivisionError, RasterioError)
+
+
+def _sensor(
+    preprocessor: catalog.Preprocessor,
+    source: str,
+    step: PreprocessStep,
+    out: Path,
+    ctx: JobContext,
+    tags: dict[str, str],
+    threads: int,
+) -> RunResult:
+    try:
+        ran: RunResult = preprocessor.code().run(Path(source), step, out, ctx, tags, threads)
+    except _MALFORMED as exc:
+        # The readers turn the faults they expect into clear messages; anything else the
+        # product's content provokes still names the product and what went wrong (the
+        # trace stays in the log, for the cases that are ours to fix).
+        log.warning("preprocess %s failed on %s", preprocessor.name, source, exc_info=True)
+        raise InvalidArgument(
+            f"{source} cannot be read as a {preprocessor.name} product: {type(exc).__name__}: {exc}"
+        ) from exc
+    return ran

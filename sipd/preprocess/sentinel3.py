@@ -12,9 +12,11 @@ xfdumanifest.xml, or a zip of the folder.
   Sun-Earth distance of the day) and SZA interpolated bilinearly from
   tie_geometries.nc at the pixel's position in the tie-point grid (one tie point every
   ac_subsampling_factor columns and al_subsampling_factor rows).
-- The swath goes onto a map grid by nearest neighbour (sentinel3_swath: an inverse map
-  fitted through the subsampled geolocation and checked against every pixel's, or the
-  exact KD-tree method where the geolocation is not smooth).
+- The swath goes onto a map grid by nearest neighbour, or with resampling bilinear
+  weighted from the four swath pixels around each map pixel centre (sentinel3_swath: an
+  inverse map fitted through the subsampled geolocation and checked against every
+  pixel's; nearest falls back to the exact KD-tree method where the geolocation is not
+  smooth, bilinear is then refused).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from sipd.preprocess.sentinel3_swath import (
     nc_path,
     open_nc,
     read_at,
+    read_quad,
     read_variable,
     utm_for,
 )
@@ -335,7 +338,7 @@ def _tags(
         "S3_STOP_TIME": m.stop,
         "S3_BASELINE_COLLECTION": m.baseline,
         "S3_QUANTITY": ",".join(dict.fromkeys(b.quantity for b in bands)),
-        "S3_RESAMPLING": "nearest",
+        "S3_RESAMPLING": options.resampling,
         # How each swath was mapped, and the inverse map's largest error (swath pixels).
         "S3_GEOLOCATION": "; ".join(
             f"{s.name}: {s.method}, max error {s.max_error:.3f} px" for s in swaths.values()
@@ -392,6 +395,13 @@ def run(
             else DEFAULT_RESOLUTION[m.product_type]
         )
         crs, res, transform, width, height = _output_grid(swaths, options.crs, resolution)
+        if options.resampling == "bilinear":
+            for s in swaths.values():
+                if s.exact:
+                    raise InvalidArgument(
+                        f"{m.name}: resampling bilinear needs a smooth geolocation and "
+                        f"{s.name}'s is not ({s.method}); use resampling nearest"
+                    )
         ctx.check_cancelled()
         seconds["geolocation"] = time.perf_counter() - t
         ctx.progress("geolocation", 1.0, f"{width} x {height} pixels in {crs}", force=True)
@@ -424,11 +434,45 @@ def run(
                 flat[masked] = np.nan
                 out[i] = flat.reshape(window.height, window.width)
 
+        def read_chunk_bilinear(window: Window, out: np.ndarray) -> None:
+            """As read_chunk, each value weighted from the four swath pixels around."""
+            size = window.width * window.height
+            located = {g: s.locate_bilinear(window) for g, s in swaths.items()}
+            masked = np.zeros(size, dtype=bool)
+            for g, sources in masks.items():
+                found, r, c, _, _ = located[g]
+                for path, bits in sources:
+                    flags = read_quad(datasets.get(path), r, c).astype(np.int64)
+                    hit = np.zeros(size, dtype=bool)
+                    hit[found] = ((flags & bits) != 0).any(axis=0)
+                    masked |= hit
+            factors: dict[str, np.ndarray] = {}
+            for i, (band, path, cal) in enumerate(zip(bands, paths, calibrations, strict=True)):
+                found, r, c, fr, fc = located[band.grid]
+                values = cal.apply(read_quad(datasets.get(path), r, c))
+                if band.quantity == "reflectance" and reflectance is not None:
+                    if "det" not in factors:
+                        det = read_quad(datasets.get(reflectance.detector_path), r, c)
+                        factors["det"] = det.astype(np.int64)
+                        quad_r = r[None] + np.array([0, 0, 1, 1])[:, None]
+                        quad_c = c[None] + np.array([0, 1, 0, 1])[:, None]
+                        factors["cos"] = reflectance.cos_sza(quad_r, quad_c)
+                    index = int(band.name[2:]) - 1
+                    values *= reflectance.factor(index, factors["det"], factors["cos"])
+                # NaN at any of the four (nodata) makes the sum NaN, whatever its weight.
+                weights = np.stack([(1 - fr) * (1 - fc), (1 - fr) * fc, fr * (1 - fc), fr * fc])
+                flat = np.full(size, np.nan, dtype=np.float32)
+                flat[found] = (values * weights).sum(axis=0)
+                flat[masked] = np.nan
+                out[i] = flat.reshape(window.height, window.width)
+
+        chunk_reader = read_chunk_bilinear if options.resampling == "bilinear" else read_chunk
+
         def read_block(row0: int, row1: int) -> np.ndarray:
             out = np.full((len(bands), row1 - row0, width), np.nan, dtype=np.float32)
             for c0 in range(0, width, CHUNK_COLUMNS):
                 c1 = min(width, c0 + CHUNK_COLUMNS)
-                read_chunk(Window(c0, row0, c1 - c0, row1 - row0), out[:, :, c0:c1])
+                chunk_reader(Window(c0, row0, c1 - c0, row1 - row0), out[:, :, c0:c1])
             return out
 
         band_tags = [

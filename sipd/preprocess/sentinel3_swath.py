@@ -6,29 +6,36 @@ assumes a y axis that increases with the row, as in CF grids); Sentinel-3 L1
 arrays are in acquisition order, row 0 first, so every read here opens with
 GDAL_NETCDF_BOTTOMUP=NO (tests prove the orientation against the latitudes).
 
-The swath is not a map grid. Each output pixel centre takes the value of the swath
-pixel whose footprint holds it (the nearest swath pixel centre; exactly so where the
-swath's rows and columns are perpendicular), and nodata when it is outside the swath
-by more than one sampling step from the nearest swath pixel centre.
+The swath is not a map grid: each output pixel centre takes the value of the nearest
+swath pixel centre, and nodata when that is farther than one sampling step (the larger
+of the median along- and across-track steps).
 
 How (SwathGeolocation): the latitudes/longitudes are streamed in row blocks and only
-every SUBSAMPLE-th row and column (plus the last) is kept: a node grid. The forward
-map (swath row, column) -> map (x, y) is bilinear between the projected nodes (exact
-for an affine swath; the orbit's curvature over SUBSAMPLE pixels is millimetres). It is
-inverted by Newton's method on a lattice every geocode.LATTICE output pixels and
-interpolated between lattice points (geocode.InverseMap.coords, as for SAR), then
-rounded to the nearest swath pixel. Memory: the node grid and a few row blocks,
-whatever the swath size.
+every SUBSAMPLE-th row and column (and the last) is kept: a node grid. The forward map
+(swath row, column) -> map (x, y) is bilinear between the projected nodes. It is
+inverted by Newton's method at output pixel centres every LATTICE pixels (with the
+swath's local metric there) and interpolated bilinearly in between, as
+geocode.InverseMap does for SAR. Of the four swath pixels around the fractional
+(row, column), the nearest in that metric is taken (so sheared rows are handled); beyond
+the swath's edge, the nearest edge pixel if within one step. Memory: the node grid, the
+lattice and a few row blocks, whatever the swath size (a full OLCI EFR swath: 4091 x 4865
+pixels: about 400 MB in all, against 1.3 GB for a KD-tree on every pixel).
 
 Checked on every product before use, in swath pixels:
 - every full-resolution pixel against the bilinear node grid (in latitude/longitude,
-  converted with the local ground step): this catches what a smooth map cannot hold,
-  such as terrain displacement in ortho-geolocated coordinates;
+  converted with the smallest local ground step): this catches what a smooth map cannot
+  hold, such as terrain displacement in ortho-geolocated coordinates;
 - the whole inverse (projection, Newton, lattice) at the centre of every node cell,
-  where bilinear interpolation is worst, against the pixel's own latitude/longitude.
-The larger is `max_error`. Above MAX_INVERSE_ERROR, or with missing geolocation, the
-exact method is used instead (ExactSwath: a KD-tree on every projected pixel centre:
-slower and about 60 bytes a swath pixel, but exact whatever the geometry).
+  where interpolation errs most, against the pixel's own latitude/longitude.
+The larger is `max_error` (reported in the output's S3_GEOLOCATION tag). An output pixel
+then takes the nearest swath pixel or one whose centre is at most 2 * max_error local
+steps farther (the pixel's centre is off by under max_error pixels); whether a pixel
+just at one step from the swath is nodata may differ within that margin too. Measured on
+a synthetic full OLCI swath (sipd.bench.sentinel3_products; across-track steps from 220
+to 440 m): max_error 0.005, 0.2 % of the pixels take a neighbour of the nearest, at most
+2.5 m farther. Above MAX_INVERSE_ERROR, or with missing geolocation, the exact method is
+used instead (ExactSwath: a KD-tree on every projected pixel centre; slower and about 60
+bytes a swath pixel, but exact whatever the geometry).
 """
 
 from __future__ import annotations
@@ -54,10 +61,11 @@ from sipd.preprocess.product_files import ProductFiles
 from sipd.raster import check_files_read
 
 NETCDF_ENV = {"GDAL_NETCDF_BOTTOMUP": "NO"}
-SUBSAMPLE = 8  # swath pixels between kept geolocation nodes
-# Output pixels between exactly inverted points (geocode.LATTICE is 16: a swath's
-# across-track steps grow towards its edges, and at 16 the interpolated inverse of a
-# full OLCI swath errs by 0.01 pixel, at 8 by a quarter of that).
+# Swath pixels between kept geolocation nodes: on a full OLCI swath the bilinear node
+# grid is off by 0.005 pixel at 8, 0.019 at 16 (the across-track step grows outwards).
+SUBSAMPLE = 8
+# Output pixels between exactly inverted points (geocode.LATTICE is 16: on the same swath
+# the interpolated inverse errs by 0.01 pixel at 16, a quarter of that at 8).
 LATTICE = 8
 MAX_INVERSE_ERROR = 0.1  # swath pixels; above it the exact (KD-tree) method is used
 BLOCK_NODES = 16  # node intervals per block of geolocation rows read at once
@@ -233,7 +241,7 @@ class NodeMap:
 class Lattice:
     """Swath (row, column) at output pixel centres every LATTICE pixels (as
     geocode.InverseMap's lattice), bilinear in between. Interpolated separably over a
-    window (rows first, then columns): about ten times faster than map_coordinates
+    window (rows first, then columns): about six times faster than map_coordinates
     at the same values."""
 
     def __init__(self, lines: np.ndarray, pixels: np.ndarray, metric: tuple[np.ndarray, ...]):
@@ -326,7 +334,7 @@ class SwathGeolocation:
             local = R[k0 : k1 + 1] - r0
             lat_n[k0 : k1 + 1] = lat[local][:, C]
             lon_n[k0 : k1 + 1] = lon[local][:, C]
-            inside = (sr >= r0) & (sr < r1 - 1 if k1 < len(R) - 1 else sr < r1)
+            inside = (sr >= r0) & (sr < r1 - 1)  # a cell centre is below its next node
             s_lat[inside] = lat[sr[inside] - r0][:, sc]
             s_lon[inside] = lon[sr[inside] - r0][:, sc]
             first_col[r0:r1] = np.column_stack((lat[:, 0], lon[:, 0]))
@@ -436,20 +444,23 @@ class SwathGeolocation:
         lx = t.a * cc + t.b * rr + t.c
         ly = t.d * cc + t.e * rr + t.f
         tree = cKDTree(np.column_stack((x.ravel(), y.ravel())))
-        _, k = tree.query(np.column_stack((lx.ravel(), ly.ravel())))
-        r0, c0 = R[k // len(C)], C[k % len(C)]
-        tol = 1e-4 * smallest
-        lines, pixels = node_map.invert(lx.ravel(), ly.ravel(), r0, c0, tol)
-        # The swath's local metric at each lattice point (squared map distance of a step
-        # (dr, dc) = g11 dr^2 + 2 g12 dr dc + g22 dc^2): the nearest of the four swath
-        # pixels around a point is then the nearest, skewed rows or not.
-        _, _, xr, xc, yr, yc = node_map(np.nan_to_num(lines), np.nan_to_num(pixels))
-        metric = (xr * xr + yr * yr, xr * xc + yr * yc, xc * xc + yc * yc)
-        self._lattice = Lattice(
-            lines.reshape(rr.shape),
-            pixels.reshape(rr.shape),
-            tuple(g.reshape(rr.shape) for g in metric),
-        )
+        lx, ly = lx.ravel(), ly.ravel()
+        # Per lattice point: (line, pixel) and the swath's local metric (squared map
+        # distance of a step (dr, dc) = g11 dr^2 + 2 g12 dr dc + g22 dc^2), with which the
+        # nearest of the four swath pixels around a point is the nearest, sheared rows or
+        # not. In pieces: Newton's temporaries are some 30 arrays.
+        values = np.empty((5, lx.size))
+        for s0 in range(0, lx.size, 65536):
+            part = slice(s0, s0 + 65536)
+            _, k = tree.query(np.column_stack((lx[part], ly[part])))
+            lines, pixels = node_map.invert(
+                lx[part], ly[part], R[k // len(C)], C[k % len(C)], 1e-4 * smallest
+            )
+            _, _, xr, xc, yr, yc = node_map(np.nan_to_num(lines), np.nan_to_num(pixels))
+            values[:, part] = (lines, pixels, xr * xr + yr * yr, xr * xc + yr * yc,
+                               xc * xc + yc * yc)  # fmt: skip
+        lattice = values.reshape(5, *rr.shape)
+        self._lattice = Lattice(lattice[0], lattice[1], (lattice[2], lattice[3], lattice[4]))
         self._map, self._transform = node_map, grid.transform
         # The whole inverse at the cell centres, against their own coordinates.
         sr, sc, s_lat, s_lon = self._samples
@@ -483,6 +494,26 @@ class SwathGeolocation:
             map_coordinates(self._lattice.lines, at, order=1, mode="nearest"),
             map_coordinates(self._lattice.pixels, at, order=1, mode="nearest"),
         )
+
+    def locate_bilinear(
+        self, window: Window
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(found, rows, cols, row fractions, column fractions) over the output pixels of
+        `window`: whether each is within the swath's outermost pixel centres, and for
+        those the upper left of the four swath pixels around it and its position among
+        them (0..1). Only with the inverse map (the exact method has no positions)."""
+        if self.exact or self._lattice is None:
+            raise InvalidArgument(
+                f"{self.name}: resampling bilinear needs a smooth geolocation and this "
+                f"one is not ({self.method}); use resampling nearest"
+            )
+        lines, pixels = (v.ravel() for v in self._lattice.coords(window))
+        rows, cols = self.shape
+        found = (lines >= 0) & (lines <= rows - 1) & (pixels >= 0) & (pixels <= cols - 1)
+        lines, pixels = lines[found], pixels[found]
+        r = np.minimum(np.floor(lines), rows - 2)
+        c = np.minimum(np.floor(pixels), cols - 2)
+        return found, r.astype(np.int64), c.astype(np.int64), lines - r, pixels - c
 
     def locate(self, window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(found, rows, cols) over the output pixels of `window`, row by row: whether
@@ -522,12 +553,17 @@ class SwathGeolocation:
         r = r0 + down
         c = c0 + right
         found = best <= (self.max_distance * 1.0001) ** 2
-        # More than a pixel beyond the swath's edge: the nearest edge pixel, if within
-        # one step.
+        # More than a pixel beyond the swath's edge: the nearest edge pixel (the foot of
+        # the perpendicular on the edge, in the local metric), if within one step.
         k = np.flatnonzero(np.isinf(best))
-        rk = np.clip(np.rint(lines[k]), 0, rows - 1)
-        ck = np.clip(np.rint(pixels[k]), 0, cols - 1)
-        close = (np.abs(lines[k] - rk) <= self._reach) & (np.abs(pixels[k] - ck) <= self._reach)
+        lk, pk = lines[k], pixels[k]
+        on_r, on_c = np.clip(lk, 0, rows - 1), np.clip(pk, 0, cols - 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            foot_r = np.where(on_r == lk, lk - g12[k] * (on_c - pk) / g11[k], on_r)
+            foot_c = np.where(on_c == pk, pk - g12[k] * (on_r - lk) / g22[k], on_c)
+        rk = np.clip(np.rint(foot_r), 0, rows - 1)
+        ck = np.clip(np.rint(foot_c), 0, cols - 1)
+        close = (np.abs(lk - rk) <= self._reach) & (np.abs(pk - ck) <= self._reach)
         k, rk, ck = k[close], rk[close], ck[close]
         if k.size:
             out_r = window.row_off + k // window.width + 0.5
@@ -638,3 +674,15 @@ def read_at(ds: rasterio.DatasetReader, rows: np.ndarray, cols: np.ndarray) -> n
     c0, c1 = int(cols.min()), int(cols.max()) + 1
     block = ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
     return block[rows - r0, cols - c0]
+
+
+def read_quad(ds: rasterio.DatasetReader, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Stored values [4, n] at (rows, cols), (rows, cols + 1), (rows + 1, cols) and
+    (rows + 1, cols + 1), reading only the window that holds them."""
+    if rows.size == 0:
+        return np.empty((4, 0), dtype=ds.dtypes[0])
+    r0, r1 = int(rows.min()), int(rows.max()) + 2
+    c0, c1 = int(cols.min()), int(cols.max()) + 2
+    block = ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
+    r, c = rows - r0, cols - c0
+    return np.stack([block[r, c], block[r, c + 1], block[r + 1, c], block[r + 1, c + 1]])

@@ -221,6 +221,12 @@ class Dispatcher:
                 "arrivals"
             )
         step, warnings = checked
+        if step.preprocessor == "micasense" and not unit.is_dir():
+            # One frame would start a run for the whole capture, once per frame.
+            raise InvalidArgument(
+                f"{unit.name} is one frame of a capture; a watch with a micasense recipe "
+                "takes one folder per capture (move the capture's frames in as a folder)"
+            )
         return str(unit), step, warnings
 
     def _complete(self, job_id: int) -> None:

@@ -49,8 +49,15 @@ def is_companion_name(name: str) -> bool:
     return lower.endswith(SENTINEL_SUFFIXES) or lower.endswith(SIDECAR_SUFFIXES)
 
 
+# Landsat Collection 2 product ids (LC08_L2SP_008059_20191201_20200825_02_T1): the
+# folder as USGS delivers it has no suffix, only its name says it is one product.
+LANDSAT_PRODUCT_ID = re.compile(
+    r"^L[CEOTM]0\d_L[12][A-Z]{2}_\d{6}_\d{8}_\d{8}_\d{2}_(T1|T2|RT)$", re.IGNORECASE
+)
+
+
 def is_product_dir(name: str) -> bool:
-    return name.lower().endswith(PRODUCT_DIR_SUFFIXES)
+    return name.lower().endswith(PRODUCT_DIR_SUFFIXES) or bool(LANDSAT_PRODUCT_ID.match(name))
 
 
 def split_ext(name: str) -> tuple[str, str]:

@@ -197,11 +197,7 @@ def test_bad_input_is_refused_and_the_daemon_stays_up(
 def test_recipe_fitted_on_a_training_cube(daemon: Sipd, product: dict[str, Any]) -> None:
     """sipctl recipe create --fit-on: the stored projection spans the top singular
     vectors of the calibrated training spectra; prediction-side runs apply it."""
-    help_text = daemon.sipctl("recipe", "create", "--help").stdout
-    if "--fit-on" not in help_text:
-        pytest.skip("sipctl recipe create has no --fit-on yet (the lead wires it)")
-    flag = "--preprocessor" if "--preprocessor" in help_text else "--sensor"
-    daemon.sipctl("recipe", "create", "kernels-pc", flag, "hyperspectral",
+    daemon.sipctl("recipe", "create", "kernels-pc", "--sensor", "hyperspectral",
                   "--option", f"white={product['white']}", "--option", f"dark={product['dark']}",
                   "--option", "wavelength_min=500", "--option", "wavelength_max=560",
                   "--option", "components=3", "--fit-on", str(product["hdr"]))  # fmt: skip
@@ -221,6 +217,21 @@ def test_recipe_fitted_on_a_training_cube(daemon: Sipd, product: dict[str, Any])
         sign = np.sign(np.sum(got[k] * expected[k]))
         np.testing.assert_allclose(got[k] * sign, expected[k],
                                    atol=1e-3 * np.abs(expected[k]).max())  # fmt: skip
+
+    # The fit runs in the daemon, not the worker: a header inside the roots whose data
+    # file links outside them is refused there too, and no recipe is stored.
+    outside = Path(daemon.roots[0]).parent / "outside-hyper"
+    outside.mkdir(exist_ok=True)
+    shutil.copy(product["hdr"].with_suffix(".raw"), outside / "secret.raw")
+    linked = Path(daemon.roots[0]) / "linked"
+    linked.mkdir()
+    shutil.copy(product["hdr"], linked / "kernel.hdr")
+    (linked / "kernel.raw").symlink_to(outside / "secret.raw")
+    bad = daemon.sipctl("recipe", "create", "leaky", "--sensor", "hyperspectral",
+                        "--option", "components=2", "--fit-on", str(linked / "kernel.hdr"),
+                        check=False)  # fmt: skip
+    assert bad.returncode != 0 and "PERMISSION_DENIED" in bad.stderr, bad.stderr
+    assert "leaky" not in daemon.sipctl("recipe", "list").stdout
 
 
 def test_listed_with_its_options(daemon: Sipd) -> None:

@@ -125,6 +125,19 @@ def test_landsat_folder_in_a_watched_inbox_masks_clouds_and_shadows(daemon: Sipd
     done = _succeeded_inputs(d.data_dir / "sipd.db")
     assert done[str(root / "in-landsat" / source.name)] == 1  # exactly once
 
+    # A drone capture is several frames: one frame dropped alone is refused (it would
+    # start a run of the whole capture once per frame), and says how to drop it.
+    d.sipctl("recipe", "create", "drone", "--sensor", "micasense", "--option",
+             "reflectance=radiance")  # fmt: skip
+    inbox = root / "in-drone"
+    inbox.mkdir()
+    d.sipctl("watch", "add", str(inbox), "--project", "land", "--out", str(root / "out-drone"),
+             "--recipe", "drone", "--name", "drone")  # fmt: skip
+    shutil.copy(shared_fixture("drone_micasense/IMG_0001_3.tif"), inbox / "IMG_0001_3.tif")
+    wait_for(lambda: _watch(d, "drone")["failed"] == 1, 60, what="the lone frame refused")
+    [error] = (inbox / "failed").glob("*.error.txt")
+    assert "one folder per capture" in error.read_text()
+
 
 def test_sentinel2_zip_in_a_watched_inbox_masks_clouds_and_shadows(daemon: Sipd) -> None:
     from sipd.bench.sentinel2_products import product_from_template, scene_dn

@@ -19,7 +19,7 @@ from sipd.preprocess import catalog
 from sipd.preprocess.band_stack import StackGrid, write_stack
 from sipd.progress import JobCancelled, JobContext
 from sipd.recipes import make_step
-from tests.support import assert_cog
+from tests.support import assert_cog, shared_fixture
 
 
 def test_every_preprocessor_has_an_options_model_and_a_reader() -> None:
@@ -127,3 +127,31 @@ def test_write_stack_leaves_nothing_when_a_block_fails_or_the_job_is_cancelled(
         write_stack(tmp_path / "c.tif", GRID, ["red"], _expected, JobContext(), {},
                     threads=1)  # fmt: skip
     assert list(tmp_path.iterdir()) == []
+
+
+def test_gdal_read_errors_in_a_block_are_bad_input(tmp_path: Path) -> None:
+    def damaged(r0: int, r1: int) -> np.ndarray:
+        raise rasterio.errors.RasterioIOError("Read failed: JP2 codestream is corrupt")
+
+    with pytest.raises(InvalidArgument, match="damaged"):
+        write_stack(tmp_path / "a.tif", GRID, ["red", "nir"], damaged, JobContext(), {},
+                    threads=1)  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_malformed_product_metadata_is_bad_input_naming_the_product(tmp_path: Path) -> None:
+    """A reader tripping on content it did not expect (here a tile resolution that is not
+    a number) fails as INVALID_ARGUMENT naming the product, never INTERNAL."""
+    from sipd.bench.sentinel2_products import product_from_template
+    from sipd.preprocess.runner import preprocess
+
+    template = shared_fixture(
+        "sentinel2/S2B_MSIL2A_20220413T150759_N0400_R025_T33XWJ_20220414T082126.SAFE"
+    )
+    safe = product_from_template(template, tmp_path / "p", 60)
+    tile = next((safe / "GRANULE").glob("*/MTD_TL.xml"))
+    tile.write_text(tile.read_text().replace('resolution="10"', 'resolution="ten"'))
+    out = tmp_path / "out.tif"
+    with pytest.raises(InvalidArgument, match=r"cannot be read as a sentinel2 product"):
+        preprocess(str(safe), str(out), make_step("sentinel2", {}), JobContext(), overwrite=False)
+    assert not out.exists()

@@ -226,6 +226,7 @@ def test_olci_reflectance_and_orientation(olci: tuple[Path, dict], tmp_path: Pat
     assert tags["S3_PRODUCT_TYPE"] == "OL_1_EFR___" and tags["S3_PLATFORM"] == "Sentinel-3A"
     assert tags["S3_START_TIME"] == "2021-10-21T07:38:27.254946Z"
     assert tags["SIPD_TEST"] == "1" and tags["S3_QUANTITY"] == "reflectance"
+    assert tags["S3_GEOLOCATION"].startswith("geo_coordinates.nc: inverse-map, max error")
     assert result.sensor == "Sentinel-3A OLCI OL_1_EFR"
 
 
@@ -246,6 +247,59 @@ def test_olci_radiance_and_mask(olci: tuple[Path, dict], tmp_path: Path) -> None
     ok = ~np.isnan(expected)
     np.testing.assert_allclose(got[ok], expected[ok], rtol=1e-6)
     assert np.isnan(got[ROWS - 1 - 30]).all()
+
+
+def test_olci_bilinear(olci: tuple[Path, dict], tmp_path: Path) -> None:
+    """resampling bilinear on the regular swath at 1.5 steps: each output pixel is the
+    weighted mean of the four swath pixels around its centre (computed here from the
+    centre's latitude/longitude), nodata when one of them is nodata or masked and beyond
+    the outermost swath pixel centres."""
+    product, a = olci
+    out = tmp_path / "bl.tif"
+    step = STEP_DEG * 1.5
+    _run(product, out, bands="Oa08", quantity="radiance", crs="EPSG:4326",
+         resolution=str(step * 111320.0), resampling="bilinear", mask="invalid")  # fmt: skip
+    with rasterio.open(out) as ds:
+        got = ds.read(1).astype(np.float64)
+        assert ds.tags()["S3_RESAMPLING"] == "bilinear"
+        cols, rows = np.meshgrid(np.arange(ds.width), np.arange(ds.height))
+        lon = ds.transform.c + (cols + 0.5) * ds.transform.a
+        lat = ds.transform.f + (rows + 0.5) * ds.transform.e
+    rad = a["Oa08"].astype(np.float64) * np.float64(np.float32(SCALES["Oa08"]))
+    rad[(a["Oa08"] == 65535) | ((a["flags"] & (1 << 25)) != 0)] = np.nan
+    # Swath centres as the file stores them: micro-degrees times a float32 1e-6.
+    scale = np.float64(np.float32(1e-6))
+    r = (lat / scale - 45_000_000) / (STEP_DEG * 1e6)
+    c = (lon / scale - 10_000_000) / (STEP_DEG * 1e6)
+    inside = (r >= 0) & (r <= ROWS - 1) & (c >= 0) & (c <= COLS - 1)
+    r0 = np.clip(np.floor(r), 0, ROWS - 2).astype(int)
+    c0 = np.clip(np.floor(c), 0, COLS - 2).astype(int)
+    fr, fc = r - r0, c - c0
+
+    def bilinear(v: np.ndarray) -> np.ndarray:
+        out = (
+            v[r0, c0] * (1 - fr) * (1 - fc) + v[r0, c0 + 1] * (1 - fr) * fc
+            + v[r0 + 1, c0] * fr * (1 - fc) + v[r0 + 1, c0 + 1] * fr * fc
+        )  # fmt: skip
+        return np.where(inside, out, np.nan)
+
+    expected = bilinear(rad)
+    # Not on the hull of the swath centres (where rounding decides inside or outside).
+    on_hull = np.zeros(got.shape, dtype=bool)
+    for v, n in ((r, ROWS), (c, COLS)):
+        on_hull |= (np.abs(v) < 1e-6) | (np.abs(v - (n - 1)) < 1e-6)
+    ok = ~on_hull
+    np.testing.assert_allclose(got[ok], expected[ok], rtol=1e-6)  # NaNs in the same places
+    # Nodata inside the swath: next to the fill pixel and the masked (invalid) row.
+    assert (inside & ok & np.isnan(expected)).sum() > 10 and np.isfinite(got).mean() > 0.8
+
+    # TOA reflectance: each of the four pixels' own pi L / (F0 cos SZA), then weighted.
+    _run(product, out, bands="Oa04", crs="EPSG:4326", resolution=str(step * 111320.0),
+         resampling="bilinear")  # fmt: skip
+    with rasterio.open(out) as ds:
+        got = ds.read(1).astype(np.float64)
+    expected = bilinear(expected_reflectance(a, "Oa04"))
+    np.testing.assert_allclose(got[ok], expected[ok], rtol=2e-6)
 
 
 def _brute_nearest(src_x, src_y, out_x, out_y, step):
@@ -270,6 +324,8 @@ def test_rotated_swath_nearest_neighbour_in_utm(tmp_path: Path) -> None:
     result = _run(product, out, bands="Oa17", quantity="radiance")
     with rasterio.open(out) as ds:
         assert ds.crs.to_epsg() == 32632 and ds.transform.a == 300.0
+        # The fast path, exact here: an affine swath has no interpolation error.
+        assert ds.tags()["S3_GEOLOCATION"].startswith("geo_coordinates.nc: inverse-map")
         got = ds.read(1).astype(np.float64)
         cols, rows = np.meshgrid(np.arange(ds.width), np.arange(ds.height))
         ox = ds.transform.c + (cols + 0.5) * ds.transform.a
@@ -365,7 +421,6 @@ def test_curved_swath_inverse_map_against_brute_force(tmp_path: Path) -> None:
     assert np.all(d_taken[both] <= d_near[both] + tolerance)
     same = taken[both] == nearest[both]
     assert same.mean() > 0.97, same.mean()
-    print(f"max_error {max_error}, same {same.mean():.4f}, {(~same).sum()} differ")
     assert both.sum() > 0.8 * ROWS * COLS and (~inside).sum() > 100
     # Fill (DN 65535) is not in this band; the masked rows of the flags are not asked for.
     assert taken.max() < ROWS * COLS
@@ -384,6 +439,37 @@ def test_irregular_geolocation_uses_the_exact_method(tmp_path: Path) -> None:
     inside = d_near <= step * 1.0001
     assert np.array_equal(taken >= 0, inside)
     assert np.array_equal(taken[inside], nearest[inside])
+    # Bilinear weights need positions between swath pixels: refused, saying why.
+    with pytest.raises(InvalidArgument, match="resampling bilinear needs a smooth geolocation"):
+        _run(product, tmp_path / "b.tif", bands="Oa17", resampling="bilinear")
+    assert not (tmp_path / "b.tif").exists()
+
+
+def test_missing_geolocation_uses_the_exact_method(olci: tuple[Path, dict], tmp_path: Path) -> None:
+    """A fill value in the latitudes: the exact method, the pixel without geolocation
+    never taken, the rest one to one as with the inverse map."""
+    product, a = olci
+    broken = tmp_path / product.name
+    shutil.copytree(product, broken)
+    geo = _geo_vars(a["lat"], a["lon"])
+    geo["latitude"][0][0, 0] = -2147483647  # the _FillValue
+    write_nc(broken / "geo_coordinates.nc", geo)
+    out = tmp_path / "x.tif"
+    _run(broken, out, bands="Oa08", quantity="radiance", crs="EPSG:4326",
+         resolution=str(STEP_DEG * 111320.0))  # fmt: skip
+    with rasterio.open(out) as ds:
+        got = ds.read(1).astype(np.float64)
+        assert ds.tags()["S3_GEOLOCATION"] == (
+            "geo_coordinates.nc: kd-tree (the geolocation has missing pixels), max error 0.000 px"
+        )
+    expected = a["Oa08"].astype(np.float64) * np.float64(np.float32(SCALES["Oa08"]))
+    expected[a["Oa08"] == 65535] = np.nan
+    expected = np.flipud(expected)
+    # Swath pixel (0, 0) (now the last output row) has no position: its output pixel
+    # takes the nearest other swath pixel, one step away.
+    np.testing.assert_allclose(got[:-1], expected[:-1], rtol=1e-6)  # NaNs in the same places
+    np.testing.assert_allclose(got[-1, 1:], expected[-1, 1:], rtol=1e-6)
+    assert np.isclose(got[-1, 0], [expected[-1, 1], expected[-2, 0]], rtol=1e-6).any()
 
 
 def test_bench_product_north_up_through_the_inverse_map(tmp_path: Path) -> None:
@@ -408,6 +494,16 @@ def test_bench_product_north_up_through_the_inverse_map(tmp_path: Path) -> None:
     close &= np.isfinite(rad)
     assert close.sum() > 1000
     np.testing.assert_allclose(got[orow[close], oc[close]], rad[close], rtol=1e-6)
+    # Without the shared fixture: a minimal manifest listing what is written; TOA
+    # reflectance (the tie-point grid covers the last column) and the real flag names.
+    small = make_s3_olci_product(tmp_path / "m", lines=60, columns=400, bands=("Oa17",),
+                                 minimal=True)  # fmt: skip
+    assert sorted(p.name for p in small.iterdir())[-1] == "xfdumanifest.xml"
+    assert len(list(small.iterdir())) == 7 and sentinel3.accepts(small)
+    _run(small, tmp_path / "r.tif", mask="invalid,land")
+    with rasterio.open(tmp_path / "r.tif") as ds:
+        assert ds.tags(1)["quantity"] == "reflectance" and ds.descriptions == ("Oa17",)
+        assert 0.02 < np.nanmean(ds.read(1)) < 1.0
 
 
 def test_zip_equals_folder_and_detect(olci: tuple[Path, dict], tmp_path: Path) -> None:
@@ -547,6 +643,8 @@ def test_options_parse_text() -> None:
     assert o.bands == ["Oa01", "Oa08", "Oa17"] and o.output_bands() == o.bands
     assert o.mask == ["invalid", "bright"] and o.resolution == 500.0
     assert Sentinel3Options.model_validate({"bands": "s7,f1"}).bands == ["S7", "F1"]
+    assert Sentinel3Options().resampling == "nearest"
+    assert Sentinel3Options.model_validate({"resampling": "bilinear"}).resampling == "bilinear"
     for bad, words in (
         ({"bands": "Oa22"}, "not a Sentinel-3 band"),
         ({"bands": "Oa01,S1"}, "mixes"),
@@ -554,6 +652,7 @@ def test_options_parse_text() -> None:
         ({"crs": "EPSG:999999"}, "999999"),
         ({"quantity": "bt"}, "quantity"),
         ({"resolution": "-1"}, "resolution"),
+        ({"resampling": "cubic"}, "resampling"),
     ):
         with pytest.raises(ValueError, match=words):
             Sentinel3Options.model_validate(bad)

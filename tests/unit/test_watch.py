@@ -65,6 +65,22 @@ def test_layout_maps_event_paths_to_units(tmp_path: Path) -> None:
     assert not flat.is_subfolder(tmp_path / "sub")
 
 
+def test_a_landsat_product_folder_is_one_unit_even_in_a_recursive_watch(tmp_path: Path) -> None:
+    """A Landsat folder as USGS delivers it has no suffix; its product id makes it one
+    product, so a recursive watch does not take each band file for a scene."""
+    product = "LC08_L2SP_008059_20191201_20200825_02_T1"
+    for rel in (f"2019/{product}/{product}_MTL.txt", f"2019/{product}/{product}_SR_B4.TIF",
+                "2019/plain/scene.tif"):  # fmt: skip
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    deep = Layout(tmp_path, recursive=True, pattern="*")
+    units = sorted(p.relative_to(tmp_path).as_posix() for p in deep.scan())
+    assert units == [f"2019/{product}", "2019/plain/scene.tif"]
+    band = tmp_path / "2019" / product / f"{product}_SR_B4.TIF"
+    assert deep.unit_of(band) == tmp_path / "2019" / product
+    assert not deep.is_subfolder(tmp_path / "2019" / product)
+
+
 def test_scan_finds_units_and_skips_ours(tmp_path: Path) -> None:
     names = ("a.tif", "a.tif.done", "a.tif.aux.xml", ".b.tif.x1y2z3", "c.tif.part", "sub/d.tif",
              "sub/X.SAFE/m/e.tiff", "processed/old.tif", "failed/bad.tif")  # fmt: skip

@@ -54,10 +54,10 @@ def register(sub: Any, job_options: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sensor",
         default="sentinel1",
-        choices=["sentinel1", "landsat", "sentinel2"],
+        choices=["sentinel1", "landsat", "sentinel2", "sentinel3"],
         help="preprocess: the product to make and preprocess: a Sentinel-1 IW GRD (default), "
-        "a Landsat C2 L2 scene (7,800 x 7,700, 7 bands) or a Sentinel-2 L2A tile "
-        "(10,980 x 10,980, 4 bands at 10 m)",
+        "a Landsat C2 L2 scene (7,800 x 7,700, 7 bands), a Sentinel-2 L2A tile "
+        "(10,980 x 10,980, 4 bands at 10 m) or a Sentinel-3 OLCI EFR swath (4,091 x 4,865)",
     )
     p.add_argument(
         "--template",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 from typing import Any
 
 from sipapi.v1 import preprocess_pb2
@@ -66,17 +65,17 @@ def options_of(app: App) -> dict[str, str]:
         value = getattr(args, f"opt_{name}")
         if value is not None:
             options[name] = str(value).lower() if isinstance(value, bool) else str(value)
-    local = [n for n, v in options.items() if v and all(os.path.exists(x) for x in v.split(","))]
-    if local:
-        # The daemon resolves nothing against our working directory: an option naming
-        # files (a DEM, a calibration panel, a white reference: type "path" in
-        # ListPreprocessors) goes as absolute paths, item by item.
+    if options:
+        # The daemon resolves nothing against our working directory: an option naming a
+        # file (a DEM, a calibration panel, a white reference: type "path" in
+        # ListPreprocessors) goes as an absolute path.
         resp = app.client.call(
             app.client.preprocess.ListPreprocessors, preprocess_pb2.ListPreprocessorsRequest()
         )
         paths = {o.name for p in resp.preprocessors for o in p.option_specs if o.type == "path"}
-        for name in set(local) & paths:
-            options[name] = ",".join(absolute(x.strip()) for x in options[name].split(","))
+        for name in set(options) & paths:
+            if options[name]:
+                options[name] = absolute(options[name])
     return options
 
 

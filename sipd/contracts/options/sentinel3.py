@@ -62,6 +62,14 @@ class Sentinel3Options(Contract):
         "dubious, saturated (any band); SLSTR: the flag names of the view's cloud_ or "
         "confidence_ variables (e.g. summary_cloud, coastline)",
     )
+    resampling: Literal["nearest", "bilinear"] = Field(
+        default="nearest",
+        description="how swath pixels become map pixels: nearest = the value of the nearest "
+        "swath pixel; bilinear = of the four swath pixels around the map pixel centre, "
+        "weighted by its position among them (nodata when one of them is nodata or masked, "
+        "and beyond the outermost swath pixel centres); bilinear needs a smooth "
+        "geolocation (see the S3_GEOLOCATION tag)",
+    )
     crs: str = Field(
         default="auto",
         description="output CRS (EPSG:4326, EPSG:32633, ...); auto = UTM zone of the scene centre",
