@@ -19,7 +19,9 @@ Formulas (every coefficient read from the product's MTL, by group):
   K1/K2_CONSTANT_BAND_n of LEVEL1_THERMAL_CONSTANTS); same sources.
 - QA_PIXEL bits (Collection 2): 0 fill, 1 dilated cloud, 2 cirrus, 3 cloud, 4 cloud
   shadow, 5 snow, 6 clear, 7 water, 8-9 cloud, 10-11 shadow, 12-13 snow/ice, 14-15
-  cirrus confidence (LSDS-1619 / LSDS-1618, "Pixel Quality Assessment Band").
+  cirrus confidence (LSDS-1619 / LSDS-1618, "Pixel Quality Assessment Band"). The
+  confidence classes start at medium (cloud) or high: clear pixels carry low (01) in
+  all four confidence fields (clear land = 21824), so no "*_conf_low" class is offered.
 
 The output is the band files' own 30 m grid: every selected band (and QA_PIXEL)
 must share it. The 15 m panchromatic band is refused (no resampling here).
@@ -307,7 +309,8 @@ def _level1(product: Product, name: str, number: str) -> BandPlan:
 
 
 def qa_mask(qa: np.ndarray, classes: list[str]) -> np.ndarray:
-    """True where a QA_PIXEL value holds any of `classes` (QA_CLASSES)."""
+    """True where a QA_PIXEL value holds any of `classes` (QA_CLASSES; no "low or
+    higher" confidence class, as every clear pixel has low confidence set)."""
     bad = np.zeros(qa.shape, dtype=bool)
     for name in classes:
         shift, width, lowest = QA_CLASSES[name]

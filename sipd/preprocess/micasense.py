@@ -12,7 +12,9 @@ Tutorials", notebook 1, and micasense/image.py `reflectance()`):
   panel: rho = albedo * L / mean(L over the panel's area in the panel capture)
          (irradiance pi * L_panel / albedo, then rho = pi * L / irradiance);
   dls:   rho = pi * L / E, E = the frame's XMP Irradiance (DLS spectral irradiance,
-         W/m^2/nm) as recorded: no correction for the sensor's tilt or the sun's angle
+         scaled to W/m^2/nm as MicaSense's metadata.py does, see micasense_meta;
+         tagged MICASENSE_DLS_IRRADIANCE_SOURCE) as recorded: no correction for the
+         sensor's tilt or the sun's angle
          (MicaSense's code derives a horizontal irradiance from them); a simplification
          that is exact only for a level sensor under a diffuse sky.
 The frames have no map: the output grid is the first band's pixel grid, no CRS.
@@ -556,6 +558,7 @@ def _dataset_tags(
         tags["MICASENSE_SKIPPED"] = ",".join(capture.skipped)
     if calibration.method == "dls":
         tags["MICASENSE_DLS_IRRADIANCE"] = per_band(calibration.irradiance)
+        tags["MICASENSE_DLS_IRRADIANCE_SOURCE"] = per_band([f.irradiance_source for f in frames])
     if calibration.panel is not None:
         pf = calibration.panel.frames[0]
         tags["MICASENSE_PANEL_CAPTURE"] = calibration.panel.prefix
@@ -587,6 +590,7 @@ def _band_tags(
     }
     if calibration.irradiance:
         tags["irradiance"] = repr(calibration.irradiance[i])
+        tags["irradiance_source"] = frame.irradiance_source
     if calibration.panel_radiance:
         tags["panel_radiance"] = repr(calibration.panel_radiance[i])
         tags["panel_cv"] = f"{calibration.panel_cv[i]:.4f}"

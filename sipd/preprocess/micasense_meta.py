@@ -17,6 +17,13 @@ with p and pBL the raw value and the black level normalised by 2^bits, g = ISO /
 te the exposure time in seconds, y the pixel row, a1..a3 the RadiometricCalibration,
 and V = 1 / (1 + k0 r + k1 r^2 + ... + k5 r^6) with r the distance in pixels from the
 vignetting centre. L is in W / m^2 / sr / nm.
+
+The DLS irradiance is XMP Irradiance (or SpectralIrradiance when that is absent) times a
+unit scale chosen as MicaSense's own metadata code does (micasense/imageprocessing,
+micasense/metadata.py `irradiance_scale_factor()`, applied in `spectral_irradiance()`):
+the XMP IrradianceScaleToSIUnits when the frame has it; else 0.01 when the frame has an
+XMP HorizontalIrradiance (a DLS2, which reports uW/cm^2/nm = 0.01 W/m^2/nm); else 1
+(a DLS1, already in W/m^2/nm). Frame.irradiance_source records the tag and the scale.
 """
 
 from __future__ import annotations
@@ -68,6 +75,8 @@ class Frame:
     vignetting_polynomial: tuple[float, ...]  # k0..k5 (coefficients of r^1..r^6)
     irradiance: float  # DLS spectral irradiance, W/m^2/nm (NaN when absent)
     gps: tuple[float, float, float] | None  # lat, lon (degrees), altitude (m)
+    # Where `irradiance` came from: "<XMP tag> * <scale> (<why that scale>)", "" if absent.
+    irradiance_source: str = ""
 
     @property
     def slug(self) -> str:
@@ -145,6 +154,7 @@ def read_frame(path: Path) -> Frame:
     exif: dict[str, Any] = tags.get(34665) or {}
     if len(shape) != 2:
         raise InvalidArgument(f"frame {path.name} is not a one-band image (shape {shape})")
+    irradiance, source = _irradiance(xmp, path)
     return Frame(
         path=path,
         band_number=int(m.group(2)),
@@ -168,11 +178,27 @@ def read_frame(path: Path) -> Frame:
         radiometric=_floats(xmp, "RadiometricCalibration", 3, path),  # type: ignore[arg-type]
         vignetting_center=_floats(xmp, "VignettingCenter", 2, path),  # type: ignore[arg-type]
         vignetting_polynomial=_floats(xmp, "VignettingPolynomial", 0, path),
-        irradiance=_number(
-            xmp.get("Irradiance", xmp.get("SpectralIrradiance", "nan")), "Irradiance", path
-        ),
+        irradiance=irradiance,
         gps=_gps(tags.get(34853)),
+        irradiance_source=source,
     )
+
+
+def _irradiance(xmp: dict[str, Any], path: Path) -> tuple[float, str]:
+    """DLS spectral irradiance in W/m^2/nm and where it came from (module docstring:
+    MicaSense metadata.py irradiance_scale_factor). (NaN, "") without a DLS value."""
+    key = "Irradiance" if "Irradiance" in xmp else "SpectralIrradiance"
+    if key not in xmp:
+        return float("nan"), ""
+    value = _number(xmp[key], key, path)
+    if "IrradianceScaleToSIUnits" in xmp:
+        scale = _number(xmp["IrradianceScaleToSIUnits"], "IrradianceScaleToSIUnits", path)
+        why = "XMP IrradianceScaleToSIUnits"
+    elif "HorizontalIrradiance" in xmp:
+        scale, why = 0.01, "DLS2 without IrradianceScaleToSIUnits: uW/cm2/nm"
+    else:
+        scale, why = 1.0, "DLS1: W/m2/nm"
+    return value * scale, f"{key} * {scale!r} ({why})"
 
 
 def _xmp(raw: Any, path: Path) -> dict[str, Any]:

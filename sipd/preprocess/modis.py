@@ -4,7 +4,17 @@ The daemon's GDAL has no HDF4 driver, so the file is read with pyhdf. Two
 conventions differ from what GDAL users expect:
 - calibration is HDF4's, value = scale_factor * (stored - add_offset) (HDF4 User's
   Guide, "Calibration attributes", SDsetcal; MODIS Land product user guides), not
-  CF's stored * scale_factor + add_offset;
+  CF's stored * scale_factor + add_offset; but a scale_factor greater than 1 is a
+  divisor, value = (stored - add_offset) / scale_factor. MODIS products scale stored
+  integers down, never up: vegetation indices are documented as "scale factor 10000"
+  for NDVI = stored / 10000 (MOD13 VI User's Guide; LP DAAC MOD13C1 v061 product page:
+  valid range -2000..10000, fill -3000, NDVI = stored * 0.0001), and some files
+  store that 10000 as the scale_factor attribute. The same rule is used by The HDF
+  Group's HDF4 handler (OPeNDAP bes, modules/hdf4_handler/HDFEOS2Array_RealField.cc,
+  MODIS_DIV_SCALE when scale > 1), including its two exceptions confirmed with the
+  data producers: the Range* datasets of MOD09/MYD09 (scale_factor 25, metres, a true
+  multiplier) and the MOD16A2/MOD16A3 (and MYD) products. Each band records the
+  convention applied in its `calibration` tag;
 - the grid is georeferenced from the HDF-EOS StructMetadata (UpperLeftPointMtrs,
   LowerRightMtrs are the outer corners of the corner pixels; HDF-EOS Library User's
   Guide vol. 2, GDcreate), in the MODIS sinusoidal projection on a sphere of radius
@@ -209,8 +219,36 @@ def _dataset(name: str, attrs: dict[str, Any], dtype: str) -> Dataset:
     )
 
 
-def calibrate(stored: np.ndarray, ds: Dataset, apply_scale: bool) -> np.ndarray:
-    """float32 values of `stored`: HDF4 calibration scale * (stored - offset), with fill
+MULTIPLY = "scale * (stored - offset)"
+DIVIDE = "(stored - offset) / scale"
+
+
+def convention(ds: Dataset, product: str) -> str | None:
+    """How ds.scale applies (MULTIPLY or DIVIDE; None without a scale_factor).
+
+    A scale_factor > 1 divides (MODIS stores scaled-up integers: MOD13 NDVI "scale
+    factor 10000", NDVI = stored / 10000), as in The HDF Group's HDF4 handler
+    (bes hdf4_handler HDFEOS2Array_RealField.cc, MODIS_DIV_SCALE), with that handler's
+    exceptions that multiply: MOD09*/MYD09* Range* datasets (scale 25, metres; MOD09
+    User's Guide) and the MOD16A2/MOD16A3/MYD16A2/MYD16A3 products. `product` is the
+    short name (e.g. MOD13Q1) or the file name."""
+    if ds.scale is None:
+        return None
+    if ds.scale <= 1:
+        return MULTIPLY
+    p = product.upper()
+    if p.startswith(("MOD09", "MYD09")) and ds.name.startswith("Range"):
+        return MULTIPLY
+    if p.startswith(("MOD16A2", "MYD16A2", "MOD16A3", "MYD16A3")):
+        return MULTIPLY
+    return DIVIDE
+
+
+def calibrate(
+    stored: np.ndarray, ds: Dataset, apply_scale: bool, rule: str | None = MULTIPLY
+) -> np.ndarray:
+    """float32 values of `stored`: HDF4 calibration scale * (stored - offset), or
+    (stored - offset) / scale when `rule` is DIVIDE (see `convention`), with fill
     and out-of-valid-range pixels NaN (compared on stored values, as the attributes are
     stored-type values)."""
     raw = stored.astype(np.float64)
@@ -220,7 +258,8 @@ def calibrate(stored: np.ndarray, ds: Dataset, apply_scale: bool) -> np.ndarray:
     if ds.valid is not None:
         bad |= (raw < ds.valid[0]) | (raw > ds.valid[1])
     if apply_scale and ds.scale is not None:
-        raw = ds.scale * (raw - ds.offset)
+        divide = rule == DIVIDE
+        raw = (raw - ds.offset) / ds.scale if divide else ds.scale * (raw - ds.offset)
     out = raw.astype(np.float32)
     out[bad] = np.nan
     return out
@@ -374,6 +413,8 @@ def run(
         core = _numbered(mf.attrs, "CoreMetadata")
         meta = core_tags(core)
         meta["MODIS_GRID"] = grid.name
+        product = meta.get("MODIS_SHORT_NAME") or Path(source).name
+        rules = [convention(ds, product) for ds in datasets]
         ctx.check_cancelled()
         opened = time.perf_counter() - started
 
@@ -381,10 +422,13 @@ def run(
             out = np.empty((len(datasets), row1 - row0, grid.width), dtype=np.float32)
             for i, ds in enumerate(datasets):
                 stored = mf.read(ds.name, row0, row1, grid.width)
-                out[i] = calibrate(stored, ds, options.calibrate)
+                out[i] = calibrate(stored, ds, options.calibrate, rules[i])
             return out
 
-        band_tags = [_band_tags(ds, options.calibrate) for ds in datasets]
+        band_tags = [
+            _band_tags(ds, options.calibrate, rule)
+            for ds, rule in zip(datasets, rules, strict=True)
+        ]
         seconds = write_stack(
             output,
             StackGrid(grid.width, grid.height, crs, transform),
@@ -402,7 +446,7 @@ def run(
     return RunResult(" ".join(sensor), {**meta, "sds": ",".join(names)}, seconds)
 
 
-def _band_tags(ds: Dataset, calibrated: bool) -> dict[str, str]:
+def _band_tags(ds: Dataset, calibrated: bool, rule: str | None = MULTIPLY) -> dict[str, str]:
     tags = {"sds": ds.name}
     for key in ("long_name", "units"):
         if key in ds.attrs:
@@ -411,6 +455,8 @@ def _band_tags(ds: Dataset, calibrated: bool) -> dict[str, str]:
         tags["scale_factor"] = repr(ds.scale)
         tags["add_offset"] = repr(ds.offset)
         tags["calibrated"] = "true" if calibrated else "false"
+        if calibrated and rule:
+            tags["calibration"] = rule
     else:
         # No scale_factor: a categorical or bit-field dataset; its Key tells the codes.
         key = ds.attrs.get("Key")

@@ -145,9 +145,17 @@ def _open_folder(folder: Path, series: int) -> ImageSource:
     if ome and len(ome) == len(images):
         # A folder of an OME multi-file set: read it through the file with the full XML.
         head = _metadata_file(ome[0])
-        with tifffile.TiffFile(head) as tif:
-            if _ome_other_files(tif.ome_metadata or ""):
-                return _open_tiff(head, series)
+        try:
+            with tifffile.TiffFile(head) as tif:
+                xml = tif.ome_metadata or ""
+        except (tifffile.TiffFileError, OSError, ValueError, struct.error) as exc:
+            # As _open_tiff says it for the file named directly.
+            raise InvalidArgument(
+                f"{head} is not a readable TIFF (truncated or corrupt): {exc}; copy or "
+                "download it again"
+            ) from exc
+        if _ome_other_files(xml):
+            return _open_tiff(head, series)
     _no_series(series, folder, 1)
     return _open_images(images, "image folder", folder.name)
 

@@ -3,7 +3,9 @@
 Expected values are computed here with separate code (pyhdf for the stored values,
 regex on the StructMetadata, float64):
 - HDF4 calibration (HDF4 User's Guide, SDsetcal "Calibration attributes"): value =
-  scale_factor * (stored - add_offset); _FillValue and outside valid_range nodata;
+  scale_factor * (stored - add_offset) (a scale_factor above 1 divides instead, as
+  in the HDF4 handler's MODIS_DIV_SCALE; the unit tests cover it); _FillValue and
+  outside valid_range nodata;
   categorical datasets (no scale_factor) keep their codes;
 - the MODIS sinusoidal grid (Wolfe, Roy & Vermote 1998; HDF-EOS GDcreate): sphere
   R = 6371007.181 m; the transform from UpperLeftPointMtrs / LowerRightMtrs / XDim / YDim.

@@ -30,6 +30,7 @@ import rasterio
 from pydantic import ValidationError
 
 from sipd.bench.landsat_products import make_landsat_product
+from sipd.contracts.options.landsat import QA_CLASSES as LANDSAT_QA_CLASSES
 from sipd.contracts.options.landsat import LandsatOptions
 from sipd.contracts.preprocessing import PreprocessStep
 from sipd.errors import InvalidArgument
@@ -348,7 +349,6 @@ def test_qa_classes_follow_the_collection2_bits() -> None:
         "water": [6],
         "cloud_conf_high": [1],
         "cloud_conf_medium": [1, 2],
-        "cloud_conf_low": [1, 2, 6, 7],
         "shadow_conf_high": [3],
         "cirrus_conf_high": [4],
         "snow_conf_high": [5],
@@ -358,6 +358,37 @@ def test_qa_classes_follow_the_collection2_bits() -> None:
         assert np.flatnonzero(landsat.qa_mask(values, [name])).tolist() == rows, name
     both = landsat.qa_mask(values, ["fill", "cloud", "shadow"])
     assert np.flatnonzero(both).tolist() == [0, 1, 3]
+
+
+def test_clear_pixels_with_low_confidences_are_kept() -> None:
+    """Collection 2 clear pixels carry low (01) confidence in all four confidence fields:
+    the QA value table of LSDS-1619 (L8/9 C2 L2 Science Product Guide, "Pixel Quality
+    Assessment Band") lists 21824 = clear land and 21952 = clear water ("with lows set"),
+    22280 = high-confidence cloud. No mask class offered may hit the clear values."""
+    low_everywhere = (1 << 8) | (1 << 10) | (1 << 12) | (1 << 14)
+    clear_land = (1 << 6) | low_everywhere
+    clear_water = clear_land | (1 << 7)
+    cloud = (1 << 3) | (3 << 8) | (1 << 10) | (1 << 12) | (1 << 14)
+    assert (clear_land, clear_water, cloud) == (21824, 21952, 22280)  # the guide's table
+    values = np.array([clear_land, clear_water, cloud], dtype=np.uint16)
+    for name in LANDSAT_QA_CLASSES:
+        hit = np.flatnonzero(landsat.qa_mask(values, [name])).tolist()
+        if name == "water":
+            assert hit == [1], name
+        elif name in ("cloud", "cloud_conf_medium", "cloud_conf_high", "not_clear"):
+            assert hit == [2], name
+        else:
+            assert hit == [], name
+    for low, instead in (
+        ("cloud_conf_low", "cloud_conf_medium or cloud_conf_high"),
+        ("shadow_conf_low", "shadow_conf_high"),
+        ("snow_conf_low", "snow_conf_high"),
+        ("cirrus_conf_low", "cirrus_conf_high"),
+    ):
+        with pytest.raises(ValidationError, match=f"{low}.*21824.*use {instead}"):
+            LandsatOptions.model_validate({"mask": f"fill,{low}"})
+    description = LandsatOptions.model_fields["mask"].description
+    assert "cloud_conf_low" not in description and "_conf_low classes" in description
 
 
 def test_options_parse_text_and_refuse_unknown_names() -> None:

@@ -263,6 +263,72 @@ def test_dls_reflectance(fixtures: Path, tmp_path: Path) -> None:
     assert tags["MICASENSE_DLS_IRRADIANCE"].startswith("red_668nm:0.68698")
 
 
+def _edit_xmp(source: Path, target: Path, extra: str) -> None:
+    """A copy of a real frame with `extra` XMP elements added to its Camera block (after
+    Camera:IrradianceRoll); TIFF tag 700 rewritten in place by tifffile."""
+    target.write_bytes(source.read_bytes())
+    with tifffile.TiffFile(target, mode="r+b") as tif:
+        tag = tif.pages[0].tags[700]
+        text = tag.value if isinstance(tag.value, bytes) else str(tag.value).encode()
+        end = b"</Camera:IrradianceRoll>"
+        assert text.count(end) == 1
+        tag.overwrite(text.replace(end, end + extra.encode()))
+    assert extra in xmp_text(target)
+
+
+def test_dls_irradiance_unit_scale(fixtures: Path, tmp_path: Path) -> None:
+    """The DLS irradiance scale of MicaSense's metadata.py irradiance_scale_factor()
+    (micasense/imageprocessing): XMP IrradianceScaleToSIUnits when present; else 0.01 when
+    HorizontalIrradiance is present (DLS2, uW/cm^2/nm); else 1 (DLS1). Frames: real
+    RedEdge frames with those tags added. Band 3 carries both tags with scale 0.5 (the
+    explicit scale wins over the DLS2 default; 0.5 only to tell the rules apart), band 4
+    only HorizontalIrradiance (-> 0.01)."""
+    folder = tmp_path / "capture"
+    folder.mkdir()
+    _edit_xmp(
+        fixtures / "IMG_0001_3.tif",
+        folder / "IMG_0001_3.tif",
+        "<Camera:HorizontalIrradiance>0.7</Camera:HorizontalIrradiance>"
+        "<Camera:IrradianceScaleToSIUnits>0.5</Camera:IrradianceScaleToSIUnits>",
+    )
+    _edit_xmp(
+        fixtures / "IMG_0001_4.tif",
+        folder / "IMG_0001_4.tif",
+        "<Camera:HorizontalIrradiance>41.5</Camera:HorizontalIrradiance>",
+    )
+    recorded = [
+        float(xmp_scalar(xmp_text(fixtures / f"IMG_0001_{b}.tif"), "Camera", "Irradiance"))
+        for b in (3, 4)
+    ]
+    expected = [recorded[0] * 0.5, recorded[1] * 0.01]
+    red, nir = (read_frame(folder / f"IMG_0001_{b}.tif") for b in (3, 4))
+    assert red.irradiance == pytest.approx(expected[0], rel=1e-12)
+    assert nir.irradiance == pytest.approx(expected[1], rel=1e-12)
+    assert red.irradiance_source.startswith("Irradiance * 0.5 (XMP IrradianceScaleToSIUnits")
+    assert nir.irradiance_source.startswith("Irradiance * 0.01 (DLS2")
+    # The unedited DLS1 frame keeps its value, scale 1.
+    plain = read_frame(fixtures / "IMG_0001_3.tif")
+    assert plain.irradiance == recorded[0] and plain.irradiance_source.startswith(
+        "Irradiance * 1.0 (DLS1"
+    )
+
+    out = tmp_path / "dls.tif"
+    run(folder, out, reflectance="dls", align="none")
+    data, tags, band_tags, _ = read(out)
+    rows, cols = sample_pixels(data.shape[1:])
+    for i, band in enumerate((3, 4)):
+        at = expected_radiance(fixtures / f"IMG_0001_{band}.tif")[rows, cols]
+        got = data[i, rows, cols]
+        ok = np.isfinite(got)
+        assert ok.mean() > 0.95
+        np.testing.assert_allclose(got[ok], np.pi * at[ok] / expected[i], rtol=1e-4, atol=1e-6)
+        assert float(band_tags[i]["irradiance"]) == pytest.approx(expected[i], rel=1e-12)
+    assert band_tags[1]["irradiance_source"] == nir.irradiance_source
+    assert tags["MICASENSE_DLS_IRRADIANCE_SOURCE"] == (
+        f"red_668nm:{red.irradiance_source},nir_840nm:{nir.irradiance_source}"
+    )
+
+
 def test_saturated_pixels_are_nodata_in_every_band(fixtures: Path, tmp_path: Path) -> None:
     raw = tifffile.imread(fixtures / "IMG_0001_3.tif")
     saturated = raw >= 65520

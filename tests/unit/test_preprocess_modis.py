@@ -4,7 +4,11 @@ files written here with pyhdf.
 Expected values are computed here with separate code from the published conventions:
 - HDF4 calibration (HDF4 User's Guide, SDsetcal/SDgetcal "Calibration attributes";
   MODIS Land product user guides): value = scale_factor * (stored - add_offset);
-  _FillValue and values outside valid_range are nodata.
+  _FillValue and values outside valid_range are nodata. A scale_factor above 1 divides,
+  value = (stored - add_offset) / scale_factor (MOD13 VI User's Guide "scale factor
+  10000"; LP DAAC MOD13C1 v061 page: NDVI valid range -2000..10000, fill -3000, scale
+  0.0001; The HDF Group bes hdf4_handler HDFEOS2Array_RealField.cc, MODIS_DIV_SCALE,
+  with its MOD09 Range* and MOD16A2/A3 exceptions).
 - MODIS sinusoidal tiles (Wolfe, Roy & Vermote 1998, IEEE TGRS 36(4); MODIS Land
   grid): sphere R = 6371007.181 m, 36 x 18 tiles of 1111950.5197665 m, tile (h, v) has
   its upper-left corner at x = -20015109.354 + h * 1111950.5197665,
@@ -115,13 +119,15 @@ def test_categorical_codes_kept_fill_masked(tmp_path: Path) -> None:
     assert len(np.unique(expected[~np.isnan(expected)])) > 2  # the tile has several classes
 
 
-def _write_hdf4(path: Path, struct: str, data: np.ndarray, attrs: dict, grid: str) -> None:
+def _write_hdf4(
+    path: Path, struct: str, data: np.ndarray, attrs: dict, grid: str, name: str = "sur_refl_b01"
+) -> None:
     """A small HDF-EOS-like file: one int16 SDS on grid `grid`, StructMetadata.0."""
     from pyhdf.SD import SD, SDC
 
     f = SD(str(path), SDC.WRITE | SDC.CREATE)
     f.attr("StructMetadata.0").set(SDC.CHAR8, struct)
-    sds = f.create("sur_refl_b01", SDC.INT16, data.shape)
+    sds = f.create(name, SDC.INT16, data.shape)
     sds.dim(0).setname(f"YDim:{grid}")
     sds.dim(1).setname(f"XDim:{grid}")
     for key, (kind, value) in attrs.items():
@@ -166,6 +172,7 @@ def test_hdf4_calibration_convention(tmp_path: Path, scaled: tuple[Path, np.ndar
         got = ds.read(1).astype(np.float64)
         assert ds.descriptions == ("sur_refl_b01",)
         assert ds.tags(1)["calibrated"] == "true"
+        assert ds.tags(1)["calibration"] == "scale * (stored - offset)"
         assert ds.transform.a == pytest.approx((-8895604.157333 + 10007554.677) / 30)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
     ok = ~np.isnan(expected)
@@ -177,6 +184,67 @@ def test_hdf4_calibration_convention(tmp_path: Path, scaled: tuple[Path, np.ndar
     with rasterio.open(raw_out) as ds:
         raw = ds.read(1).astype(np.float64)
     np.testing.assert_array_equal(raw[ok], stored[ok])
+
+
+def _small_struct() -> str:
+    text = _struct(shared_fixture(TILE))
+    return re.sub(r"XDim=\d+", "XDim=3", re.sub(r"YDim=\d+", "YDim=2", text))
+
+
+def test_scale_factor_above_one_divides(tmp_path: Path) -> None:
+    """MOD13-style NDVI: int16, scale_factor 10000, valid_range -2000..10000, _FillValue
+    -3000. The MOD13 VI User's Guide documents NDVI with "scale factor 10000" and the
+    LP DAAC MOD13C1 v061 product page gives valid range -2000..10000, fill -3000,
+    NDVI = stored * 0.0001, i.e. stored / 10000; The HDF Group's HDF4 handler (bes
+    hdf4_handler HDFEOS2Array_RealField.cc, MODIS_DIV_SCALE) divides when scale > 1."""
+    from pyhdf.SD import SDC
+
+    data = np.array([[5000, -3000, 10001], [-2000, 10000, -2001]], dtype=np.int16)
+    attrs = {
+        "scale_factor": (SDC.FLOAT64, 10000.0),
+        "add_offset": (SDC.FLOAT64, 0.0),
+        "_FillValue": (SDC.INT16, -3000),
+        "valid_range": (SDC.INT16, [-2000, 10000]),
+        "units": (SDC.CHAR8, "NDVI"),
+    }
+    path = tmp_path / "MOD13Q1.A2022033.h09v05.061.test.hdf"
+    _write_hdf4(path, _small_struct(), data, attrs, "MOD_Grid_Snow_500m", "250m 16 days NDVI")
+    out = tmp_path / "ndvi.tif"
+    _run(path, out)
+    # By hand: 5000 / 10000 = 0.5, -2000 / 10000 = -0.2, 10000 / 10000 = 1.0;
+    # -3000 is the fill, 10001 and -2001 lie outside valid_range.
+    expected = np.array([[0.5, np.nan, np.nan], [-0.2, 1.0, np.nan]])
+    with rasterio.open(out) as ds:
+        got = ds.read(1).astype(np.float64)
+        tags = ds.tags(1)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_allclose(got[~np.isnan(got)], expected[~np.isnan(expected)], rtol=1e-6)
+    assert tags["calibration"] == "(stored - offset) / scale"
+    assert tags["scale_factor"] == "10000.0" and tags["units"] == "NDVI"
+
+
+def test_mod09_range_scale_multiplies(tmp_path: Path) -> None:
+    """MOD09GA Range_1 has scale_factor 25 metres per count, a true multiplier: the HDF4
+    handler (bes HDFEOS2Array_RealField.cc) exempts MOD09/MYD09 Range* from its divide
+    rule after checking with the MOD09 producer (MOD09 User's Guide)."""
+    from pyhdf.SD import SDC
+
+    attrs = {"scale_factor": (SDC.FLOAT64, 25.0), "add_offset": (SDC.FLOAT64, 0.0)}
+    path = tmp_path / "MOD09GA.A2022033.h09v05.061.test.hdf"
+    data = np.array([[30000, 28000, 0], [1, 2, 32767]], dtype=np.int16)
+    _write_hdf4(path, _small_struct(), data, attrs, "MOD_Grid_Snow_500m", "Range_1")
+    out = tmp_path / "range.tif"
+    _run(path, out)
+    with rasterio.open(out) as ds:
+        got = ds.read(1).astype(np.float64)
+        assert ds.tags(1)["calibration"] == "scale * (stored - offset)"
+    # By hand: 30000 * 25 = 750000 m, 28000 * 25 = 700000 m, 32767 * 25 = 819175 m.
+    np.testing.assert_allclose(got, [[750000, 700000, 0], [25, 50, 819175]], rtol=1e-7)
+    # The exemptions are by product: the same dataset elsewhere divides, MOD16 never does.
+    range_ds = modis._dataset("Range_1", {"scale_factor": 25.0}, "int16")
+    assert modis.convention(range_ds, "MOD13Q1") == modis.DIVIDE
+    assert modis.convention(range_ds, "MOD16A2.A2022033.hdf") == modis.MULTIPLY
+    assert modis.convention(modis._dataset("x", {}, "int16"), "MOD13Q1") is None
 
 
 def test_bad_inputs_are_refused(tmp_path: Path, scaled: tuple[Path, np.ndarray, str]) -> None:

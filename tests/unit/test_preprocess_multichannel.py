@@ -366,6 +366,15 @@ def test_bad_inputs_are_refused_with_no_output(tmp_path: Path) -> None:
     truncated.write_bytes(ome.read_bytes()[: ome.stat().st_size * 2 // 3])
     cases["truncated"] = (truncated, {}, "truncated")
 
+    # A folder holding only a broken OME-TIFF: the same clean refusal as the file named
+    # directly (was tifffile.TiffFileError from the folder's OME check).
+    broken_folder = tmp_path / "broken"
+    broken_folder.mkdir()
+    # The first 200 bytes of a real OME-TIFF: tifffile raises TiffFileError on opening.
+    (broken_folder / "a.ome.tif").write_bytes(ome.read_bytes()[:200])
+    cases["broken-ome-in-folder"] = (broken_folder, {}, "is not a readable TIFF")
+    cases["broken-ome-named"] = (broken_folder / "a.ome.tif", {}, "is not a readable TIFF")
+
     not_image = tmp_path / "x.tif"
     not_image.write_text("hello")
     cases["not-an-image"] = (not_image, {}, "not an image")

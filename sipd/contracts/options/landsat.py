@@ -39,6 +39,11 @@ BAND_ALIASES = {"nir": "nir08", "swir1": "swir16", "swir2": "swir22", "thermal":
 # QA_PIXEL classes (Collection 2 layout, USGS LSDS-1619 / LSDS-1618 section "Pixel
 # Quality Assessment Band"): name -> (first bit, number of bits, lowest value that
 # counts). Single flags count when set; a confidence counts at that level or higher.
+# Confidences are 00 none, 01 low, 10 medium (cloud) or reserved (shadow, snow,
+# cirrus), 11 high. There is no "low or higher" class: CFMask writes low (01) in all
+# four confidence fields of ordinary clear pixels (the guides' QA value table: 21824 =
+# clear land "with lows set", 21952 = clear water), so such a class masked every
+# non-fill pixel (see CONF_LOW_REFUSED).
 QA_CLASSES: dict[str, tuple[int, int, int]] = {
     "fill": (0, 1, 1),
     "dilated_cloud": (1, 1, 1),
@@ -48,15 +53,19 @@ QA_CLASSES: dict[str, tuple[int, int, int]] = {
     "snow": (5, 1, 1),
     "not_clear": (6, 1, 0),  # the clear bit is 0 (handled as "== 0", see qa_mask)
     "water": (7, 1, 1),
-    "cloud_conf_low": (8, 2, 1),
     "cloud_conf_medium": (8, 2, 2),
     "cloud_conf_high": (8, 2, 3),
-    "shadow_conf_low": (10, 2, 1),
     "shadow_conf_high": (10, 2, 3),
-    "snow_conf_low": (12, 2, 1),
     "snow_conf_high": (12, 2, 3),
-    "cirrus_conf_low": (14, 2, 1),
     "cirrus_conf_high": (14, 2, 3),
+}
+# Removed "low or higher" classes -> what to use instead (cloud has a medium level;
+# shadow, snow and cirrus have only low and high, 10 being reserved).
+CONF_LOW_REFUSED = {
+    "cloud_conf_low": "cloud_conf_medium or cloud_conf_high",
+    "shadow_conf_low": "shadow_conf_high",
+    "snow_conf_low": "snow_conf_high",
+    "cirrus_conf_low": "cirrus_conf_high",
 }
 
 
@@ -87,11 +96,11 @@ class LandsatOptions(Contract):
     mask: list[str] = Field(
         default=["fill"],
         description="QA_PIXEL classes written as nodata (NaN) in every band: fill, "
-        "dilated_cloud, cirrus, cloud, shadow, snow, water, not_clear, cloud_conf_low, "
-        "cloud_conf_medium, cloud_conf_high, shadow_conf_low, shadow_conf_high, "
-        "snow_conf_low, snow_conf_high, cirrus_conf_low, cirrus_conf_high (a confidence "
-        "counts at that level or higher); empty = no QA mask (a band's own fill value "
-        "0 is nodata always)",
+        "dilated_cloud, cirrus, cloud, shadow, snow, water, not_clear, "
+        "cloud_conf_medium, cloud_conf_high, shadow_conf_high, snow_conf_high, "
+        "cirrus_conf_high (a confidence counts at that level or higher; there are no "
+        "*_conf_low classes: clear pixels carry low confidence, so they would mask every "
+        "pixel); empty = no QA mask (a band's own fill value 0 is nodata always)",
     )
 
     @field_validator("bands", mode="before")
@@ -120,6 +129,13 @@ class LandsatOptions(Contract):
     def _mask(cls, value: Any) -> list[str]:
         out: list[str] = []
         for name in _names(value):
+            if name in CONF_LOW_REFUSED:
+                raise ValueError(
+                    f"mask class {name!r} is not offered: Collection 2 QA_PIXEL gives "
+                    "ordinary clear pixels low (01) confidence in all four confidence "
+                    "fields (e.g. clear land 21824), so 'low or higher' would mask every "
+                    f"pixel that is not fill; use {CONF_LOW_REFUSED[name]}"
+                )
             if name not in QA_CLASSES:
                 raise ValueError(
                     f"mask class {name!r} is not a QA_PIXEL class; accepted: "

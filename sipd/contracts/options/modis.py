@@ -28,7 +28,11 @@ class ModisOptions(Contract):
     calibrate: bool = Field(
         default=True,
         description="apply each dataset's scale_factor and add_offset with the HDF4 "
-        "convention value = scale_factor * (stored - add_offset); false = stored values "
+        "convention value = scale_factor * (stored - add_offset), except that a "
+        "scale_factor greater than 1 divides: value = (stored - add_offset) / "
+        "scale_factor (MODIS scales stored integers down, e.g. MOD13 NDVI with scale "
+        "10000 is stored / 10000; MOD09 Range and MOD16 keep the multiplication); each "
+        "band's calibration tag names the rule used; false = stored values "
         "(fill and out-of-valid-range values are nodata either way)",
     )
 
