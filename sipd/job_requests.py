@@ -41,6 +41,7 @@ from sipd.modelrepo import ModelRepository, ModelVersion
 from sipd.paths import PathPolicy
 from sipd.preprocess import catalog
 from sipd.preprocess.geocode import parse_crs
+from sipd.preprocess.runner import MALFORMED
 from sipd.projects import (
     Projects,
     check_mask_opens,
@@ -292,8 +293,14 @@ class JobRequests:
         # The fit runs here, not in the worker: every file it opens (an ENVI header's
         # data file, a reference's) is checked against the roots as the worker would.
         check = functools.partial(self.policy.check_opened, what="fit_on product")
-        with files_checked(check):
-            return pre.fit(paths, step.options)
+        try:
+            with files_checked(check):
+                return pre.fit(paths, step.options)
+        except MALFORMED as exc:  # as a preprocess job would report it
+            raise InvalidArgument(
+                f"cannot fit {preprocessor} on {', '.join(map(str, paths))}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
 
     def preprocess(
         self,

@@ -109,7 +109,7 @@ def _sar(
 
 # What a reader raises when a product's own content is malformed (a number that is not
 # one, a legend without a class, an array of the wrong shape): bad input, not a fault.
-_MALFORMED = (ValueError, KeyError, IndexError, ZeroDivisionError, RasterioError)
+MALFORMED = (ValueError, KeyError, IndexError, ZeroDivisionError, RasterioError)
 
 
 def _sensor(
@@ -123,7 +123,7 @@ def _sensor(
 ) -> RunResult:
     try:
         ran: RunResult = preprocessor.code().run(Path(source), step, out, ctx, tags, threads)
-    except _MALFORMED as exc:
+    except MALFORMED as exc:
         # The readers turn the faults they expect into clear messages; anything else the
         # product's content provokes still names the product and what went wrong (the
         # trace stays in the log, for the cases that are ours to fix).
