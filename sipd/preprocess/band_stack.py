@@ -144,32 +144,47 @@ def write_stack(
             dst.update_tags(**tags)
         seconds["bands"] = time.perf_counter() - started
         ctx.check_cancelled()
-        ctx.progress("write", 0.0, "building overviews", force=True)
-        t = time.perf_counter()
-        factors = overview_factors(grid.width, grid.height, blocksize)
-        if factors:
-            # GDAL's BuildOverviews on the uncompressed scratch, then a COG copy that
-            # keeps them: measured on 3000 x 3000 x 7 float32, 0.7 s against 23 CPU s
-            # for the COG driver's own overview pass (OVERVIEWS=AUTO).
-            with rasterio.Env(GDAL_NUM_THREADS=str(threads)), rasterio.open(scratch, "r+") as ds:
-                ds.build_overviews(factors, Resampling.average)
-        seconds["overviews"] = time.perf_counter() - t
-        ctx.check_cancelled()
-        ctx.progress("write", 0.0, "writing the COG", force=True)
-        t = time.perf_counter()
-        with atomic_path(output) as tmp:
-            # As for SAR scenes: DEFLATE level 1 with the floating-point predictor.
-            copy_to_cog(
-                scratch,
-                tmp,
-                resampling="AVERAGE",
-                compress="DEFLATE",
-                predictor="3",
-                level=1,
-                num_threads=str(threads),
-                blocksize=blocksize,
-                overviews="FORCE_USE_EXISTING" if factors else "NONE",
-            )
-        seconds["cog"] = time.perf_counter() - t
+        seconds.update(scene_cog(scratch, output, ctx, threads=threads, blocksize=blocksize))
     seconds["total"] = time.perf_counter() - started
+    return seconds
+
+
+def scene_cog(
+    scratch: Path, output: Path, ctx: JobContext, *, threads: int, blocksize: int = 512
+) -> dict[str, float]:
+    """The COG of a preprocessed scene from its uncompressed tiled scratch file, written
+    atomically: overviews built on the scratch first, then copied as they are. Returns
+    seconds per step ("overviews", "cog")."""
+    seconds: dict[str, float] = {}
+    ctx.check_cancelled()
+    ctx.progress("write", 0.0, "building overviews", force=True)
+    t = time.perf_counter()
+    with rasterio.open(scratch) as ds:
+        factors = overview_factors(ds.width, ds.height, blocksize)
+    if factors:
+        # GDAL's BuildOverviews on the uncompressed scratch, then a COG copy that keeps
+        # them: measured on 3000 x 3000 x 7 float32, 0.7 s against 23 CPU s for the COG
+        # driver's own overview pass (OVERVIEWS=AUTO), which reads the scratch per level.
+        with rasterio.Env(GDAL_NUM_THREADS=str(threads)), rasterio.open(scratch, "r+") as ds:
+            ds.build_overviews(factors, Resampling.average)
+    seconds["overviews"] = time.perf_counter() - t
+    ctx.check_cancelled()
+    ctx.progress("write", 0.0, "writing the COG", force=True)
+    t = time.perf_counter()
+    with atomic_path(output) as tmp:
+        # DEFLATE at level 1 with the floating-point predictor: measured on a 40 m
+        # 3-band IW scene in EPSG:3413, 14.6 s and 317 MB against 25.2 s and 360 MB
+        # for LZW and 12.6 s for no compression at all.
+        copy_to_cog(
+            scratch,
+            tmp,
+            resampling="AVERAGE",
+            compress="DEFLATE",
+            predictor="3",
+            level=1,
+            num_threads=str(threads),
+            blocksize=blocksize,
+            overviews="FORCE_USE_EXISTING" if factors else "NONE",
+        )
+    seconds["cog"] = time.perf_counter() - t
     return seconds

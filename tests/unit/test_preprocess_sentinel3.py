@@ -28,9 +28,8 @@ import numpy as np
 import pytest
 import rasterio
 from pyproj import Transformer
-from scipy.io import netcdf_file
 
-from sipd.bench.sentinel3_products import make_s3_olci_product
+from sipd.bench.sentinel3_products import make_s3_olci_product, write_nc
 from sipd.contracts.options.sentinel3 import Sentinel3Options
 from sipd.contracts.preprocessing import PreprocessStep
 from sipd.errors import InvalidArgument
@@ -44,32 +43,6 @@ ROWS, COLS, AC, AL, DETECTORS = 40, 49, 8, 1, 100
 STEP_DEG = 0.01
 BANDS = ("Oa04", "Oa08", "Oa17")
 SCALES = {"Oa04": 0.0123, "Oa08": 0.0087, "Oa17": 0.0051}
-
-
-def write_nc(path: Path, variables: dict[str, tuple[np.ndarray, dict]], **globals_: object) -> None:
-    """A netCDF-3 file with 2-D variables (rows, columns); uint16/uint32 data is stored
-    signed with _Unsigned = "true", as netCDF-3 has no unsigned types."""
-    path.unlink(missing_ok=True)
-    f = netcdf_file(str(path), "w")
-    try:
-        for key, value in globals_.items():
-            setattr(f, key, value)
-        for name, (data, attrs) in variables.items():
-            dims = []
-            for axis, n in enumerate(data.shape):
-                dim = f"{name}_d{axis}"
-                f.createDimension(dim, n)
-                dims.append(dim)
-            unsigned = data.dtype.kind == "u"
-            stored = data.astype(data.dtype.str.replace("u", "i")) if unsigned else data
-            v = f.createVariable(name, stored.dtype, tuple(dims))
-            v[:] = stored
-            if unsigned:
-                v._Unsigned = "true"
-            for key, value in attrs.items():
-                setattr(v, key, value)
-    finally:
-        f.close()
 
 
 def _latlon_regular(rows: int, cols: int, step: float, lat0: float, lon0: float):
