@@ -127,16 +127,17 @@ def write_stack(
                         "file is damaged: download or copy it again"
                     ) from exc
 
-            for i, (span, block) in enumerate(in_order(compute, rows, threads, ahead=threads + 1)):
-                r0, r1 = span
-                shape = (*expected, r1 - r0, grid.width)
-                if block.shape != shape:
-                    raise ValueError(f"read_block({r0}, {r1}) gave {block.shape}, not {shape}")
-                dst.write(
-                    block.astype(np.float32, copy=False),
-                    window=Window(0, r0, grid.width, r1 - r0),
-                )
-                ctx.progress("bands", (i + 1) / len(rows), f"rows {r1} of {grid.height}")
+            with in_order(compute, rows, threads, ahead=threads + 1) as blocks:
+                for i, (span, block) in enumerate(blocks):
+                    r0, r1 = span
+                    shape = (*expected, r1 - r0, grid.width)
+                    if block.shape != shape:
+                        raise ValueError(f"read_block({r0}, {r1}) gave {block.shape}, not {shape}")
+                    dst.write(
+                        block.astype(np.float32, copy=False),
+                        window=Window(0, r0, grid.width, r1 - r0),
+                    )
+                    ctx.progress("bands", (i + 1) / len(rows), f"rows {r1} of {grid.height}")
             for b, name in enumerate(band_names, start=1):
                 dst.set_band_description(b, name)
                 if band_tags is not None and band_tags[b - 1]:

@@ -163,11 +163,10 @@ def warp(
 
     try:
         # A few tiles in flight, written in order as they finish: bounded memory.
-        for done, (window, data) in enumerate(
-            in_order(sample, windows, threads, ahead=2 * threads + 1), start=1
-        ):
-            dst.write(data, window=window)
-            if progress is not None:
-                progress(done, len(windows))
+        with in_order(sample, windows, threads, ahead=2 * threads + 1) as results:
+            for done, (window, data) in enumerate(results, start=1):
+                dst.write(data, window=window)
+                if progress is not None:
+                    progress(done, len(windows))
     finally:
         sources.close()

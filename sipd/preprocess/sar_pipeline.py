@@ -315,17 +315,16 @@ def write_radar_geometry(
             def block(rows: tuple[int, int]) -> np.ndarray:
                 return _block(plan, readers, *rows, timings)
 
-            done_blocks = in_order(block, blocks, threads, ahead=threads + 1)
-            for done, ((r0, r1), data) in enumerate(done_blocks, start=1):
-                ctx.check_cancelled()
-                t = time.perf_counter()
-                dst.write(data, window=Window(0, r0, plan.out_pixels, r1 - r0))
-                timings.add("write", t)
-                ctx.progress(
-                    "calibrate",
-                    done / len(blocks),
-                    f"block {done}/{len(blocks)} (lines {r0 * plan.looks[0]}-{r1 * plan.looks[0]})",
-                )
+            with in_order(block, blocks, threads, ahead=threads + 1) as done_blocks:
+                for done, ((r0, r1), data) in enumerate(done_blocks, start=1):
+                    ctx.check_cancelled()
+                    t = time.perf_counter()
+                    dst.write(data, window=Window(0, r0, plan.out_pixels, r1 - r0))
+                    timings.add("write", t)
+                    lines = f"lines {r0 * plan.looks[0]}-{r1 * plan.looks[0]}"
+                    ctx.progress(
+                        "calibrate", done / len(blocks), f"block {done}/{len(blocks)} ({lines})"
+                    )
     finally:
         readers.close()
 

@@ -5,6 +5,7 @@ caller writes the finished ones)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -42,12 +43,28 @@ class DatasetsPerThread:
             ds.close()
 
 
+@contextlib.contextmanager
 def in_order(
     work: Callable[[T], R], items: Iterable[T], threads: int, ahead: int
-) -> Iterator[tuple[T, R]]:
+) -> Iterator[Iterator[tuple[T, R]]]:
     """(item, work(item)) in the order of `items`, computed on `threads` threads with at
     most `ahead` results waiting: memory stays bounded whatever the number of items.
-    Leaving the loop early (an error, a cancel) drops what was not started yet."""
+
+    A context manager, `with in_order(...) as results: for item, result in results:`,
+    so that leaving the block early (an error, a cancel) drops what was not started
+    and WAITS for the work in flight before the caller closes what that work reads:
+    a generator left to the garbage collector (a traceback keeps its frame alive)
+    went on reading datasets the caller had already closed (a SIGSEGV in GDAL)."""
+    results = _in_order(work, items, threads, ahead)
+    try:
+        yield results
+    finally:
+        results.close()
+
+
+def _in_order(
+    work: Callable[[T], R], items: Iterable[T], threads: int, ahead: int
+) -> Iterator[tuple[T, R]]:
     pool = ThreadPoolExecutor(threads)
     try:
         pending: deque[tuple[T, Future[R]]] = deque()

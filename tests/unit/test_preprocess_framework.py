@@ -155,3 +155,25 @@ def test_malformed_product_metadata_is_bad_input_naming_the_product(tmp_path: Pa
     with pytest.raises(InvalidArgument, match=r"cannot be read as a sentinel2 product"):
         preprocess(str(safe), str(out), make_step("sentinel2", {}), JobContext(), overwrite=False)
     assert not out.exists()
+
+
+def test_leaving_in_order_early_waits_for_the_work_in_flight() -> None:
+    """A cancel raised while blocks are being read must not let the caller close the
+    datasets those blocks still read (that was a SIGSEGV in GDAL)."""
+    from sipd.preprocess.streaming import in_order
+
+    started, release, finished = threading.Event(), threading.Event(), []
+
+    def work(i: int) -> int:
+        if i == 1:
+            started.set()
+            release.wait(10)
+            finished.append(i)
+        return i
+
+    with pytest.raises(JobCancelled), in_order(work, range(4), 2, ahead=3) as results:
+        for _ in results:
+            assert started.wait(10)
+            threading.Timer(0.2, release.set).start()
+            raise JobCancelled("cancelled by request")
+    assert finished == [1]  # item 1 was finished before the block was left
