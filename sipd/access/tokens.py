@@ -67,6 +67,10 @@ def load_owner_token(data_dir: Path) -> str:
             os.chmod(path, 0o600)
         return token
     token = secrets.token_urlsafe(32)
+    while token.startswith("-"):
+        # `sipctl --token -x...` would read it as an option (1 token in 64 did; a
+        # CI run failed on one).
+        token = secrets.token_urlsafe(32)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     # Created 0600 from the start, renamed into place: never readable by others, never half.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
