@@ -77,3 +77,13 @@ def test_scopes_are_ordered(tmp_path: Path) -> None:
 def test_bad_token_entries_name_the_problem(entry: dict, needle: str) -> None:
     with pytest.raises(InvalidArgument, match=needle):
         Access.from_config("owner-token-0123456789", [entry])
+
+
+def test_owner_token_never_starts_like_an_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import secrets
+
+    drawn = iter(["-looks-like-a-flag", "-again", "fine-token"])
+    monkeypatch.setattr(secrets, "token_urlsafe", lambda n: next(drawn))
+    assert load_owner_token(tmp_path) == "fine-token"
