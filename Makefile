@@ -20,7 +20,7 @@ test: install
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q --durations=15
 
-# Lint and the tests not marked slow: every package, about 4 minutes on two cores.
+# Lint and the tests not marked slow: every package, about 5 minutes on two cores.
 test-fast: install
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -m "not slow" --durations=15
