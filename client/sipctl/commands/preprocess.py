@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import textwrap
 from typing import Any
 
 from sipapi.v1 import preprocess_pb2
@@ -185,11 +186,13 @@ def preprocessors(app: App) -> int:
             print(f"{p.name}: {p.description}")
             print(f"  input: {p.inputs}")
             text = io.StringIO()
-            table(
-                [[o.name, o.type, o.default or '""', o.description] for o in p.option_specs],
-                ["OPTION", "TYPE", "DEFAULT", "MEANING"],
-                out=text,
-            )
+            rows = []
+            for o in p.option_specs:
+                # Long meanings (a mask's class list) wrap under their column.
+                lines = textwrap.wrap(o.description, 72) or [""]
+                rows.append([o.name, o.type, o.default or '""', lines[0]])
+                rows.extend(["", "", "", more] for more in lines[1:])
+            table(rows, ["OPTION", "TYPE", "DEFAULT", "MEANING"], out=text)
             print("\n".join(f"  {line}" for line in text.getvalue().splitlines()))
             print()
 
