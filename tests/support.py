@@ -293,6 +293,27 @@ def preprocess_attempt(d: Sipd, **request: Any) -> tuple[str, str]:
     return done.error_code, done.error
 
 
+def refusal_problems(
+    d: Sipd,
+    folder: Path,
+    words: str,
+    codes: tuple[str, ...] = ("INVALID_ARGUMENT",),
+    **request: Any,
+) -> list[str]:
+    """What is wrong with how one bad Preprocess (PreprocessRequest fields, output in
+    `folder`) was refused: it must fail with one of `codes`, its message naming `words`,
+    and leave nothing in `folder`. Empty when all is right."""
+    folder.mkdir(parents=True)
+    code, message = preprocess_attempt(d, output=str(folder / "out.tif"), **request)
+    problems = []
+    if code not in codes or words not in message:
+        problems.append(f"{folder.name}: {code} {message!r} (wanted {codes} naming {words!r})")
+    left = sorted(p.name for p in folder.iterdir())
+    if left:
+        problems.append(f"{folder.name}: left {left}")
+    return problems
+
+
 def wait_for(
     predicate: Any, timeout: float = 60.0, interval: float = 0.1, what: str = "condition"
 ) -> Any:

@@ -23,7 +23,13 @@ import pytest
 import rasterio
 from sipapi.v1 import common_pb2, preprocess_pb2
 
-from tests.support import Sipd, assert_cog, preprocess_attempt, shared_fixture, wait_job
+from tests.support import (
+    Sipd,
+    assert_cog,
+    refusal_problems,
+    shared_fixture,
+    wait_job,
+)
 
 TILE = "modis/MOD10A2.A2022033.h09v05.061.2022042050729.hdf"
 State = common_pb2.Job.State
@@ -122,13 +128,7 @@ def test_bad_input_is_refused_cleanly(daemon: Sipd, tile: Path) -> None:
     }
     problems = []
     for name, (product, options, words) in cases.items():
-        folder = root / "bad" / name
-        folder.mkdir(parents=True)
-        code, message = preprocess_attempt(daemon, preprocessor="modis", input=str(product),
-                                 output=str(folder / "o.tif"), options=options)  # fmt: skip
-        if code != "INVALID_ARGUMENT" or words not in message:
-            problems.append(f"{name}: {code} {message!r}")
-        if list(folder.iterdir()):
-            problems.append(f"{name}: left {list(folder.iterdir())}")
+        problems += refusal_problems(daemon, root / "bad" / name, words, preprocessor="modis",
+                                     input=str(product), options=options)  # fmt: skip
     assert not problems, "\n".join(problems)
     assert daemon.proc is not None and daemon.proc.poll() is None

@@ -24,7 +24,7 @@ import rasterio
 import tifffile
 from sipapi.v1 import common_pb2, preprocess_pb2
 
-from tests.support import Sipd, preprocess_attempt, shared_fixture, wait_job
+from tests.support import Sipd, refusal_problems, shared_fixture, wait_job
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 
@@ -43,12 +43,6 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sipd]:
 
 def root_of(d: Sipd) -> Path:
     return Path(d.roots[0])
-
-
-def attempt(d: Sipd, product: Path, output: Path, **options: str) -> tuple[str, str]:
-    return preprocess_attempt(
-        d, preprocessor="multichannel", input=str(product), output=str(output), options=options
-    )
 
 
 def percentile_h7(values: np.ndarray, p: float) -> float:
@@ -179,13 +173,9 @@ def test_bad_inputs_fail_cleanly(daemon: Sipd, tmp_path_factory: pytest.TempPath
 
     problems = []
     for name, (src, options, codes, words) in cases.items():
-        folder = root / "bad-out" / name
-        folder.mkdir(parents=True)
-        code, message = attempt(daemon, src, folder / "out.tif", **options)
-        if code not in codes or words not in message:
-            problems.append(f"{name}: {code} {message!r} (wanted {codes} naming {words!r})")
-        if leftovers(folder):
-            problems.append(f"{name}: left {leftovers(folder)}")
+        problems += refusal_problems(daemon, root / "bad-out" / name, words, codes,
+                                     preprocessor="multichannel", input=str(src),
+                                     options=options)  # fmt: skip
     assert not problems, "\n".join(problems)
 
     cli = daemon.sipctl("preprocess", str(ome), "-o", str(root / "cli" / "o.tif"),

@@ -31,7 +31,15 @@ from rasterio.windows import Window
 from sipapi.v1 import common_pb2, job_pb2, preprocess_pb2
 
 from sipd.bench.sar_products import make_s1_product, speckle_dn, zip_product
-from tests.support import Sipd, assert_cog, preprocess_attempt, shared_fixture, wait_for, wait_job
+from tests.support import (
+    Sipd,
+    assert_cog,
+    preprocess_attempt,
+    refusal_problems,
+    shared_fixture,
+    wait_for,
+    wait_job,
+)
 
 # The measurement rasters here carry GCPs, not a geotransform.
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
@@ -560,15 +568,8 @@ def test_bad_products_are_refused_cleanly(
 
     problems = []
     for name, (product, options, codes, words) in cases.items():
-        folder = outs / name
-        folder.mkdir(parents=True)
-        code, message = preprocess_attempt(
-            daemon, input=str(product), output=str(folder / "out.tif"), options=options
-        )
-        if code not in codes or words not in message:
-            problems.append(f"{name}: {code} {message!r} (wanted {codes} naming {words!r})")
-        if leftovers(folder):
-            problems.append(f"{name}: left {leftovers(folder)}")
+        problems += refusal_problems(daemon, outs / name, words, codes, input=str(product),
+                                     options=options)  # fmt: skip
     assert not problems, "\n".join(problems)
 
     # An output that exists, without overwrite: ALREADY_EXISTS, the file untouched.

@@ -25,7 +25,7 @@ import pytest
 import rasterio
 from sipapi.v1 import common_pb2, preprocess_pb2
 
-from tests.support import Sipd, assert_cog, preprocess_attempt, wait_job
+from tests.support import Sipd, assert_cog, refusal_problems, wait_job
 from tests.unit.test_preprocess_sentinel2 import (
     L1C,
     L2A,
@@ -145,15 +145,8 @@ def test_bad_products_and_options_are_refused_cleanly(
     }
     problems = []
     for name, (product, options, words) in cases.items():
-        folder = root / "bad-out" / name
-        folder.mkdir(parents=True)
-        code, message = preprocess_attempt(daemon, preprocessor="sentinel2", input=str(product),
-                                output=str(folder / "o.tif"), options=options)  # fmt: skip
-        if code != "INVALID_ARGUMENT" or words not in message:
-            problems.append(
-                f"{name}: {code} {message!r} (wanted INVALID_ARGUMENT naming {words!r})"
-            )
-        if list(folder.iterdir()):
-            problems.append(f"{name}: left {list(folder.iterdir())}")
+        problems += refusal_problems(daemon, root / "bad-out" / name, words,
+                                     preprocessor="sentinel2", input=str(product),
+                                     options=options)  # fmt: skip
     assert not problems, "\n".join(problems)
     assert daemon.proc is not None and daemon.proc.poll() is None

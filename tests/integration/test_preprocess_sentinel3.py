@@ -15,15 +15,13 @@ import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import grpc
 import numpy as np
 import pytest
 import rasterio
-from sipapi.v1 import common_pb2, job_pb2, preprocess_pb2
+from sipapi.v1 import common_pb2, preprocess_pb2
 
-from tests.support import Sipd, assert_cog, wait_for
+from tests.support import Sipd, assert_cog, refusal_problems, wait_job
 from tests.unit.test_preprocess_sentinel3 import (
     BANDS,
     COLS,
@@ -53,24 +51,6 @@ def olci(daemon: Sipd) -> tuple[Path, dict]:
     lat, lon = _latlon_regular(ROWS, COLS, STEP_DEG, 45.0, 10.0)
     dest = Path(daemon.roots[0]) / "in" / Path(OLCI).name
     return dest, make_olci(dest, lat, lon)
-
-
-def _wait(d: Sipd, name: str) -> common_pb2.Job:
-    def finished() -> common_pb2.Job | None:
-        job = d.client.jobs.GetJob(job_pb2.GetJobRequest(name=name))
-        return job if job.state in (State.SUCCEEDED, State.FAILED, State.CANCELLED) else None
-
-    return wait_for(finished, 300, interval=0.1, what=f"job {name}")
-
-
-def _attempt(d: Sipd, **request: Any) -> tuple[str, str]:
-    try:
-        job = d.client.preprocess.Preprocess(preprocess_pb2.PreprocessRequest(**request))
-    except grpc.RpcError as exc:
-        return exc.code().name, exc.details() or ""
-    done = _wait(d, job.name)
-    assert done.state == State.FAILED, State.Name(done.state)
-    return done.error_code, done.error
 
 
 def test_olci_reflectance_through_sipctl(daemon: Sipd, olci: tuple[Path, dict]) -> None:
@@ -107,7 +87,7 @@ def test_zip_detected_without_sensor(daemon: Sipd, olci: tuple[Path, dict]) -> N
         job = daemon.client.preprocess.Preprocess(preprocess_pb2.PreprocessRequest(
             input=str(src), output=str(out),
             options={"bands": "Oa08", "crs": "EPSG:4326", "resolution": RESOLUTION}))  # fmt: skip
-        done = _wait(daemon, job.name)
+        done = wait_job(daemon, job.name)
         assert done.state == State.SUCCEEDED, (done.error, daemon.log()[-2000:])
     with rasterio.open(outs[0]) as z, rasterio.open(outs[1]) as f:
         np.testing.assert_array_equal(z.read(), f.read())
@@ -125,14 +105,9 @@ def test_bad_input_is_refused_cleanly_and_listed(daemon: Sipd, olci: tuple[Path,
     }
     problems = []
     for name, (options, words) in cases.items():
-        folder = root / "bad" / name
-        folder.mkdir(parents=True)
-        code, message = _attempt(daemon, preprocessor="sentinel3", input=str(product),
-                                 output=str(folder / "o.tif"), options=options)  # fmt: skip
-        if code != "INVALID_ARGUMENT" or words not in message:
-            problems.append(f"{name}: {code} {message!r}")
-        if list(folder.iterdir()):
-            problems.append(f"{name}: left {list(folder.iterdir())}")
+        problems += refusal_problems(daemon, root / "bad" / name, words,
+                                     preprocessor="sentinel3", input=str(product),
+                                     options=options)  # fmt: skip
     assert not problems, "\n".join(problems)
     assert daemon.proc is not None and daemon.proc.poll() is None
 

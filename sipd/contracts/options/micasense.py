@@ -75,9 +75,9 @@ class MicasenseOptions(Contract):
         "without data are always nodata)",
     )
 
-    @field_validator("panel_albedo", mode="before")
+    @field_validator("panel_albedo", "panel_region", "bands", "mask", mode="before")
     @classmethod
-    def _albedo_text(cls, value: Any) -> Any:
+    def _lists_from_text(cls, value: Any) -> Any:
         return _text_list(value)
 
     @field_validator("panel_albedo")
@@ -90,11 +90,6 @@ class MicasenseOptions(Contract):
                     "give the values from the panel's calibration card, e.g. 0.49"
                 )
         return value
-
-    @field_validator("panel_region", mode="before")
-    @classmethod
-    def _region_text(cls, value: Any) -> Any:
-        return _text_list(value)
 
     @field_validator("panel_region")
     @classmethod
@@ -114,11 +109,6 @@ class MicasenseOptions(Contract):
             )
         return value
 
-    @field_validator("bands", mode="before")
-    @classmethod
-    def _bands_text(cls, value: Any) -> Any:
-        return _text_list(value)
-
     @field_validator("bands")
     @classmethod
     def _bands(cls, value: list[str]) -> list[str]:
@@ -134,11 +124,6 @@ class MicasenseOptions(Contract):
                 raise ValueError(f"band {b!r} is named twice")
             out.append(name)
         return out
-
-    @field_validator("mask", mode="before")
-    @classmethod
-    def _mask_text(cls, value: Any) -> Any:
-        return _text_list(value)
 
     @field_validator("mask")
     @classmethod
