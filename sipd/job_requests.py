@@ -41,7 +41,6 @@ from sipd.modelrepo import ModelRepository, ModelVersion
 from sipd.paths import PathPolicy
 from sipd.preprocess import catalog
 from sipd.preprocess.geocode import parse_crs
-from sipd.preprocess.runner import MALFORMED
 from sipd.projects import (
     Projects,
     check_mask_opens,
@@ -227,7 +226,8 @@ class JobRequests:
             step = make_step(preprocessor or catalog.detect(product), options)
         step = self.checked_step(step, product)
         pre = catalog.get(step.preprocessor)
-        if not pre.accepts(product):
+        # A detected preprocessor has just accepted the product: not asked again.
+        if (recipe or preprocessor) and not pre.accepts(product):
             try:
                 detected = f"is a {catalog.detect(product)} product"
             except InvalidArgument:
@@ -254,7 +254,7 @@ class JobRequests:
                 "unzip it (the .SAFE folder) or leave dem empty"
             )
         updates: dict[str, str | list[str]] = {}
-        for name in getattr(options, "PATH_OPTIONS", ()):
+        for name in type(options).PATH_OPTIONS:
             value = getattr(options, name)
             if not value:
                 continue
@@ -293,14 +293,9 @@ class JobRequests:
         # The fit runs here, not in the worker: every file it opens (an ENVI header's
         # data file, a reference's) is checked against the roots as the worker would.
         check = functools.partial(self.policy.check_opened, what="fit_on product")
-        try:
-            with files_checked(check):
-                return pre.fit(paths, step.options)
-        except MALFORMED as exc:  # as a preprocess job would report it
-            raise InvalidArgument(
-                f"cannot fit {preprocessor} on {', '.join(map(str, paths))}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+        what = f"cannot fit {preprocessor} on {', '.join(map(str, paths))}"
+        with catalog.malformed_is_bad_input(what), files_checked(check):
+            return pre.fit(paths, step.options)
 
     def preprocess(
         self,

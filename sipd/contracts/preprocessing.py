@@ -126,7 +126,7 @@ def option_specs(model: type[Contract]) -> list[dict[str, str]]:
             )
         if name == "speckle":
             choices = ",".join(SPECKLE_KINDS)
-        if name in getattr(model, "PATH_OPTIONS", ()):
+        if name in model.PATH_OPTIONS:
             kind = "path"  # sipctl sends these as absolute paths
         specs.append(
             {

@@ -3,19 +3,42 @@ which one a product needs (from its content, not its name)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
+
+from rasterio.errors import RasterioError
 
 from sipd.contracts.base import Contract
 from sipd.contracts.preprocessing import OPTIONS
 from sipd.errors import InvalidArgument
 from sipd.preprocess.product_files import ProductFiles, is_metadata_file
 from sipd.preprocess.sar_product import SarProduct
+
+# The dataset tag every preprocessed scene carries (preprocessor, recipe, options).
+SOFTWARE_TAG = "SIPD_PREPROCESSING"
+# What a reader raises when a product's own content is malformed (a number that is not
+# one, a legend without a class, an array of the wrong shape): bad input, not a fault.
+MALFORMED = (ValueError, KeyError, IndexError, ZeroDivisionError, RasterioError)
+
+log = logging.getLogger("sipd.preprocess")
+
+
+@contextlib.contextmanager
+def malformed_is_bad_input(what: str) -> Iterator[None]:
+    """Turn MALFORMED errors into INVALID_ARGUMENT saying `what` failed and why (the
+    trace stays in the log, for the cases that are ours to fix)."""
+    try:
+        yield
+    except MALFORMED as exc:
+        log.warning("%s", what, exc_info=True)
+        raise InvalidArgument(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -216,10 +239,9 @@ def made_by_sipd(path: str | Path) -> bool:
     """Whether `path` is a scene a preprocessor wrote (its SIPD_PREPROCESSING tag): such
     a file is read as it is, never preprocessed a second time."""
     import rasterio
-    from rasterio.errors import RasterioError
 
     try:
         with rasterio.open(path) as ds:
-            return "SIPD_PREPROCESSING" in ds.tags()
+            return SOFTWARE_TAG in ds.tags()
     except RasterioError:
         return False

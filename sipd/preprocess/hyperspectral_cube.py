@@ -29,6 +29,7 @@ from rasterio.windows import Window
 
 from sipd.contracts.options.hyperspectral import HyperspectralOptions
 from sipd.errors import InvalidArgument
+from sipd.preprocess.catalog import SOFTWARE_TAG
 from sipd.preprocess.product_files import open_measurement
 from sipd.preprocess.streaming import DatasetsPerThread
 from sipd.raster import check_files_read
@@ -484,7 +485,7 @@ def gdal_cube_has_wavelengths(path: Path) -> bool:
     it is not already a scene sipd made)."""
     ds = open_measurement(str(path))
     try:
-        if ds.count < 2 or "SIPD_PREPROCESSING" in ds.tags():
+        if ds.count < 2 or SOFTWARE_TAG in ds.tags():
             return False
         return _gdal_wavelengths(ds)[0] is not None
     finally:

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import rasterio
-from rasterio.errors import RasterioError
 
 from sipd.contracts.preprocessing import PreprocessStep, SarOptions
-from sipd.errors import AlreadyExists, InvalidArgument
+from sipd.errors import AlreadyExists
 from sipd.paths import require_regular
 from sipd.preprocess import catalog, sar_pipeline
 from sipd.preprocess.band_stack import RunResult
@@ -25,7 +24,6 @@ from sipd.raster import raster_info, remove_stale_scratch
 
 log = logging.getLogger("sipd.preprocess")
 
-SOFTWARE_TAG = "SIPD_PREPROCESSING"
 MAX_THREADS = 8
 
 
@@ -42,7 +40,7 @@ def preprocess(
     preprocessor = catalog.get(step.preprocessor)
     tags = {
         "SIPD_SOURCE": product_name(source),
-        SOFTWARE_TAG: json.dumps(
+        catalog.SOFTWARE_TAG: json.dumps(
             {
                 "preprocessor": step.preprocessor,
                 "recipe": step.recipe,
@@ -101,15 +99,10 @@ def _sar(
         product.metadata["noise_removal"] = (
             f"not available for {','.join(missing)}" if missing else "applied"
         )
-    tags = {"SAR_SENSOR": product.sensor, "SAR_SOURCE": product_name(source), **tags}
+    tags = {"SAR_SENSOR": product.sensor, "SAR_SOURCE": tags["SIPD_SOURCE"], **tags}
     seconds = sar_pipeline.run(product, options, out, ctx, tags, threads=threads)
     seconds["open"] = opened
     return RunResult(product.sensor, dict(product.metadata), seconds)
-
-
-# What a reader raises when a product's own content is malformed (a number that is not
-# one, a legend without a class, an array of the wrong shape): bad input, not a fault.
-MALFORMED = (ValueError, KeyError, IndexError, ZeroDivisionError, RasterioError)
 
 
 def _sensor(
@@ -121,14 +114,10 @@ def _sensor(
     tags: dict[str, str],
     threads: int,
 ) -> RunResult:
-    try:
+    # The readers turn the faults they expect into clear messages; anything else the
+    # product's content provokes still names the product and what went wrong.
+    with catalog.malformed_is_bad_input(
+        f"{source} cannot be read as a {preprocessor.name} product"
+    ):
         ran: RunResult = preprocessor.code().run(Path(source), step, out, ctx, tags, threads)
-    except MALFORMED as exc:
-        # The readers turn the faults they expect into clear messages; anything else the
-        # product's content provokes still names the product and what went wrong (the
-        # trace stays in the log, for the cases that are ours to fix).
-        log.warning("preprocess %s failed on %s", preprocessor.name, source, exc_info=True)
-        raise InvalidArgument(
-            f"{source} cannot be read as a {preprocessor.name} product: {type(exc).__name__}: {exc}"
-        ) from exc
     return ran
