@@ -34,6 +34,7 @@ from sipd.preprocess.hyperspectral_cube import (
     envi_pair,
     gdal_cube_has_wavelengths,
     open_cube,
+    starts_envi,
 )
 from sipd.preprocess.product_files import open_measurement
 from sipd.preprocess.streaming import DatasetsPerThread
@@ -59,17 +60,12 @@ def accepts(path: Path) -> bool:
             return False
         pair = envi_pair(p)
         if pair is not None:
-            return pair[0].is_file() and _first_bytes(pair[0]) == b"ENVI"
+            return pair[0].is_file() and starts_envi(pair[0])
         if p.suffix.lower() in _GDAL_SUFFIXES:
             return gdal_cube_has_wavelengths(p)
         return False
     except Exception:  # noqa: BLE001 - a sniff: any failure means "not mine"
         return False
-
-
-def _first_bytes(path: Path) -> bytes:
-    with open(path, "rb") as f:
-        return f.read(4)
 
 
 # ---------------------------------------------------------------- band selection
@@ -93,7 +89,6 @@ class Selection:
     indexes: np.ndarray  # 0-based band numbers in the cube, output order
     names: list[str]
     wavelengths: np.ndarray | None  # nm of the chosen bands
-    dropped_bad: int
 
 
 def select_bands(cube: Cube, options: HyperspectralOptions) -> Selection:
@@ -107,7 +102,7 @@ def select_bands(cube: Cube, options: HyperspectralOptions) -> Selection:
                 "wavelength_max and bands need them: leave them empty to keep every band"
             )
         idx = np.flatnonzero(cube.good)
-        return Selection(idx, [f"band{i + 1}" for i in idx], None, int((~cube.good).sum()))
+        return Selection(idx, [f"band{i + 1}" for i in idx], None)
     w = cube.wavelengths
     keep = cube.good.copy()
     if options.wavelength_min:
@@ -121,7 +116,7 @@ def select_bands(cube: Cube, options: HyperspectralOptions) -> Selection:
             f"{int((~cube.good).sum())} marked bad); widen wavelength_min/wavelength_max"
         )
     if not options.bands:
-        return Selection(candidates, _names(w[candidates]), w[candidates], int((~keep).sum()))
+        return Selection(candidates, _names(w[candidates]), w[candidates])
     chosen: list[int] = []
     for target in options.bands:
         j = int(candidates[np.argmin(np.abs(w[candidates] - target))])
@@ -146,7 +141,7 @@ def select_bands(cube: Cube, options: HyperspectralOptions) -> Selection:
         chosen.append(j)
     idx = np.array(chosen)
     names = [band_label(t) for t in options.bands]
-    return Selection(idx, names, w[idx], int((~cube.good).sum()))
+    return Selection(idx, names, w[idx])
 
 
 def _names(wavelengths: np.ndarray) -> list[str]:
@@ -163,10 +158,17 @@ def _names(wavelengths: np.ndarray) -> list[str]:
 
 
 def load_reference(
-    path: str, cube: Cube, selection: Selection, options: HyperspectralOptions, what: str
+    path: str,
+    cube: Cube,
+    selection: Selection,
+    options: HyperspectralOptions,
+    what: str,
+    averaged: dict[tuple[str, tuple[int, ...]], np.ndarray] | None = None,
 ) -> np.ndarray:
     """A reference averaged over its lines: float64 [bands chosen, 1, samples or 1]. It must
-    have the cube's bands (same count and wavelengths) and its width or a single sample."""
+    have the cube's bands (same count and wavelengths) and its width or a single sample.
+    `averaged` keeps the averages already read (a fit prepares several cubes with the same
+    references: each is checked against every cube, read once)."""
     ref = open_cube(Path(path), options)
     if ref.count != cube.count:
         raise InvalidArgument(
@@ -188,6 +190,9 @@ def load_reference(
             "accepted: a reference as wide as the cube (averaged over its lines), or a "
             "single spectrum (1 sample)"
         )
+    key = (path, tuple(int(i) for i in selection.indexes))
+    if averaged is not None and key in averaged:
+        return averaged[key]
     total = np.zeros((selection.indexes.size, ref.width))
     count = np.zeros_like(total)
     datasets = DatasetsPerThread(opener=open_measurement)
@@ -201,8 +206,10 @@ def load_reference(
     finally:
         datasets.close()
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
-    return mean[:, None, :]
+        mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)[:, None, :]
+    if averaged is not None:
+        averaged[key] = mean
+    return mean
 
 
 @dataclass(frozen=True)
@@ -224,17 +231,23 @@ class Prepared:
         return x
 
 
-def prepare(source: Path, options: HyperspectralOptions, ctx: JobContext | None = None) -> Prepared:
-    """Open the cube, choose its bands and load the references the options name."""
+def prepare(
+    source: Path,
+    options: HyperspectralOptions,
+    ctx: JobContext | None = None,
+    averaged: dict[tuple[str, tuple[int, ...]], np.ndarray] | None = None,
+) -> Prepared:
+    """Open the cube, choose its bands and load the references the options name (their
+    averages kept in `averaged` when given, see load_reference)."""
     cube = open_cube(source, options)
     selection = select_bands(cube, options)
     dark = white = None
     if options.dark:
-        dark = load_reference(options.dark, cube, selection, options, "dark")
+        dark = load_reference(options.dark, cube, selection, options, "dark", averaged)
     if ctx is not None:
         ctx.check_cancelled()
     if options.white:
-        white = load_reference(options.white, cube, selection, options, "white")
+        white = load_reference(options.white, cube, selection, options, "white", averaged)
     gain = None
     r = options.white_reflectance
     if white is not None:

@@ -225,12 +225,12 @@ def envi_pair(path: Path) -> tuple[Path, Path] | None:
                 return path, data
         return path, Path("")
     for header in (path.with_suffix(".hdr"), path.with_name(path.name + ".hdr")):
-        if header != path and header.is_file() and _starts_envi(header):
+        if header != path and header.is_file() and starts_envi(header):
             return header, path
     return None
 
 
-def _starts_envi(path: Path) -> bool:
+def starts_envi(path: Path) -> bool:
     try:
         with open(path, "rb") as f:
             return f.read(4) == b"ENVI"
@@ -475,7 +475,7 @@ def envi_headers_in(folder: Path, limit: int = 1000) -> list[Path]:
             if n >= limit:
                 break
             is_header = entry.name.lower().endswith(".hdr") and entry.is_file()
-            if is_header and _starts_envi(Path(entry.path)):
+            if is_header and starts_envi(Path(entry.path)):
                 found.append(Path(entry.path))
     return sorted(found)
 

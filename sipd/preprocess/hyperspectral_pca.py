@@ -66,7 +66,8 @@ def fit_projection(
         raise ValueError("max_pixels must be positive")
     # The selection must not depend on an earlier fit: drop any stored projection.
     opts = options.model_copy(update={"pca_mean": [], "pca_basis": [], "pca_wavelengths": []})
-    cubes = [prepare(Path(p), opts) for p in paths]
+    averaged: dict = {}  # the references, read once for all the cubes
+    cubes = [prepare(Path(p), opts, averaged=averaged) for p in paths]
     _check_same_bands(cubes, paths, opts)
     total = sum(c.cube.width * c.cube.height for c in cubes)
     rate = min(1.0, max_pixels / total)

@@ -45,11 +45,13 @@ from sipd.preprocess.multichannel_source import (
     ImageSource,
     Plane,
     folder_images,
+    image_magic,
     open_image,
 )
+from sipd.preprocess.product_files import open_measurement
 from sipd.preprocess.streaming import DatasetsPerThread
 from sipd.progress import JobContext
-from sipd.raster import check_files_read, open_raster
+from sipd.raster import check_files_read
 
 # Rows per block when the percentiles read a whole (small) image.
 _SAMPLE_BLOCK = 256
@@ -63,13 +65,9 @@ def accepts(path: Path) -> bool:
             return bool(folder_images(path, limit=1))
         if not path.is_file() or not path.name.lower().endswith(IMAGE_SUFFIXES):
             return False
-        with open(path, "rb") as f:
-            head = f.read(8)
     except OSError:
         return False
-    return head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+") or head.startswith(
-        (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
-    )
+    return image_magic(path) != ""
 
 
 @dataclass(frozen=True)
@@ -206,10 +204,10 @@ def _threads_for(bands: list[Selected], threads: int) -> int:
 def _open_plane(path: str) -> rasterio.DatasetReader:
     """A plane's dataset: a file through open_raster, a TIFF page ("GTIFF_DIR:n:file")
     with the same checks (the file against the allowed roots, then what GDAL opened)."""
+    if not path.startswith("GTIFF_DIR:"):
+        return open_measurement(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        if not path.startswith("GTIFF_DIR:"):
-            return open_raster(path)
         check_files_read([path.split(":", 2)[2]])
         try:
             ds = rasterio.open(path)

@@ -81,7 +81,7 @@ def open_image(path: Path, series: int) -> ImageSource:
     check_files_read([str(path)])
     if path.is_dir():
         return _open_folder(path, series)
-    magic = _magic(path)
+    magic = image_magic(path)
     if magic == "tiff":
         return _open_tiff(path, series)
     if magic in ("png", "jpeg"):
@@ -94,7 +94,8 @@ def open_image(path: Path, series: int) -> ImageSource:
     )
 
 
-def _magic(path: Path) -> str:
+def image_magic(path: Path) -> str:
+    """ "tiff", "png" or "jpeg" from a file's first bytes; "" for anything else."""
     try:
         with open(path, "rb") as f:
             head = f.read(8)
