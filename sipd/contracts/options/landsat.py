@@ -7,12 +7,12 @@ onto each spacecraft's band numbers and onto the QA_PIXEL bits.
 
 from __future__ import annotations
 
-import re
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
 from sipd.contracts.base import Contract
+from sipd.contracts.options import text_list
 
 # Common names (as in the STAC eo extension) of every Landsat 4-9 band sipd reads.
 # Which exist depends on the instrument (OLI/TIRS, ETM+, TM): the reader says so.
@@ -71,11 +71,7 @@ CONF_LOW_REFUSED = {
 
 def _names(value: Any) -> list[str]:
     """A list option as text ("a,b c") or a list, lower-cased, empty items dropped."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        value = re.split(r"[,\s]+", value)
-    return [str(v).strip().lower() for v in value if str(v).strip()]
+    return [str(v).strip().lower() for v in text_list(value) if str(v).strip()]
 
 
 class LandsatOptions(Contract):

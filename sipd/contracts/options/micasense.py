@@ -8,19 +8,13 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from sipd.contracts.base import Contract
+from sipd.contracts.options import text_list
 
 # Classes `mask` may name (sipd.preprocess.micasense applies them).
 MASK_CLASSES = ("saturated",)
 # An output band name: the band's slug and its central wavelength, e.g. "red_668nm".
 _BAND_NAME = re.compile(r"^[a-z][a-z0-9]*_\d+nm$")
 _BAND_SLUG = re.compile(r"^[a-z][a-z0-9]*$")
-
-
-def _text_list(value: Any) -> Any:
-    """Options arrive as text: "a,b,c" (or spaces) is a list; "" is an empty one."""
-    if isinstance(value, str):
-        return [v for v in re.split(r"[,\s]+", value.strip()) if v]
-    return value
 
 
 class MicasenseOptions(Contract):
@@ -78,7 +72,7 @@ class MicasenseOptions(Contract):
     @field_validator("panel_albedo", "panel_region", "bands", "mask", mode="before")
     @classmethod
     def _lists_from_text(cls, value: Any) -> Any:
-        return _text_list(value)
+        return text_list(value)
 
     @field_validator("panel_albedo")
     @classmethod

@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from sipd.contracts.base import Contract
+from sipd.contracts.options import text_list
 
 POLARISATIONS = ("HH", "HV", "VH", "VV")
 # Speckle filters sipd.preprocess.speckle implements (a test keeps the two in step).
@@ -74,8 +75,7 @@ class SarOptions(Contract):
     @field_validator("polarisations", mode="before")
     @classmethod
     def _polarisations(cls, value: Any) -> list[str]:
-        if isinstance(value, str):
-            value = [p for p in re.split(r"[,\s]+", value) if p]
+        value = text_list(value)
         out = []
         for p in value or []:
             pol = str(p).strip().upper()

@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from sipd.contracts.base import Contract
+from sipd.contracts.options import text_list
 
 # Common names (as in the STAC eo extension) of the MSI bands, in the product's order.
 # Band ids are accepted too (B02, B8A, B2): both read as the common name.
@@ -59,9 +60,7 @@ RESOLUTIONS = (10, 20, 60)
 
 
 def _split(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [p for p in re.split(r"[,\s]+", value) if p]
-    return [str(v) for v in (value or [])]
+    return [str(v) for v in text_list(value)]
 
 
 def band_name(text: str) -> str:

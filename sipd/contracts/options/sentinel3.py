@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from sipd.contracts.base import Contract
+from sipd.contracts.options import text_list
 
 OLCI_BANDS = tuple(f"Oa{i:02d}" for i in range(1, 22))
 SLSTR_BANDS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "F1", "F2")
@@ -17,9 +18,7 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_.@-]{0,63}$")
 
 
 def _split(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [v for v in re.split(r"[,\s]+", value) if v]
-    return [str(v) for v in value or []]
+    return [str(v) for v in text_list(value)]
 
 
 def normalise_band(name: str) -> str:
