@@ -13,6 +13,7 @@ confidence), their shadows and clear land, all as Collection 2 bit fields.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -88,11 +89,16 @@ def make_landsat_product(
         **({"compress": compress} if compress else {}),
     }
     noise = rng.integers(0, 600, size=(BLOCK, width), dtype=np.uint16)
-    for key, name in files.items():
-        with rasterio.open(out / name, "w", **profile) as dst:
-            for r0 in range(0, height, BLOCK):
-                rows = min(BLOCK, height - r0)
-                dn = _pixels(key, level, r0, rows, width, height, noise[:rows])
+    with contextlib.ExitStack() as stack:
+        outputs = {
+            key: stack.enter_context(rasterio.open(out / name, "w", **profile))
+            for key, name in files.items()
+        }
+        for r0 in range(0, height, BLOCK):
+            rows = min(BLOCK, height - r0)
+            qa = _qa(r0, rows, width, height)  # once per block, for every band's clouds
+            for key, dst in outputs.items():
+                dn = _pixels(key, level, qa, r0, width, noise[:rows])
                 dst.write(dn, 1, window=Window(0, r0, width, rows))
     return out
 
@@ -128,11 +134,11 @@ def _qa(r0: int, rows: int, width: int, height: int) -> np.ndarray:
 
 
 def _pixels(
-    key: str, level: str, r0: int, rows: int, width: int, height: int, noise: np.ndarray
+    key: str, level: str, qa: np.ndarray, r0: int, width: int, noise: np.ndarray
 ) -> np.ndarray:
-    qa = _qa(r0, rows, width, height)
     if key == "QA_PIXEL":
         return qa
+    rows = qa.shape[0]
     y = np.arange(r0, r0 + rows, dtype=np.float32)[:, None]
     x = np.arange(width, dtype=np.float32)[None, :]
     smooth = np.sin(x / 700.0) * np.cos(y / 900.0)  # fields and slopes
