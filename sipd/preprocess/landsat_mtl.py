@@ -18,6 +18,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from sipd.errors import InvalidArgument
+from sipd.preprocess.sar_xml import local
 
 ROOT = "LANDSAT_METADATA_FILE"
 _LINE = re.compile(r"^\s*([A-Za-z0-9_]+)\s*=\s*(.*?)\s*$")
@@ -29,9 +30,6 @@ class Mtl:
 
     groups: dict[str, dict[str, str]]
     name: str  # the file it came from, for messages
-
-    def group(self, group: str) -> dict[str, str]:
-        return self.groups.get(group, {})
 
     def find(self, group: str, key: str) -> str | None:
         return self.groups.get(group, {}).get(key)
@@ -126,14 +124,14 @@ def _parse_xml(text: str, name: str) -> dict[str, dict[str, str]]:
         root = ET.fromstring(text)
     except ET.ParseError as exc:
         raise InvalidArgument(f"metadata file {name} is not well-formed XML: {exc}") from exc
-    tag = root.tag.rsplit("}", 1)[-1]
+    tag = local(root.tag)
     if tag != ROOT:
         raise _not_c2(name, tag)
     groups: dict[str, dict[str, str]] = {}
     for group in root:
-        values = groups.setdefault(group.tag.rsplit("}", 1)[-1], {})
+        values = groups.setdefault(local(group.tag), {})
         for item in group:
-            values[item.tag.rsplit("}", 1)[-1]] = (item.text or "").strip()
+            values[local(item.tag)] = (item.text or "").strip()
     return groups
 
 

@@ -311,7 +311,14 @@ def full_radiance(frame: Frame, black: float, mask_saturated: bool) -> np.ndarra
         ds.close()
     if raw.shape != (frame.height, frame.width):
         raise InvalidArgument(f"frame {frame.path} reads as {raw.shape}, its tags say otherwise")
-    radiance = frame.radiance(raw, 0, black)
+    return _radiance(frame, raw, 0, black, mask_saturated)
+
+
+def _radiance(
+    frame: Frame, raw: np.ndarray, row0: int, black: float, mask_saturated: bool
+) -> np.ndarray:
+    """Radiance of the frame rows from row0 (raw DN), NaN where saturated when asked."""
+    radiance = frame.radiance(raw, row0, black)
     if mask_saturated:
         radiance[raw >= frame.saturation] = np.nan
     return radiance
@@ -369,9 +376,7 @@ def _aligned_rows(
     if s1 <= s0:
         return np.full((row1 - row0, width), np.nan, dtype=np.float32)
     raw = _read(frame, Window(0, s0, frame.width, s1 - s0), opener)
-    radiance = frame.radiance(raw, s0, black)
-    if mask_saturated:
-        radiance[raw >= frame.saturation] = np.nan
+    radiance = _radiance(frame, raw, s0, black, mask_saturated)
     return warp.sample(radiance, s0, row0, row1, width)
 
 

@@ -47,7 +47,6 @@ from sipd.raster import check_files_read
 HDF4_MAGIC = b"\x0e\x03\x13\x01"
 # The MODIS sinusoidal sphere (MODIS Land grid, Wolfe et al. 1998).
 MODIS_SPHERE_RADIUS = 6371007.181
-SENSOR = "MODIS"
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,6 @@ class Dataset:
     """One SDS and its calibration attributes."""
 
     name: str
-    dtype: str
     scale: float | None
     offset: float
     fill: float | None
@@ -201,7 +199,7 @@ def _scalar(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def _dataset(name: str, attrs: dict[str, Any], dtype: str) -> Dataset:
+def _dataset(name: str, attrs: dict[str, Any]) -> Dataset:
     valid = attrs.get("valid_range")
     if isinstance(valid, (list, tuple)) and len(valid) == 2:
         valid_range: tuple[float, float] | None = (float(valid[0]), float(valid[1]))
@@ -210,7 +208,6 @@ def _dataset(name: str, attrs: dict[str, Any], dtype: str) -> Dataset:
         valid_range = (lo, hi) if lo is not None and hi is not None else None
     return Dataset(
         name=name,
-        dtype=dtype,
         scale=_scalar(attrs.get("scale_factor")),
         offset=_scalar(attrs.get("add_offset")) or 0.0,
         fill=_scalar(attrs.get("_FillValue")),
@@ -265,20 +262,6 @@ def calibrate(
     return out
 
 
-_DTYPES = {
-    20: "int8",
-    21: "uint8",
-    22: "int16",
-    23: "uint16",
-    24: "int32",
-    25: "uint32",
-    5: "float32",
-    6: "float64",
-    3: "uint8",
-    4: "int8",
-}
-
-
 class ModisFile:
     """An open HDF4-EOS file. pyhdf (the HDF4 library) is not thread-safe: every read
     goes through one lock."""
@@ -312,8 +295,7 @@ class ModisFile:
     def dataset(self, name: str) -> Dataset:
         sds = self._sd.select(name)
         try:
-            info = sds.info()
-            return _dataset(name, sds.attributes(), _DTYPES.get(info[3], str(info[3])))
+            return _dataset(name, sds.attributes())
         finally:
             sds.endaccess()
 

@@ -58,6 +58,15 @@ def all_named(el: ET.Element, name: str) -> list[ET.Element]:
     return [d for d in el.iter() if local(d.tag) == name]
 
 
+def first_text(el: ET.Element, name: str, default: str = "") -> str:
+    """The stripped text of the first element called `name` (any namespace, `el`
+    included) whose text is not blank, else `default`."""
+    for e in el.iter():
+        if local(e.tag) == name and e.text and e.text.strip():
+            return e.text.strip()
+    return default
+
+
 def find(el: ET.Element, path: str) -> ET.Element | None:
     """The first element at the slash-separated `path` of local names below `el`.
 

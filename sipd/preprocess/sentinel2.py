@@ -30,11 +30,11 @@ import numpy as np
 from affine import Affine
 from rasterio.windows import Window
 
-from sipd.contracts.options.sentinel2 import S2_BANDS, Sentinel2Options
+from sipd.contracts.options.sentinel2 import BAND_IDS, S2_BANDS, Sentinel2Options
 from sipd.contracts.preprocessing import PreprocessStep
 from sipd.errors import InvalidArgument
 from sipd.preprocess.band_stack import RunResult, StackGrid, write_stack
-from sipd.preprocess.product_files import open_measurement
+from sipd.preprocess.product_files import ProductFiles, open_measurement
 from sipd.preprocess.sentinel2_masks import (
     CLASSI_LAYERS,
     GML_TYPES,
@@ -60,7 +60,6 @@ from sipd.preprocess.sentinel2_resample import (
 )
 from sipd.preprocess.streaming import DatasetsPerThread
 from sipd.progress import JobContext
-from sipd.raster import check_files_read
 
 NODATA_DN = 0
 SATURATED_DN = 65535
@@ -78,9 +77,8 @@ def accepts(path: Path) -> bool:
         if p.name in PRODUCT_MTD:
             return p.is_file()
         if p.is_file() and p.suffix.lower() == ".zip" and zipfile.is_zipfile(p):
-            check_files_read([str(p)])
-            with zipfile.ZipFile(p) as zf:
-                return any(n.rsplit("/", 1)[-1] in PRODUCT_MTD for n in zf.namelist())
+            ProductFiles.open(p, PRODUCT_MTD).close()
+            return True
     except Exception:  # noqa: BLE001 - a sniff says no; the run gives the error
         return False
     return False
@@ -187,7 +185,7 @@ def _band_sources(
         image = product.image(ident, target) or product.image(ident)
         if image is None:
             have = sorted(
-                {S2_BANDS_BY_ID[i.kind] for i in product.images if i.kind in S2_BANDS_BY_ID},
+                {BAND_IDS[i.kind] for i in product.images if i.kind in BAND_IDS},
                 key=list(S2_BANDS).index,
             )
             raise InvalidArgument(
@@ -196,9 +194,6 @@ def _band_sources(
             )
         sources.append(_source(product, ident, name, image, grid, target))
     return sources
-
-
-S2_BANDS_BY_ID = {v: k for k, v in S2_BANDS.items()}
 
 
 def _source(

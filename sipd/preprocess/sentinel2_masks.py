@@ -23,6 +23,7 @@ from rasterio.windows import Window
 
 from sipd.contracts.options.sentinel2 import L1C_MASKS, MASK_GROUPS, SCL_CLASSES
 from sipd.errors import InvalidArgument
+from sipd.preprocess.sar_xml import all_named
 from sipd.preprocess.sentinel2_resample import Scale, coarsen_any, refine_nearest, source_rows
 from sipd.preprocess.streaming import DatasetsPerThread
 
@@ -110,10 +111,6 @@ class PolygonMask:
         return burnt.astype(bool)
 
 
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
 def gml_polygons(data: bytes, types: set[str], what: str) -> list[dict[str, object]]:
     """The polygons (GeoJSON-like dicts) of the MaskFeatures whose maskType is in `types`."""
     try:
@@ -121,16 +118,12 @@ def gml_polygons(data: bytes, types: set[str], what: str) -> list[dict[str, obje
     except ET.ParseError as exc:
         raise InvalidArgument(f"{what} is not valid GML ({exc}); the product is damaged") from exc
     out: list[dict[str, object]] = []
-    for feature in root.iter():
-        if _local(feature.tag) != "MaskFeature":
-            continue
-        kind = next((e.text or "" for e in feature.iter() if _local(e.tag) == "maskType"), "")
+    for feature in all_named(root, "MaskFeature"):
+        kind = next((e.text or "" for e in all_named(feature, "maskType")), "")
         if kind.strip().upper() not in types:
             continue
-        for poly in feature.iter():
-            if _local(poly.tag) != "Polygon":
-                continue
-            rings = [_ring(e, what) for e in poly.iter() if _local(e.tag) == "posList"]
+        for poly in all_named(feature, "Polygon"):
+            rings = [_ring(e, what) for e in all_named(poly, "posList")]
             if rings:
                 out.append({"type": "Polygon", "coordinates": rings})
     return out

@@ -15,9 +15,10 @@ from pathlib import Path, PurePosixPath
 
 from rasterio.crs import CRS
 
-from sipd.contracts.options.sentinel2 import BAND_IDS, SCL_CLASSES
+from sipd.contracts.options.sentinel2 import SCL_CLASSES
 from sipd.errors import InvalidArgument
 from sipd.preprocess.product_files import ProductFiles
+from sipd.preprocess.sar_xml import all_named, first_text
 
 PRODUCT_MTD = ("MTD_MSIL1C.xml", "MTD_MSIL2A.xml")
 # The baseline from which DN carry a radiometric offset (ESA, "Copernicus Sentinel-2:
@@ -81,7 +82,6 @@ class S2Product:
     offsets: dict[str, float]
     offset_applies: bool
     wavelengths: dict[str, float]
-    native_resolution: dict[str, int]
     images: list[ImageFile]
     crs: CRS
     grids: dict[int, TileGrid]
@@ -100,21 +100,6 @@ class S2Product:
         if resolution is not None:
             found = [i for i in found if i.resolution == resolution]
         return found[0] if found else None
-
-
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def _all(root: ET.Element, name: str) -> list[ET.Element]:
-    return [e for e in root.iter() if _local(e.tag) == name]
-
-
-def _text(root: ET.Element, name: str, default: str = "") -> str:
-    for e in root.iter():
-        if _local(e.tag) == name and e.text and e.text.strip():
-            return e.text.strip()
-    return default
 
 
 def _parse(data: bytes, what: str) -> ET.Element:
@@ -156,39 +141,41 @@ def _read(files: ProductFiles) -> S2Product:
     mtd = next((m for m in PRODUCT_MTD if files.exists(m)), "")
     level = "L1C" if mtd == "MTD_MSIL1C.xml" else "L2A"
     root = _parse(files.read_bytes(mtd, "product metadata"), mtd)
-    baseline = _text(root, "PROCESSING_BASELINE")
+    baseline = first_text(root, "PROCESSING_BASELINE")
     if not baseline:
         raise InvalidArgument(f"{mtd} has no PROCESSING_BASELINE; the product metadata is damaged")
     number = baseline_number(baseline)
     quant_name = "QUANTIFICATION_VALUE" if level == "L1C" else "BOA_QUANTIFICATION_VALUE"
-    quant = _float(_text(root, quant_name), f"{mtd} {quant_name}")
+    quant = _float(first_text(root, quant_name), f"{mtd} {quant_name}")
     if quant <= 0:
         raise InvalidArgument(f"{mtd} {quant_name} is {quant}; it must be positive")
     index_to_band: dict[str, str] = {}
     wavelengths: dict[str, float] = {}
     native: dict[str, int] = {}
-    for info in _all(root, "Spectral_Information"):
+    for info in all_named(root, "Spectral_Information"):
         ident = band_id(info.get("physicalBand", ""))
         index_to_band[info.get("bandId", "")] = ident
-        central = _text(info, "CENTRAL")
+        central = first_text(info, "CENTRAL")
         if central:
             wavelengths[ident] = _float(central, f"{mtd} wavelength of {ident}")
-        native[ident] = int(_float(_text(info, "RESOLUTION", "0"), f"{mtd} resolution of {ident}"))
+        native[ident] = int(
+            _float(first_text(info, "RESOLUTION", "0"), f"{mtd} resolution of {ident}")
+        )
     offsets: dict[str, float] = {}
     for name in ("RADIO_ADD_OFFSET", "BOA_ADD_OFFSET"):
-        for e in _all(root, name):
+        for e in all_named(root, name):
             ident = index_to_band.get(e.get("band_id", ""))
             if ident is None:
                 raise InvalidArgument(f"{mtd} has {name} for unknown band_id {e.get('band_id')!r}")
             offsets[ident] = _float(e.text or "", f"{mtd} {name} of {ident}")
-    granules = _all(root, "Granule")
+    granules = all_named(root, "Granule")
     if len(granules) != 1:
         raise InvalidArgument(
             f"{mtd} lists {len(granules)} granules; accepted: single-tile products "
             "(the SAFE_COMPACT format delivered since December 2016)"
         )
     ext = _EXTENSIONS.get(granules[0].get("imageFormat", "JPEG2000").upper(), ".jp2")
-    listed = [e.text.strip() for e in _all(granules[0], "IMAGE_FILE") if e.text]
+    listed = [e.text.strip() for e in all_named(granules[0], "IMAGE_FILE") if e.text]
     if not listed:
         raise InvalidArgument(f"{mtd} lists no IMAGE_FILE; the product metadata is damaged")
     granule = "/".join(PurePosixPath(listed[0]).parts[:2])
@@ -197,16 +184,16 @@ def _read(files: ProductFiles) -> S2Product:
     tile = _parse(files.read_bytes(tile_rel, "tile metadata"), tile_rel)
     crs, grids = _tile_grids(tile, tile_rel)
     fields = {
-        "spacecraft": _text(root, "SPACECRAFT_NAME"),
-        "product_type": _text(root, "PRODUCT_TYPE"),
-        "product_uri": _text(root, "PRODUCT_URI"),
-        "start_time": _text(root, "PRODUCT_START_TIME"),
-        "sensing_time": _text(tile, "SENSING_TIME"),
-        "tile_id": _text(tile, "TILE_ID"),
-        "mgrs_tile": _mgrs(_text(root, "PRODUCT_URI"), listed[0]),
-        "orbit_number": _text(root, "SENSING_ORBIT_NUMBER"),
-        "orbit_direction": _text(root, "SENSING_ORBIT_DIRECTION"),
-        "cloud_cover": _text(root, "Cloud_Coverage_Assessment"),
+        "spacecraft": first_text(root, "SPACECRAFT_NAME"),
+        "product_type": first_text(root, "PRODUCT_TYPE"),
+        "product_uri": first_text(root, "PRODUCT_URI"),
+        "start_time": first_text(root, "PRODUCT_START_TIME"),
+        "sensing_time": first_text(tile, "SENSING_TIME"),
+        "tile_id": first_text(tile, "TILE_ID"),
+        "mgrs_tile": _mgrs(first_text(root, "PRODUCT_URI"), listed[0]),
+        "orbit_number": first_text(root, "SENSING_ORBIT_NUMBER"),
+        "orbit_direction": first_text(root, "SENSING_ORBIT_DIRECTION"),
+        "cloud_cover": first_text(root, "Cloud_Coverage_Assessment"),
         "sun_zenith_mean": _mean_sun(tile, "ZENITH_ANGLE"),
         "sun_azimuth_mean": _mean_sun(tile, "AZIMUTH_ANGLE"),
     }
@@ -219,7 +206,6 @@ def _read(files: ProductFiles) -> S2Product:
         offsets=offsets,
         offset_applies=number >= OFFSET_BASELINE and bool(offsets),
         wavelengths=wavelengths,
-        native_resolution=native,
         images=images,
         crs=crs,
         grids=grids,
@@ -227,7 +213,7 @@ def _read(files: ProductFiles) -> S2Product:
         scl_legend=_scl_legend(root),
         qi_masks={
             e.get("type", ""): e.text.strip()
-            for e in _all(tile, "MASK_FILENAME")
+            for e in all_named(tile, "MASK_FILENAME")
             if e.get("type") in ("MSK_CLASSI", "MSK_CLOUDS") and e.text
         },
     )
@@ -264,26 +250,29 @@ def _image(files: ProductFiles, rel: str, ext: str, native: dict[str, int]) -> I
 
 
 def _tile_grids(tile: ET.Element, what: str) -> tuple[CRS, dict[int, TileGrid]]:
-    code = _text(tile, "HORIZONTAL_CS_CODE")
+    code = first_text(tile, "HORIZONTAL_CS_CODE")
     try:
         crs = CRS.from_user_input(code)
     except Exception as exc:  # noqa: BLE001 - any pyproj/GDAL error means the same here
         raise InvalidArgument(f"{what} HORIZONTAL_CS_CODE {code!r} is not a known CRS") from exc
     sizes = {
-        int(e.get("resolution", "0")): (int(_text(e, "NROWS", "0")), int(_text(e, "NCOLS", "0")))
-        for e in _all(tile, "Size")
+        int(e.get("resolution", "0")): (
+            int(first_text(e, "NROWS", "0")),
+            int(first_text(e, "NCOLS", "0")),
+        )
+        for e in all_named(tile, "Size")
     }
     grids: dict[int, TileGrid] = {}
-    for e in _all(tile, "Geoposition"):
+    for e in all_named(tile, "Geoposition"):
         res = int(e.get("resolution", "0"))
         if res not in sizes:
             continue
         rows, cols = sizes[res]
         grids[res] = TileGrid(
-            ulx=_float(_text(e, "ULX"), f"{what} ULX"),
-            uly=_float(_text(e, "ULY"), f"{what} ULY"),
-            xdim=_float(_text(e, "XDIM"), f"{what} XDIM"),
-            ydim=_float(_text(e, "YDIM"), f"{what} YDIM"),
+            ulx=_float(first_text(e, "ULX"), f"{what} ULX"),
+            uly=_float(first_text(e, "ULY"), f"{what} ULY"),
+            xdim=_float(first_text(e, "XDIM"), f"{what} XDIM"),
+            ydim=_float(first_text(e, "YDIM"), f"{what} YDIM"),
             rows=rows,
             cols=cols,
         )
@@ -293,8 +282,8 @@ def _tile_grids(tile: ET.Element, what: str) -> tuple[CRS, dict[int, TileGrid]]:
 
 
 def _mean_sun(tile: ET.Element, name: str) -> str:
-    for mean in _all(tile, "Mean_Sun_Angle"):
-        return _text(mean, name)
+    for mean in all_named(tile, "Mean_Sun_Angle"):
+        return first_text(mean, name)
     return ""
 
 
@@ -309,13 +298,9 @@ def _mgrs(uri: str, first_image: str) -> str:
 def _scl_legend(root: ET.Element) -> dict[str, int]:
     """The product's SCL classes by option name; the standard legend when it has none."""
     legend: dict[str, int] = {}
-    for e in _all(root, "Scene_Classification_ID"):
-        name = _SCL_TEXT.get(_text(e, "SCENE_CLASSIFICATION_TEXT"))
-        index = _text(e, "SCENE_CLASSIFICATION_INDEX")
+    for e in all_named(root, "Scene_Classification_ID"):
+        name = _SCL_TEXT.get(first_text(e, "SCENE_CLASSIFICATION_TEXT"))
+        index = first_text(e, "SCENE_CLASSIFICATION_INDEX")
         if name and index.isdigit():
             legend[name] = int(index)
     return legend or dict(SCL_CLASSES)
-
-
-def common_name(ident: str) -> str:
-    return BAND_IDS[ident]

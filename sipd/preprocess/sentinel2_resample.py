@@ -84,9 +84,9 @@ def refine_nearest(a: np.ndarray, k: int, r0: int, r1: int, s0: int, width: int)
     return a[np.clip(rows, 0, a.shape[0] - 1)][:, cols]
 
 
-def _axis(n0: int, n1: int, k: int, s0: int, size: int, total: int) -> tuple[np.ndarray, ...]:
+def _axis(n0: int, n1: int, k: int, s0: int, total: int) -> tuple[np.ndarray, ...]:
     """Lower neighbour index, upper one and weight of the upper, per output coordinate,
-    relative to a source window of `size` starting at s0 (of a `total`-long axis)."""
+    relative to a source window starting at s0 (of a `total`-long axis)."""
     pos = (np.arange(n0, n1) + 0.5) / k - 0.5
     pos = np.clip(pos, 0.0, total - 1.0)  # hold the edge value outside the centres
     lo = np.floor(pos).astype(np.int64)
@@ -98,8 +98,8 @@ def refine_bilinear(
     a: np.ndarray, k: int, r0: int, r1: int, s0: int, source_height: int, width: int
 ) -> np.ndarray:
     """Bilinear refinement (see the module notes) of source window `a` (rows from s0)."""
-    y0, y1, wy = _axis(r0, r1, k, s0, a.shape[0], source_height)
-    x0, x1, wx = _axis(0, width, k, 0, a.shape[1], a.shape[1])
+    y0, y1, wy = _axis(r0, r1, k, s0, source_height)
+    x0, x1, wx = _axis(0, width, k, 0, a.shape[1])
     wy = wy[:, None]
     wx = wx[None, :]
     total = np.zeros((len(y0), width), np.float32)

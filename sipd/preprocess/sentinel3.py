@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ from sipd.errors import InvalidArgument
 from sipd.preprocess.band_stack import RunResult, StackGrid, write_stack
 from sipd.preprocess.geocode import OutputGrid
 from sipd.preprocess.product_files import ProductFiles
+from sipd.preprocess.sar_xml import all_named, first_text
 from sipd.preprocess.sentinel3_swath import (
     Calibration,
     SwathGeolocation,
@@ -78,7 +79,6 @@ class Manifest:
     bands: dict[str, tuple[str, str]]  # name -> (central wavelength nm, bandwidth nm)
     tie_ac: int = 0
     tie_al: int = 0
-    hrefs: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -93,23 +93,12 @@ class Band:
     bandwidth: str
 
 
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def _text(root: ET.Element, name: str) -> str:
-    for e in root.iter():
-        if _local(e.tag) == name and e.text and e.text.strip():
-            return e.text.strip()
-    return ""
-
-
 def parse_manifest(data: bytes, source: Path) -> Manifest:
     try:
         root = ET.fromstring(data)
     except ET.ParseError as exc:
         raise InvalidArgument(f"{source}: xfdumanifest.xml is not valid XML: {exc}") from exc
-    product_type = _text(root, "productType")
+    product_type = first_text(root, "productType")
     if product_type not in PRODUCT_TYPES:
         raise InvalidArgument(
             f"{source} is a {product_type or 'unknown'} product; accepted: Sentinel-3 "
@@ -117,27 +106,24 @@ def parse_manifest(data: bytes, source: Path) -> Manifest:
             "(SL_1_RBT___)"
         )
     bands: dict[str, tuple[str, str]] = {}
-    for e in root.iter():
-        if _local(e.tag) == "band" and e.get("name"):
-            bands[e.get("name", "")] = (_text(e, "centralWavelength"), _text(e, "bandwidth"))
-    hrefs = {
-        (e.get("href") or "").removeprefix("./")
-        for e in root.iter()
-        if _local(e.tag) == "fileLocation"
-    }
-    number = _text(root, "number")
+    for e in all_named(root, "band"):
+        if e.get("name"):
+            bands[e.get("name", "")] = (
+                first_text(e, "centralWavelength"),
+                first_text(e, "bandwidth"),
+            )
+    number = first_text(root, "number")
     return Manifest(
         product_type=product_type,
         instrument=PRODUCT_TYPES[product_type],
-        name=_text(root, "productName") or source.name,
+        name=first_text(root, "productName") or source.name,
         platform=f"Sentinel-3{number}",
-        start=_text(root, "startTime"),
-        stop=_text(root, "stopTime"),
-        baseline=_text(root, "baselineCollection"),
+        start=first_text(root, "startTime"),
+        stop=first_text(root, "stopTime"),
+        baseline=first_text(root, "baselineCollection"),
         bands=bands,
-        tie_ac=int(_text(root, "columnsPerTiePoint") or 0),
-        tie_al=int(_text(root, "rowsPerTiePoint") or 0),
-        hrefs=hrefs,
+        tie_ac=int(first_text(root, "columnsPerTiePoint") or 0),
+        tie_al=int(first_text(root, "rowsPerTiePoint") or 0),
     )
 
 

@@ -69,7 +69,6 @@ SUBSAMPLE = 8
 LATTICE = 8
 MAX_INVERSE_ERROR = 0.1  # swath pixels; above it the exact (KD-tree) method is used
 BLOCK_NODES = 16  # node intervals per block of geolocation rows read at once
-METRES_PER_DEGREE = 111320.0
 
 
 def nc_path(files: ProductFiles, rel: str, var: str) -> str:
@@ -384,7 +383,6 @@ class SwathGeolocation:
 
     def _use_exact(self, why: str) -> None:
         self.method = f"kd-tree ({why})"
-        self._why = why
 
     @property
     def exact(self) -> bool:

@@ -241,10 +241,10 @@ def test_mod09_range_scale_multiplies(tmp_path: Path) -> None:
     # By hand: 30000 * 25 = 750000 m, 28000 * 25 = 700000 m, 32767 * 25 = 819175 m.
     np.testing.assert_allclose(got, [[750000, 700000, 0], [25, 50, 819175]], rtol=1e-7)
     # The exemptions are by product: the same dataset elsewhere divides, MOD16 never does.
-    range_ds = modis._dataset("Range_1", {"scale_factor": 25.0}, "int16")
+    range_ds = modis._dataset("Range_1", {"scale_factor": 25.0})
     assert modis.convention(range_ds, "MOD13Q1") == modis.DIVIDE
     assert modis.convention(range_ds, "MOD16A2.A2022033.hdf") == modis.MULTIPLY
-    assert modis.convention(modis._dataset("x", {}, "int16"), "MOD13Q1") is None
+    assert modis.convention(modis._dataset("x", {}), "MOD13Q1") is None
 
 
 def test_bad_inputs_are_refused(tmp_path: Path, scaled: tuple[Path, np.ndarray, str]) -> None:
