@@ -13,6 +13,7 @@ scipy.ndimage.map_coordinates, so memory is a few tiles whatever the scene size.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -31,6 +32,12 @@ from sipd.preprocess.streaming import DatasetsPerThread, in_order
 WGS84 = CRS.from_epsg(4326)
 LATTICE = 16  # output pixels between exactly computed (line, pixel) points
 TILE = 512
+
+
+def utm_for(lon: float, lat: float) -> CRS:
+    """The UTM zone (WGS 84) holding lon/lat: the "auto" CRS of a scene centred there."""
+    zone = int(math.floor((lon + 180.0) / 6.0)) % 60 + 1
+    return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
 
 
 def parse_crs(text: str) -> CRS:

@@ -18,7 +18,6 @@ in order to a scratch file on the output grid. Stage 3 copies it to the COG
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections import defaultdict
@@ -340,8 +339,7 @@ def output_crs(plan: Plan) -> CRS:
         rad = np.radians([g.lon for g in plan.product.gcps])
         lon = float(np.degrees(np.arctan2(np.sin(rad).mean(), np.cos(rad).mean())))
         lat = float(np.mean([g.lat for g in plan.product.gcps]))
-        zone = int(math.floor((lon + 180.0) / 6.0)) % 60 + 1
-        return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
+        return geocode.utm_for(lon, lat)
     return geocode.parse_crs(text)
 
 

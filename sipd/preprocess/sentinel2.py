@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from affine import Affine
 from rasterio.windows import Window
 
 from sipd.contracts.options.sentinel2 import BAND_IDS, S2_BANDS, Sentinel2Options
@@ -124,7 +123,7 @@ def run(
             grid.cols,
             grid.rows,
             product.crs,
-            Affine(grid.xdim, 0.0, grid.ulx, 0.0, grid.ydim, grid.uly),
+            grid.transform,
         )
         datasets = DatasetsPerThread(opener=open_measurement)
         try:
@@ -262,7 +261,7 @@ def _mask(
         )
     data = product.files.read_bytes(clouds, "cloud mask")
     polygons = gml_polygons(data, {GML_TYPES[n] for n in names}, clouds)
-    transform = Affine(grid.xdim, 0.0, grid.ulx, 0.0, grid.ydim, grid.uly)
+    transform = grid.transform
     return polygon_mask(polygons, transform, grid.cols), clouds
 
 
@@ -343,7 +342,7 @@ def _check_images(product: S2Product, sources: list[BandSource], mask: BlockMask
 def _check_georef(product: S2Product, image: ImageFile, crs, transform, grid) -> None:  # noqa: ANN001
     if crs is None or grid is None:
         return  # no georeferencing in the file: the tile metadata's is used
-    expected = Affine(grid.xdim, 0.0, grid.ulx, 0.0, grid.ydim, grid.uly)
+    expected = grid.transform
     if crs != product.crs or not transform.almost_equals(expected, precision=1e-6):
         raise InvalidArgument(
             f"band file {image.rel} is georeferenced as {crs} {tuple(transform)[:6]}, the tile "

@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from affine import Affine
 from rasterio.crs import CRS
 
 from sipd.contracts.options.sentinel2 import SCL_CLASSES
@@ -67,6 +68,10 @@ class TileGrid:
     ydim: float
     rows: int
     cols: int
+
+    @property
+    def transform(self) -> Affine:
+        return Affine(self.xdim, 0.0, self.ulx, 0.0, self.ydim, self.uly)
 
 
 @dataclass

@@ -36,7 +36,7 @@ from sipd.contracts.options.sentinel3 import Sentinel3Options
 from sipd.contracts.preprocessing import PreprocessStep
 from sipd.errors import InvalidArgument
 from sipd.preprocess.band_stack import RunResult, StackGrid, write_stack
-from sipd.preprocess.geocode import OutputGrid
+from sipd.preprocess.geocode import OutputGrid, utm_for
 from sipd.preprocess.product_files import ProductFiles
 from sipd.preprocess.sar_xml import all_named, first_text
 from sipd.preprocess.sentinel3_swath import (
@@ -48,7 +48,6 @@ from sipd.preprocess.sentinel3_swath import (
     read_at,
     read_quad,
     read_variable,
-    utm_for,
 )
 from sipd.preprocess.streaming import DatasetsPerThread
 from sipd.progress import JobContext

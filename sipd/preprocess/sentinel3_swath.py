@@ -159,12 +159,6 @@ def flag_bits(ds: rasterio.DatasetReader) -> dict[str, int]:
     return dict(zip(meanings, masks, strict=True))
 
 
-def utm_for(lon: float, lat: float) -> CRS:
-    """The UTM zone (WGS 84) holding lon/lat."""
-    zone = int((lon + 180.0) // 6.0) % 60 + 1
-    return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
-
-
 def _nodes(n: int) -> np.ndarray:
     """Node indices along an axis of n >= 2 pixels: every SUBSAMPLE-th and the last."""
     idx = np.arange(0, n, SUBSAMPLE)
