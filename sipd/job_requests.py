@@ -29,6 +29,7 @@ from sipd.contracts.jobs import (
     ProjectSnapshot,
     SceneTarget,
     Split,
+    SuggestParams,
     TestParams,
     TrainParams,
     build,
@@ -38,6 +39,7 @@ from sipd.dataset.summary import dataset_dir, needs_prepare
 from sipd.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, SipError
 from sipd.jobs.engine import JobEngine
 from sipd.modelrepo import ModelRepository, ModelVersion
+from sipd.modelrepo.layout import CHECKPOINT_FILE, FOREST_FILE
 from sipd.paths import PathPolicy
 from sipd.preprocess import catalog
 from sipd.preprocess.geocode import parse_crs
@@ -81,6 +83,8 @@ class PredictOptions:
     overwrite: bool = False
     # "" or "model": the model's recipe for raw products; else a recipe NAME[@VERSION].
     recipe: str = ""
+    uncertainty: bool = False
+    uncertainty_path: str = ""
 
 
 def model_ref(model: ModelVersion) -> ModelRef:
@@ -507,6 +511,12 @@ class JobRequests:
             raise InvalidArgument(
                 "confidence_path names one file; with several inputs leave it empty"
             )
+        if options.uncertainty_path and len(resolved) > 1:
+            raise InvalidArgument(
+                "uncertainty_path names one file; with several inputs leave it empty"
+            )
+        if options.uncertainty:
+            self.require_probabilities(model, "an uncertainty map")
         items = []
         scene_files = self.projects.scene_files()
         for src, dst in zip(resolved, targets, strict=True):
@@ -523,9 +533,16 @@ class JobRequests:
                 dst.with_name(f"{dst.stem}_probabilities.tif") if options.probabilities else None
             )
             quicklook = dst.with_suffix(".png") if options.quicklook else None
+            uncertainty = None
+            if options.uncertainty:
+                uncertainty = (
+                    self.policy.check_output(options.uncertainty_path, "uncertainty path", data_dir)
+                    if options.uncertainty_path
+                    else dst.with_name(f"{dst.stem}_uncertainty.tif")
+                )
             step, warnings = raw.get(src, (None, []))
             preprocessed = dst.with_name(f"{dst.stem}_preprocessed.tif") if step else None
-            for path in (dst, confidence, probabilities, quicklook, preprocessed):
+            for path in (dst, confidence, probabilities, quicklook, uncertainty, preprocessed):
                 if path is not None:
                     self.projects.refuse_scene_file(
                         Path(os.path.realpath(path)), "output", scene_files
@@ -541,6 +558,7 @@ class JobRequests:
                     confidence=str(confidence or ""),
                     probabilities=str(probabilities or ""),
                     quicklook=str(quicklook or ""),
+                    uncertainty=str(uncertainty or ""),
                     preprocess=step,
                     preprocessed=str(preprocessed or ""),
                     warnings=warnings,
@@ -563,16 +581,86 @@ class JobRequests:
         )
         return self.engine.submit(params, project=project)
 
+    @staticmethod
+    def require_probabilities(model: ModelVersion, what: str) -> None:
+        if "probabilities" not in model.card.outputs.by_role():
+            raise FailedPrecondition(
+                f"{model.name} has no probabilities output in model.yaml, which {what} "
+                "is computed from"
+            )
+
+    def suggest(
+        self,
+        project: str,
+        version: str,
+        scene_ids: list[str],
+        *,
+        n: int = 10,
+        size: int = 64,
+        min_distance: int = 0,
+        tile_size: int = 0,
+        batch_size: int = 0,
+    ) -> JobRecord:
+        """Where new labels would help most: the `n` most uncertain regions of `size` px
+        on the named scenes (default all), away from every ROI of the project."""
+        if not 1 <= n <= 1000:
+            raise InvalidArgument(f"n must be 1..1000 regions, got {n}")
+        if not 8 <= size <= 4096:
+            raise InvalidArgument(f"size must be 8..4096 pixels, got {size}")
+        if min_distance < 0 or tile_size < 0 or batch_size < 0:
+            raise InvalidArgument("min_distance, tile_size and batch_size must not be negative")
+        self.projects.get(project)
+        for sid in scene_ids:
+            self.projects.get_scene(project, sid)
+        if version in ("", "latest") and not self.models.versions(project):
+            raise FailedPrecondition(
+                f"project {project!r} has no model yet; train one with `sipctl train {project}` "
+                "before asking where to label"
+            )
+        model = self.model(project, version)
+        self.require_probabilities(model, "the uncertainty")
+        scene_ids = scene_ids or [s["id"] for s in self.projects.list_scenes(project)]
+        if not scene_ids:
+            raise FailedPrecondition(f"project {project!r} has no scenes to search")
+        # Every split: a region touching any existing ROI is never suggested.
+        snapshot = self.projects.snapshot(project, tuple(Split), scene_ids=scene_ids)
+        for scene in snapshot.scenes:
+            self.check_bands(model, Path(scene.path), f"scene {scene.name}")
+            if size > scene.info.width or size > scene.info.height:
+                raise InvalidArgument(
+                    f"size {size} does not fit in scene {scene.name} "
+                    f"({scene.info.width} x {scene.info.height} pixels); give a smaller size"
+                )
+            # The worker keeps a few numbers per region: bounded, whatever the scene.
+            regions = -(-scene.info.width // size) * -(-scene.info.height // size)
+            if regions > 1_000_000:
+                raise InvalidArgument(
+                    f"size {size} cuts scene {scene.name} into {regions} regions (at most "
+                    "1000000); give a larger size"
+                )
+        params = build(
+            SuggestParams,
+            model=model_ref(model),
+            snapshot=snapshot,
+            n=n,
+            size=size,
+            min_distance=min_distance,
+            tile_size=tile_size or self.config.inference.tile_size,
+            batch_size=batch_size or self.config.inference.batch_size,
+        )
+        return self.engine.submit(params, project=project)
+
     # -- export -----------------------------------------------------------------------
 
     def export(self, project: str, version: str, fp16: bool) -> JobRecord:
         if version in ("", "latest"):
             raise InvalidArgument("name the version to export explicitly, not 'latest'")
         model = self.model(project, version)
-        if not (Path(model.path) / "checkpoint.pt").is_file():
+        sources = (CHECKPOINT_FILE, FOREST_FILE)
+        if not any((Path(model.path) / name).is_file() for name in sources):
             raise FailedPrecondition(
-                f"{model.name} has no checkpoint.pt to export from (a folder copied "
-                "without it can predict, but not be re-exported)"
+                f"{model.name} has neither {' nor '.join(sources)} to export from (a folder "
+                "copied without it can predict, but not be re-exported)"
             )
         params = ExportParams(model=model_ref(model), fp16=fp16)
         return self.engine.submit(params, project=project)

@@ -12,7 +12,9 @@ from sipctl.app import App
 from sipctl.client import DEFAULT_ADDRESS, Client, CliError
 
 # Command modules in the order `sipctl --help` lists them.
-COMMAND_MODULES = ["labeling", "preprocess", "training", "watch", "system", "jobs", "bench"]
+COMMAND_MODULES = [
+    "labeling", "preprocess", "training", "suggest", "watch", "system", "jobs", "bench",
+]  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

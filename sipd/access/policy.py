@@ -36,7 +36,7 @@ _LABEL = {
     ),
     "sip.v1.DatasetService": ("PrepareDataset",),
     "sip.v1.TrainingService": ("Train", "Test", "ExportModel"),
-    "sip.v1.PredictionService": ("Predict", "PredictStream"),
+    "sip.v1.PredictionService": ("Predict", "PredictStream", "Suggest"),
     "sip.v1.PreprocessService": ("InspectRaster", "Preprocess", "CreateRecipe"),
     "sip.v1.WatchService": ("CreateWatch", "PauseWatch", "ResumeWatch"),
     "sip.v1.JobService": ("CancelJob",),

@@ -20,7 +20,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from sipd.contracts.base import Contract
 from sipd.contracts.preprocessing import PreprocessStep
 from sipd.errors import InvalidArgument
-from sipd.nets.catalog import ARCHS
+from sipd.nets.catalog import TRAIN_ARCHS
 
 # Bumped when a params or result shape changes incompatibly; `upgrade_params`
 # turns rows written under an older version into the current one.
@@ -161,8 +161,10 @@ class TrainParams(PrepareParams):
     @field_validator("arch")
     @classmethod
     def _known_arch(cls, value: str) -> str:
-        if value not in ARCHS:
-            raise ValueError(f"arch {value!r} is not known; choose one of: {', '.join(ARCHS)}")
+        if value not in TRAIN_ARCHS:
+            raise ValueError(
+                f"arch {value!r} is not known; choose one of: {', '.join(TRAIN_ARCHS)}"
+            )
         return value
 
     @model_validator(mode="after")
@@ -195,6 +197,8 @@ class PredictItem(Contract):
     confidence: str = ""
     probabilities: str = ""
     quicklook: str = ""
+    # Per-pixel uncertainty (normalized entropy, sipd.inference.writers).
+    uncertainty: str = ""
     preprocess: PreprocessStep | None = None
     preprocessed: str = ""
     keep_preprocessed: bool = True
@@ -238,6 +242,20 @@ class PreprocessParams(JobParams):
 class ExportParams(JobParams):
     model: ModelRef
     fp16: bool = False
+
+
+class SuggestParams(JobParams):
+    """Where new labels would help most (sipd.inference.suggest): `snapshot` holds the
+    scenes to search with every ROI they have (any split), which are never suggested."""
+
+    model: ModelRef
+    snapshot: ProjectSnapshot
+    n: int = Field(default=10, ge=1, le=1000)
+    size: int = Field(default=64, ge=8, le=4096)
+    # Least centre distance in pixels between two regions of a scene; 0 = 2 * size.
+    min_distance: int = Field(default=0, ge=0)
+    tile_size: int = Field(default=0, ge=0)
+    batch_size: int = Field(default=0, ge=0)
 
 
 # -- results ------------------------------------------------------------------------
@@ -362,6 +380,10 @@ class ScenePrediction(PredictItem):
     tiles: int = 0
     tile_shape: list[int] = []
     timing: dict[str, float] = {}
+    # Whenever class probabilities were computed (uncertainty or probabilities asked
+    # for): mean normalized entropy over classified pixels, and the share above 0.5.
+    mean_uncertainty: float | None = None
+    uncertain_share: float | None = None
 
 
 class PredictResult(JobResult):
@@ -397,6 +419,30 @@ class ExportResult(JobResult):
     max_abs_diff: float
 
 
+class SuggestedRegion(Contract):
+    """A square of `size` pixels at (row, col) of a scene, best first by `rank`."""
+
+    rank: int = Field(ge=1)
+    scene: str  # scene id
+    row: int = Field(ge=0)
+    col: int = Field(ge=0)
+    size: int = Field(ge=1)
+    uncertainty: float
+    class_mix: dict[str, float]
+    majority_class: str
+
+
+class SuggestResult(JobResult):
+    project: str
+    version: int
+    regions: list[SuggestedRegion]
+    # The regions as a GeoJSON FeatureCollection (JSON text).
+    geojson: str
+    scenes: list[str]  # scene ids searched
+    candidates: int = Field(ge=0)
+    seconds: float
+
+
 # -- the job types --------------------------------------------------------------------
 
 
@@ -410,6 +456,7 @@ class JobType(StrEnum):
     PREDICT = "predict"
     EXPORT = "export"
     PREPROCESS = "preprocess"
+    SUGGEST = "suggest"
 
 
 PARAMS: dict[JobType, type[JobParams]] = {
@@ -422,6 +469,7 @@ PARAMS: dict[JobType, type[JobParams]] = {
     JobType.PREDICT: PredictParams,
     JobType.EXPORT: ExportParams,
     JobType.PREPROCESS: PreprocessParams,
+    JobType.SUGGEST: SuggestParams,
 }
 
 RESULTS: dict[JobType, type[JobResult]] = {
@@ -434,6 +482,7 @@ RESULTS: dict[JobType, type[JobResult]] = {
     JobType.PREDICT: PredictResult,
     JobType.EXPORT: ExportResult,
     JobType.PREPROCESS: PreprocessResult,
+    JobType.SUGGEST: SuggestResult,
 }
 
 

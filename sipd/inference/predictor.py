@@ -1,4 +1,5 @@
-"""predict_scenes: scenes in, label map COGs (and optional confidence/probabilities) out.
+"""predict_scenes: scenes in, label map COGs (and optional confidence/probabilities/
+uncertainty) out.
 
 Several scenes form one pipeline (sipd.inference.tile_loop.run_passes): the
 next scene is read while the current one is inferred, and a finisher thread
@@ -115,6 +116,7 @@ class SceneRequest:
     probabilities: str | os.PathLike[str] | None = None
     quicklook: str | os.PathLike[str] | None = None
     background: Background | Callable[[], Background] = None
+    uncertainty: str | os.PathLike[str] | None = None
 
 
 @dataclass
@@ -147,9 +149,18 @@ def _plan(model: LoadedModel, request: SceneRequest, tile_size: int | None) -> _
         finals["confidence"] = Path(request.confidence)
     if request.probabilities is not None:
         finals["probabilities"] = Path(request.probabilities)
+    if request.uncertainty is not None:
+        finals["uncertainty"] = Path(request.uncertainty)
     if len({p.resolve() for p in finals.values()}) != len(finals):
-        raise InvalidArgument("label, confidence and probability outputs must be different files")
-    missing = [r for r in finals if r not in model.outputs]
+        raise InvalidArgument(
+            "label, confidence, probability and uncertainty outputs must be different files"
+        )
+    # The uncertainty is computed from the graph's probabilities.
+    missing = [
+        r
+        for r in dict.fromkeys("probabilities" if r == "uncertainty" else r for r in finals)
+        if r not in model.outputs
+    ]
     if missing:
         raise FailedPrecondition(
             f"model {model.spec.name} has no {', '.join(missing)} output in model.yaml"
@@ -175,6 +186,7 @@ def _open_outputs(model: LoadedModel, scene: _Scene) -> None:
         scene.scratch.get("confidence"),
         scene.scratch.get("probabilities"),
         blocksize=_scratch_blocksize(scene.grid),
+        uncertainty_path=scene.scratch.get("uncertainty"),
     )
 
 
@@ -190,7 +202,7 @@ def _finalize(scene: _Scene, ctx: JobContext) -> None:
             # faster (0.3 s instead of 1.1 s for 5000 x 5000 on 2 cores, time
             # that is not hidden behind inference for the last scene of a job).
             copy_to_cog(src, dst, resampling="NEAREST", compress="LZW")
-        elif role == "confidence":
+        elif role in ("confidence", "uncertainty"):
             copy_to_cog(src, dst, resampling="AVERAGE", predictor="YES")
         else:
             copy_to_cog(src, dst, resampling="AVERAGE", predictor="FLOATING_POINT")
@@ -259,7 +271,9 @@ def predict_scenes(
         scene_of = {id(p): s for p, s in zip(passes, scenes, strict=True)}
         # The union of what the scenes ask for; a sink ignores roles it has no file for.
         wanted = {r for s in scenes for r in s.finals}
-        roles = tuple(r for r in ("labels", "confidence", "probabilities") if r in wanted)
+        roles = tuple(
+            r for r in ("labels", "confidence", "probabilities", "uncertainty") if r in wanted
+        )
         run_passes(
             model,
             passes,
@@ -295,6 +309,7 @@ def _result(model: LoadedModel, scene: _Scene, p: ScenePass, job_start: float) -
     timing = p.stats.as_dict()
     timing["cog_s"] = round(scene.cog_s, 3)
     timing["loop_s"] = round(p.stats.seconds, 3)
+    mean_uncertainty, uncertain_share = scene.sink.uncertainty_figures()
     return {
         "width": profile["width"],
         "height": profile["height"],
@@ -313,6 +328,8 @@ def _result(model: LoadedModel, scene: _Scene, p: ScenePass, job_start: float) -
         "tile_shape": list(scene.grid.tile_shape),
         "provider": model.provider,
         "timing": timing,
+        "mean_uncertainty": mean_uncertainty,
+        "uncertain_share": uncertain_share,
     }
 
 
@@ -328,11 +345,12 @@ def predict_scene(
     batch_size: int = 1,
     ctx: JobContext | None = None,
     io_threads: int = 1,
+    uncertainty_path: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Classify one scene: predict_scenes with a single request."""
     request = SceneRequest(
         src, dst, confidence=confidence_path, probabilities=probabilities_path,
-        background=background,
+        background=background, uncertainty=uncertainty_path,
     )
     return predict_scenes(
         model, [request], tile_size=tile_size, batch_size=batch_size, ctx=ctx,

@@ -44,10 +44,12 @@ Background = np.ndarray | str | os.PathLike[str] | None
 class TileSink(Protocol):
     """Receives each tile's cropped outputs in the writer thread.
 
-    `outputs` maps roles ("labels", "confidence", "probabilities") to arrays
-    cropped to the tile core: labels [h, w] uint8 with invalid pixels already
-    0, confidence [h, w] float32, probabilities [K, h, w] float32. `invalid`
-    is the core's nodata/background mask, or None when all pixels are valid.
+    `outputs` maps roles ("labels", "confidence", "probabilities",
+    "uncertainty") to arrays cropped to the tile core: labels [h, w] uint8
+    with invalid pixels already 0, confidence [h, w] float32, probabilities
+    [K, h, w] float32, uncertainty [h, w] float32 in 0..1 (normalized_entropy
+    of the probabilities; present whenever probabilities are). `invalid` is
+    the core's nodata/background mask, or None when all pixels are valid.
     """
 
     def open(self) -> None: ...
@@ -147,6 +149,29 @@ def _get(q: queue.Queue[Any], stop: threading.Event) -> Any:
             continue
 
 
+def normalized_entropy(probs: np.ndarray) -> np.ndarray:
+    """Per-pixel uncertainty of class probabilities [K, ...] -> [...] float32 in 0..1.
+
+    H(p) / ln K, with 0 * ln 0 = 0: 0 when one class has all the probability,
+    1 when all K classes are equally likely (0 everywhere for K = 1). Chosen
+    over the margin 1 - (p1 - p2) because it weighs every class, not only the
+    best two: a pixel torn between three classes is more uncertain than one torn
+    between two, which is what a labeler should look at first. For K = 2 both
+    give the same order.
+    """
+    k = probs.shape[0]
+    if k < 2:
+        return np.zeros(probs.shape[1:], dtype=np.float32)
+    p = np.clip(np.asarray(probs, dtype=np.float32), 0.0, 1.0)
+    h = -np.sum(p * np.log(np.maximum(p, np.float32(1e-12))), axis=0)
+    return np.clip(h / np.float32(np.log(k)), 0.0, 1.0).astype(np.float32, copy=False)
+
+
+def graph_roles(roles: Sequence[str]) -> tuple[str, ...]:
+    """The graph outputs that `roles` need: "uncertainty" is derived from "probabilities"."""
+    return tuple(dict.fromkeys("probabilities" if r == "uncertainty" else r for r in roles))
+
+
 def fill_values(model: LoadedModel) -> np.ndarray:
     """Per-band value given to invalid pixels: the training mean (0 once normalized)."""
     return np.asarray(model.spec.mean, dtype=np.float32)
@@ -166,8 +191,10 @@ def run_passes(
 ) -> RunStats:
     """Run the graph over the tiles of every pass, in order, as one pipeline.
 
-    `roles` are the outputs to compute (names resolved through model.yaml);
-    asking only for labels keeps probability tensors inside onnxruntime.
+    `roles` are the outputs to compute (names resolved through model.yaml;
+    "uncertainty" is derived from the graph's probabilities, which are then
+    computed: see normalized_entropy); asking only for labels keeps probability
+    tensors inside onnxruntime.
     A batch never mixes scenes (their tile shapes may differ). Progress goes
     to ctx as progress_base + progress_span * tiles done / all tiles.
     Per-scene figures land in each pass's `stats`; the total is returned.
@@ -183,7 +210,7 @@ def run_passes(
             batches.append((k, list(p.tiles[i : i + batch_size])))
     total_tiles = sum(len(p.tiles) for p in passes)
     total = RunStats(tiles=total_tiles)
-    run = model.runner(roles)
+    run = model.runner(graph_roles(roles))
 
     stop = threading.Event()
     # Two batches waiting per stage: enough to hide jitter, bounded memory.
@@ -347,6 +374,9 @@ def _write_batch(batch: _Batch, sink: TileSink) -> None:
             else:
                 cropped[role] = arr[i, rows, cols]
         invalid = batch.invalid[i]
+        if "probabilities" in cropped:
+            # In the writer thread, off the graph's critical path.
+            cropped["uncertainty"] = normalized_entropy(cropped["probabilities"])
         if "labels" in cropped:
             # The graph may emit int64 when exported without a final cast.
             labels = cropped["labels"].astype(np.uint8, copy=True)

@@ -10,6 +10,13 @@ Formats (all on the scene's grid, nodata marks unclassified pixels):
   K probabilities is at least 1/K, and values are clipped to >= 1 anyway.
 - probabilities: float32, one band per class (described by class name), NaN
   as nodata (0.0 is a legitimate probability).
+- uncertainty: normalized entropy u = H(p) / ln K of the class probabilities
+  (sipd.inference.tile_loop.normalized_entropy; 0 = certain, 1 = all classes
+  equally likely), encoded like confidence: uint8 round(255 * u) clipped to
+  >= 1, nodata 0, band scale 1/255. So a certain pixel reads 1 (u = 0.004),
+  never nodata; 1/255 is far finer than "where to label next" needs, and the
+  map is a quarter of a float32 one. Per-scene figures (mean uncertainty over
+  classified pixels, share above 0.5) are taken from the unquantized values.
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ class SceneWriter:
         confidence_path: Path | None = None,
         probabilities_path: Path | None = None,
         blocksize: int = 512,
+        uncertainty_path: Path | None = None,
     ) -> None:
         self.profile = grid_profile
         self.classes = classes
@@ -69,8 +77,15 @@ class SceneWriter:
             self.paths["confidence"] = confidence_path
         if probabilities_path is not None:
             self.paths["probabilities"] = probabilities_path
+        if uncertainty_path is not None:
+            self.paths["uncertainty"] = uncertainty_path
         self.blocksize = blocksize
         self.counts = np.zeros(len(classes) + 1, dtype=np.int64)  # index = label value
+        # Over classified pixels, whenever the tile loop computed the uncertainty.
+        self.uncertainty_sum = 0.0
+        self.uncertainty_pixels = 0
+        self.uncertain_pixels = 0  # above 0.5
+        self.has_uncertainty = False
         self._ds: dict[str, Any] = {}
 
     def open(self) -> None:
@@ -79,6 +94,7 @@ class SceneWriter:
             "labels": (1, "uint8", 0),
             "confidence": (1, "uint8", 0),
             "probabilities": (k, "float32", float("nan")),
+            "uncertainty": (1, "uint8", 0),
         }
         for role, path in self.paths.items():
             count, dtype, nodata = specs[role]
@@ -96,6 +112,14 @@ class SceneWriter:
                 ds.scales = (1.0 / 255.0,)
                 ds.offsets = (0.0,)
                 ds.update_tags(ENCODING="uint8 = round(255 * max class probability); 0 = nodata")
+            elif role == "uncertainty":
+                ds.set_band_description(1, "uncertainty")
+                ds.scales = (1.0 / 255.0,)
+                ds.offsets = (0.0,)
+                ds.update_tags(
+                    ENCODING="uint8 = max(1, round(255 * H(p) / ln K)), normalized entropy of "
+                    "the class probabilities; 0 = nodata"
+                )
             else:
                 for c in self.classes:
                     ds.set_band_description(c.value, c.name)
@@ -115,6 +139,28 @@ class SceneWriter:
             if invalid is not None:
                 probs[:, invalid] = np.nan
             self._ds["probabilities"].write(probs, window=window)
+        if "uncertainty" in outputs:
+            u = outputs["uncertainty"]
+            valid = labels != 0  # classified: not nodata, not background
+            values = u[valid]
+            self.has_uncertainty = True
+            self.uncertainty_sum += float(values.sum(dtype=np.float64))
+            self.uncertainty_pixels += int(values.size)
+            self.uncertain_pixels += int(np.count_nonzero(values > 0.5))
+            if "uncertainty" in self._ds:
+                enc = np.clip(np.rint(u * 255.0), 1, 255).astype(np.uint8)
+                enc[~valid] = 0
+                self._ds["uncertainty"].write(enc, 1, window=window)
+
+    def uncertainty_figures(self) -> tuple[float | None, float | None]:
+        """(mean uncertainty, share above 0.5) over classified pixels; None when the
+        probabilities were not computed (0.0 for a scene without classified pixels)."""
+        if not self.has_uncertainty:
+            return None, None
+        n = self.uncertainty_pixels
+        if n == 0:
+            return 0.0, 0.0
+        return self.uncertainty_sum / n, self.uncertain_pixels / n
 
     def close(self) -> None:
         while self._ds:

@@ -40,6 +40,9 @@ from sipd.contracts.jobs import (
     SceneMasks,
     ScenePrediction,
     Split,
+    SuggestedRegion,
+    SuggestParams,
+    SuggestResult,
     TestParams,
     TestResult,
     TrainParams,
@@ -279,6 +282,23 @@ def train(params: TrainParams, ctx: JobContext) -> TrainResult:
         _prepare(params, ctx.child(0.0, 0.15))
         step = ctx.child(0.15, 0.85)
     snapshot = params.snapshot
+    preprocessing = params.preprocessing.model_dump(mode="json") if params.preprocessing else None
+    if params.arch == "forest":
+        # The instant model kind: epochs, batch size, lr, augment and patience do not
+        # apply (its card says so); the forest balances classes itself.
+        from sipd.training.forest import train_forest
+
+        result = train_forest(
+            dataset_dir=params.dataset_dir,
+            models_root=params.models_root,
+            project=snapshot.project,
+            classes=[c.model_dump() for c in snapshot.classes],
+            bands=snapshot.bands,
+            seed=params.seed,
+            preprocessing=preprocessing,
+            ctx=step,
+        )
+        return _train_result(snapshot.project, result)
     result = train_model(
         dataset_dir=params.dataset_dir,
         models_root=params.models_root,
@@ -293,13 +313,15 @@ def train(params: TrainParams, ctx: JobContext) -> TrainResult:
         class_weights=params.class_weights,
         augment=params.augment,
         patience=params.patience,
-        preprocessing=params.preprocessing.model_dump(mode="json")
-        if params.preprocessing
-        else None,
+        preprocessing=preprocessing,
         ctx=step,
     )
+    return _train_result(snapshot.project, result)
+
+
+def _train_result(project: str, result: dict[str, Any]) -> TrainResult:
     return TrainResult(
-        project=snapshot.project,
+        project=project,
         version=result["version"],
         epochs_run=result["epochs_run"],
         best_epoch=result["best_epoch"],
@@ -385,6 +407,9 @@ def predict(params: PredictParams, ctx: JobContext) -> PredictResult:
                 tiles=r["tiles"],
                 tile_shape=r["tile_shape"],
                 timing=r["timing"],
+                uncertainty=item.uncertainty,
+                mean_uncertainty=r["mean_uncertainty"],
+                uncertain_share=r["uncertain_share"],
                 preprocess=item.preprocess,
                 preprocessed=item.preprocessed,
                 keep_preprocessed=item.keep_preprocessed,
@@ -420,6 +445,7 @@ def _predict(params: PredictParams, ctx: JobContext) -> tuple[Any, list[dict[str
             probabilities=item.probabilities or None,
             quicklook=item.quicklook or None,
             background=_background(item.preprocessed or item.input, params.background_mask),
+            uncertainty=item.uncertainty or None,
         )
         for item in params.items
     ]
@@ -431,6 +457,60 @@ def _predict(params: PredictParams, ctx: JobContext) -> tuple[Any, list[dict[str
         ctx=ctx.child(0.5, 0.5) if raw else ctx,
     )
     return model, results
+
+
+@handler(SuggestParams)
+def suggest(params: SuggestParams, ctx: JobContext) -> SuggestResult:
+    """Regions where a new label would help most (sipd.inference.suggest): the model's
+    uncertainty reduced per region in the streaming tile loop, ranked, as GeoJSON."""
+    from sipd.inference.suggest import SuggestScene, regions_geojson, suggest_regions
+
+    for scene in params.snapshot.scenes:
+        require_regular(scene.path, "scene raster")
+    started = time.perf_counter()
+    model = session_cache(ctx).get(params.model.path)
+    scenes = [
+        SuggestScene(
+            name=s.name,
+            src=s.path,
+            crs=s.info.crs,
+            transform=s.info.transform,
+            rois=[(r.wkt, r.width) for r in s.rois],
+            background=_background(s.path, s.background_mask),
+        )
+        for s in params.snapshot.scenes
+    ]
+    regions, candidates = suggest_regions(
+        model,
+        scenes,
+        n=params.n,
+        size=params.size,
+        min_distance=params.min_distance,
+        tile_size=params.tile_size or None,
+        batch_size=_batch_size(params.batch_size, ctx, model),
+        ctx=ctx,
+    )
+    return SuggestResult(
+        project=params.model.project,
+        version=params.model.version,
+        regions=[
+            SuggestedRegion(
+                rank=r.rank,
+                scene=r.scene,
+                row=r.row,
+                col=r.col,
+                size=r.size,
+                uncertainty=r.uncertainty,
+                class_mix=r.class_mix,
+                majority_class=r.majority_class,
+            )
+            for r in regions
+        ],
+        geojson=json.dumps(regions_geojson(regions, scenes)),
+        scenes=[s.name for s in scenes],
+        candidates=candidates,
+        seconds=time.perf_counter() - started,
+    )
 
 
 @handler(PreprocessParams)
@@ -463,10 +543,15 @@ def _background(scene: str, mask: str) -> Any:
 @handler(ExportParams)
 def export(params: ExportParams, ctx: JobContext) -> ExportResult:
     """Re-export a version's checkpoint (lean head, optional fp16 variant) as a new version."""
-    from sipd.training.onnx_export import reexport_model
+    from sipd.modelrepo import read_card
 
     ctx.progress("export", 0.0, "exporting ONNX", force=True)
-    result = reexport_model(params.model.path, fp16=params.fp16)  # a new version
+    if read_card(params.model.path).architecture.name == "forest":
+        # A forest is re-exported from its forest.joblib, not a torch checkpoint.
+        from sipd.training.forest import reexport_forest as reexport
+    else:
+        from sipd.training.onnx_export import reexport_model as reexport
+    result = reexport(params.model.path, fp16=params.fp16)  # a new version
     ctx.progress("export", 1.0, f"model version {result['version']}", force=True)
     return ExportResult(
         project=params.model.project,

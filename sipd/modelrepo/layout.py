@@ -25,6 +25,8 @@ GRAPH_FILE = "model.onnx"
 FP16_FILE = "model.fp16.onnx"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_FILE = "checkpoint.pt"
+# A forest version keeps its fitted trees here instead (sipd/training/forest.py).
+FOREST_FILE = "forest.joblib"
 TRAIN_LOG = "train.log"
 # One JSON file per evaluation of the version: the only thing added after publishing.
 EVALUATIONS_DIR = "evaluations"

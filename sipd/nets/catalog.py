@@ -31,6 +31,10 @@ ARCHITECTURES: dict[str, str] = {
 }
 ARCHS: tuple[str, ...] = tuple(ARCHITECTURES)
 DEFAULT_NET = "unet"
+# Model kinds that are not nets but train through the same job (sipd.training.forest):
+# no epochs, fitted in seconds, exported as one ONNX graph like a net.
+INSTANT_ARCHS: tuple[str, ...] = ("forest",)
+TRAIN_ARCHS: tuple[str, ...] = ARCHS + INSTANT_ARCHS
 
 
 def check_arch(name: str) -> str:

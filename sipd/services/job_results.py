@@ -27,6 +27,7 @@ from sipd.contracts.jobs import (
     PreprocessResult,
     RasterInfo,
     Split,
+    SuggestResult,
     TestResult,
     TrainResult,
 )
@@ -149,6 +150,10 @@ def scene_prediction(s: Any, *, with_paths: bool = True) -> common_pb2.ScenePred
         mpx_per_s=s.mpx_per_s,
         warnings=s.warnings,
     )
+    if s.mean_uncertainty is not None:
+        msg.mean_uncertainty = s.mean_uncertainty
+    if s.uncertain_share is not None:
+        msg.uncertain_share = s.uncertain_share
     if s.preprocess is not None:
         msg.recipe = s.preprocess.recipe_label
     if with_paths:
@@ -157,6 +162,7 @@ def scene_prediction(s: Any, *, with_paths: bool = True) -> common_pb2.ScenePred
         msg.confidence = s.confidence
         msg.probabilities = s.probabilities
         msg.quicklook = s.quicklook
+        msg.uncertainty = s.uncertainty
         if s.preprocess is not None and s.keep_preprocessed:
             msg.preprocessed = s.preprocessed
     return msg
@@ -250,6 +256,31 @@ def _preprocess(job: JobRecord, r: PreprocessResult, msg: common_pb2.Job) -> Non
     )
 
 
+def _suggest(job: JobRecord, r: SuggestResult, msg: common_pb2.Job) -> None:
+    msg.suggest.CopyFrom(
+        common_pb2.SuggestResult(
+            model=model_name(r.project, r.version),
+            regions=[
+                common_pb2.SuggestedRegion(
+                    rank=g.rank,
+                    scene=scene_name(r.project, g.scene),
+                    row=g.row,
+                    col=g.col,
+                    size=g.size,
+                    uncertainty=g.uncertainty,
+                    class_mix=g.class_mix,
+                    majority_class=g.majority_class,
+                )
+                for g in r.regions
+            ],
+            geojson=r.geojson,
+            scenes=[scene_name(r.project, s) for s in r.scenes],
+            candidates=r.candidates,
+            seconds=r.seconds,
+        )
+    )
+
+
 _RESULTS: dict[JobType, Callable[[JobRecord, Any, common_pb2.Job], None]] = {
     JobType.INSPECT: _inspect,
     JobType.DIAGNOSTICS: _diagnostics,
@@ -260,6 +291,7 @@ _RESULTS: dict[JobType, Callable[[JobRecord, Any, common_pb2.Job], None]] = {
     JobType.PREDICT: _predict,
     JobType.EXPORT: _export,
     JobType.PREPROCESS: _preprocess,
+    JobType.SUGGEST: _suggest,
 }
 
 

@@ -1,4 +1,4 @@
-"""PredictionService: Predict and PredictStream."""
+"""PredictionService: Predict, PredictStream and Suggest."""
 
 from __future__ import annotations
 
@@ -45,8 +45,25 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
             batch_size=request.batch_size,
             overwrite=request.overwrite,
             recipe=request.recipe,
+            uncertainty=request.uncertainty or bool(request.uncertainty_path),
+            uncertainty_path=request.uncertainty_path,
         )
         job = self.requests.predict(pid, version, list(request.inputs), request.output, options)
+        return job_to_proto(job)
+
+    @rpc
+    def Suggest(self, request: prediction_pb2.SuggestRequest, context: grpc.ServicerContext) -> Any:
+        pid, version = parse_model_name(request.model)
+        job = self.requests.suggest(
+            pid,
+            version,
+            [_scene_id(pid, s) for s in request.scenes],
+            n=request.n if request.HasField("n") else 10,
+            size=request.size if request.HasField("size") else 64,
+            min_distance=request.min_distance,
+            tile_size=request.tile_size,
+            batch_size=request.batch_size,
+        )
         return job_to_proto(job)
 
     @rpc
@@ -88,6 +105,16 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
                 # nothing may write into the spool once it is removed.
                 self.streams.wait_for(job_id, lambda: False)
             upload.cleanup()
+
+
+def _scene_id(project: str, scene: str) -> str:
+    """A scene id from "s" or "projects/{project}/scenes/s"."""
+    if scene.startswith("projects/"):
+        prefix = f"projects/{project}/scenes/"
+        if not scene.startswith(prefix) or "/" in scene[len(prefix) :]:
+            raise InvalidArgument(f"scene {scene!r} is not a scene of project {project!r}")
+        return scene[len(prefix) :]
+    return scene
 
 
 def _stream_header(h: prediction_pb2.PredictStreamHeader) -> StreamHeader:

@@ -43,7 +43,7 @@ class LabelCount(_message.Message):
     def __init__(self, class_name: _Optional[str] = ..., split: _Optional[_Union[Split, str]] = ..., pixels: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("name", "type", "state", "project", "create_time", "start_time", "end_time", "progress", "error", "error_code", "params", "source", "inspect", "diagnostics", "prepare", "train", "test", "predict", "export", "preprocess", "masks")
+    __slots__ = ("name", "type", "state", "project", "create_time", "start_time", "end_time", "progress", "error", "error_code", "params", "source", "inspect", "diagnostics", "prepare", "train", "test", "predict", "export", "preprocess", "masks", "suggest")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Job.State]
@@ -79,6 +79,7 @@ class Job(_message.Message):
     EXPORT_FIELD_NUMBER: _ClassVar[int]
     PREPROCESS_FIELD_NUMBER: _ClassVar[int]
     MASKS_FIELD_NUMBER: _ClassVar[int]
+    SUGGEST_FIELD_NUMBER: _ClassVar[int]
     name: str
     type: str
     state: Job.State
@@ -100,7 +101,8 @@ class Job(_message.Message):
     export: ExportResult
     preprocess: PreprocessResult
     masks: MaskSummary
-    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., state: _Optional[_Union[Job.State, str]] = ..., project: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[_Union[JobProgress, _Mapping]] = ..., error: _Optional[str] = ..., error_code: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., source: _Optional[str] = ..., inspect: _Optional[_Union[InspectResult, _Mapping]] = ..., diagnostics: _Optional[_Union[DiagnosticsResult, _Mapping]] = ..., prepare: _Optional[_Union[PrepareResult, _Mapping]] = ..., train: _Optional[_Union[TrainResult, _Mapping]] = ..., test: _Optional[_Union[AccuracyReport, _Mapping]] = ..., predict: _Optional[_Union[PredictResult, _Mapping]] = ..., export: _Optional[_Union[ExportResult, _Mapping]] = ..., preprocess: _Optional[_Union[PreprocessResult, _Mapping]] = ..., masks: _Optional[_Union[MaskSummary, _Mapping]] = ...) -> None: ...
+    suggest: SuggestResult
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., state: _Optional[_Union[Job.State, str]] = ..., project: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[_Union[JobProgress, _Mapping]] = ..., error: _Optional[str] = ..., error_code: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., source: _Optional[str] = ..., inspect: _Optional[_Union[InspectResult, _Mapping]] = ..., diagnostics: _Optional[_Union[DiagnosticsResult, _Mapping]] = ..., prepare: _Optional[_Union[PrepareResult, _Mapping]] = ..., train: _Optional[_Union[TrainResult, _Mapping]] = ..., test: _Optional[_Union[AccuracyReport, _Mapping]] = ..., predict: _Optional[_Union[PredictResult, _Mapping]] = ..., export: _Optional[_Union[ExportResult, _Mapping]] = ..., preprocess: _Optional[_Union[PreprocessResult, _Mapping]] = ..., masks: _Optional[_Union[MaskSummary, _Mapping]] = ..., suggest: _Optional[_Union[SuggestResult, _Mapping]] = ...) -> None: ...
 
 class JobProgress(_message.Message):
     __slots__ = ("stage", "fraction", "message", "metrics", "eta_seconds", "update_time")
@@ -296,7 +298,7 @@ class AccuracyReport(_message.Message):
     def __init__(self, model: _Optional[str] = ..., overall_accuracy: _Optional[float] = ..., kappa: _Optional[float] = ..., per_class: _Optional[_Iterable[_Union[ClassAccuracy, _Mapping]]] = ..., confusion_matrix: _Optional[_Iterable[_Union[ConfusionRow, _Mapping]]] = ..., class_names: _Optional[_Iterable[str]] = ..., pixels: _Optional[int] = ..., scenes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ScenePrediction(_message.Message):
-    __slots__ = ("input", "output", "confidence", "probabilities", "quicklook", "width", "height", "pixels", "class_pixels", "class_area_m2", "seconds", "mpx_per_s", "preprocessed", "recipe", "warnings")
+    __slots__ = ("input", "output", "confidence", "probabilities", "quicklook", "width", "height", "pixels", "class_pixels", "class_area_m2", "seconds", "mpx_per_s", "preprocessed", "recipe", "warnings", "uncertainty", "mean_uncertainty", "uncertain_share")
     class ClassPixelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -326,6 +328,9 @@ class ScenePrediction(_message.Message):
     PREPROCESSED_FIELD_NUMBER: _ClassVar[int]
     RECIPE_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    UNCERTAINTY_FIELD_NUMBER: _ClassVar[int]
+    MEAN_UNCERTAINTY_FIELD_NUMBER: _ClassVar[int]
+    UNCERTAIN_SHARE_FIELD_NUMBER: _ClassVar[int]
     input: str
     output: str
     confidence: str
@@ -341,7 +346,10 @@ class ScenePrediction(_message.Message):
     preprocessed: str
     recipe: str
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, input: _Optional[str] = ..., output: _Optional[str] = ..., confidence: _Optional[str] = ..., probabilities: _Optional[str] = ..., quicklook: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., pixels: _Optional[int] = ..., class_pixels: _Optional[_Mapping[str, int]] = ..., class_area_m2: _Optional[_Mapping[str, float]] = ..., seconds: _Optional[float] = ..., mpx_per_s: _Optional[float] = ..., preprocessed: _Optional[str] = ..., recipe: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    uncertainty: str
+    mean_uncertainty: float
+    uncertain_share: float
+    def __init__(self, input: _Optional[str] = ..., output: _Optional[str] = ..., confidence: _Optional[str] = ..., probabilities: _Optional[str] = ..., quicklook: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., pixels: _Optional[int] = ..., class_pixels: _Optional[_Mapping[str, int]] = ..., class_area_m2: _Optional[_Mapping[str, float]] = ..., seconds: _Optional[float] = ..., mpx_per_s: _Optional[float] = ..., preprocessed: _Optional[str] = ..., recipe: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., uncertainty: _Optional[str] = ..., mean_uncertainty: _Optional[float] = ..., uncertain_share: _Optional[float] = ...) -> None: ...
 
 class PredictResult(_message.Message):
     __slots__ = ("model", "scenes", "provider", "seconds")
@@ -433,3 +441,46 @@ class MaskSummary(_message.Message):
     scenes: _containers.RepeatedCompositeFieldContainer[SceneMasks]
     totals: _containers.RepeatedCompositeFieldContainer[LabelCount]
     def __init__(self, scenes: _Optional[_Iterable[_Union[SceneMasks, _Mapping]]] = ..., totals: _Optional[_Iterable[_Union[LabelCount, _Mapping]]] = ...) -> None: ...
+
+class SuggestedRegion(_message.Message):
+    __slots__ = ("rank", "scene", "row", "col", "size", "uncertainty", "class_mix", "majority_class")
+    class ClassMixEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    SCENE_FIELD_NUMBER: _ClassVar[int]
+    ROW_FIELD_NUMBER: _ClassVar[int]
+    COL_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    UNCERTAINTY_FIELD_NUMBER: _ClassVar[int]
+    CLASS_MIX_FIELD_NUMBER: _ClassVar[int]
+    MAJORITY_CLASS_FIELD_NUMBER: _ClassVar[int]
+    rank: int
+    scene: str
+    row: int
+    col: int
+    size: int
+    uncertainty: float
+    class_mix: _containers.ScalarMap[str, float]
+    majority_class: str
+    def __init__(self, rank: _Optional[int] = ..., scene: _Optional[str] = ..., row: _Optional[int] = ..., col: _Optional[int] = ..., size: _Optional[int] = ..., uncertainty: _Optional[float] = ..., class_mix: _Optional[_Mapping[str, float]] = ..., majority_class: _Optional[str] = ...) -> None: ...
+
+class SuggestResult(_message.Message):
+    __slots__ = ("model", "regions", "geojson", "scenes", "candidates", "seconds")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_FIELD_NUMBER: _ClassVar[int]
+    GEOJSON_FIELD_NUMBER: _ClassVar[int]
+    SCENES_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    regions: _containers.RepeatedCompositeFieldContainer[SuggestedRegion]
+    geojson: str
+    scenes: _containers.RepeatedScalarFieldContainer[str]
+    candidates: int
+    seconds: float
+    def __init__(self, model: _Optional[str] = ..., regions: _Optional[_Iterable[_Union[SuggestedRegion, _Mapping]]] = ..., geojson: _Optional[str] = ..., scenes: _Optional[_Iterable[str]] = ..., candidates: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...

@@ -25,25 +25,27 @@ _sym_db = _symbol_database.Default()
 from sipapi.v1 import common_pb2 as sip_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17sip/v1/prediction.proto\x12\x06sip.v1\x1a\x13sip/v1/common.proto\"\xf9\x01\n\x0ePredictRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06inputs\x18\x02 \x03(\t\x12\x0e\n\x06output\x18\x03 \x01(\t\x12\x12\n\nconfidence\x18\x04 \x01(\x08\x12\x15\n\rprobabilities\x18\x05 \x01(\x08\x12\x11\n\tquicklook\x18\x06 \x01(\x08\x12\x17\n\x0f\x62\x61\x63kground_mask\x18\x07 \x01(\t\x12\x11\n\ttile_size\x18\x08 \x01(\x05\x12\x12\n\nbatch_size\x18\t \x01(\x05\x12\x11\n\toverwrite\x18\n \x01(\x08\x12\x17\n\x0f\x63onfidence_path\x18\x0b \x01(\t\x12\x0e\n\x06recipe\x18\x0c \x01(\t\"\xb5\x01\n\x13PredictStreamHeader\x12\r\n\x05model\x18\x01 \x01(\t\x12(\n\x08\x65ncoding\x18\x02 \x01(\x0e\x32\x16.sip.v1.RasterEncoding\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x03\x12\r\n\x05shape\x18\x04 \x03(\x05\x12\r\n\x05\x64type\x18\x05 \x01(\t\x12\x13\n\x06nodata\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\nconfidence\x18\x07 \x01(\x08\x42\t\n\x07_nodata\"^\n\x14PredictStreamRequest\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1b.sip.v1.PredictStreamHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"q\n\x13PredictStreamResult\x12+\n\nprediction\x18\x01 \x01(\x0b\x32\x17.sip.v1.ScenePrediction\x12\x13\n\x0blabel_bytes\x18\x02 \x01(\x03\x12\x18\n\x10\x63onfidence_bytes\x18\x03 \x01(\x03\"_\n\x15PredictStreamResponse\x12-\n\x06result\x18\x01 \x01(\x0b\x32\x1b.sip.v1.PredictStreamResultH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part*g\n\x0eRasterEncoding\x12\x1f\n\x1bRASTER_ENCODING_UNSPECIFIED\x10\x00\x12\x1b\n\x17RASTER_ENCODING_GEOTIFF\x10\x01\x12\x17\n\x13RASTER_ENCODING_RAW\x10\x02\x32\x95\x01\n\x11PredictionService\x12.\n\x07Predict\x12\x16.sip.v1.PredictRequest\x1a\x0b.sip.v1.Job\x12P\n\rPredictStream\x12\x1c.sip.v1.PredictStreamRequest\x1a\x1d.sip.v1.PredictStreamResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17sip/v1/prediction.proto\x12\x06sip.v1\x1a\x13sip/v1/common.proto\"\xa8\x02\n\x0ePredictRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06inputs\x18\x02 \x03(\t\x12\x0e\n\x06output\x18\x03 \x01(\t\x12\x12\n\nconfidence\x18\x04 \x01(\x08\x12\x15\n\rprobabilities\x18\x05 \x01(\x08\x12\x11\n\tquicklook\x18\x06 \x01(\x08\x12\x17\n\x0f\x62\x61\x63kground_mask\x18\x07 \x01(\t\x12\x11\n\ttile_size\x18\x08 \x01(\x05\x12\x12\n\nbatch_size\x18\t \x01(\x05\x12\x11\n\toverwrite\x18\n \x01(\x08\x12\x17\n\x0f\x63onfidence_path\x18\x0b \x01(\t\x12\x0e\n\x06recipe\x18\x0c \x01(\t\x12\x13\n\x0buncertainty\x18\r \x01(\x08\x12\x18\n\x10uncertainty_path\x18\x0e \x01(\t\"\x9e\x01\n\x0eSuggestRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06scenes\x18\x02 \x03(\t\x12\x0e\n\x01n\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x11\n\x04size\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x14\n\x0cmin_distance\x18\x05 \x01(\x05\x12\x11\n\ttile_size\x18\x06 \x01(\x05\x12\x12\n\nbatch_size\x18\x07 \x01(\x05\x42\x04\n\x02_nB\x07\n\x05_size\"\xb5\x01\n\x13PredictStreamHeader\x12\r\n\x05model\x18\x01 \x01(\t\x12(\n\x08\x65ncoding\x18\x02 \x01(\x0e\x32\x16.sip.v1.RasterEncoding\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x03\x12\r\n\x05shape\x18\x04 \x03(\x05\x12\r\n\x05\x64type\x18\x05 \x01(\t\x12\x13\n\x06nodata\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\nconfidence\x18\x07 \x01(\x08\x42\t\n\x07_nodata\"^\n\x14PredictStreamRequest\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1b.sip.v1.PredictStreamHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"q\n\x13PredictStreamResult\x12+\n\nprediction\x18\x01 \x01(\x0b\x32\x17.sip.v1.ScenePrediction\x12\x13\n\x0blabel_bytes\x18\x02 \x01(\x03\x12\x18\n\x10\x63onfidence_bytes\x18\x03 \x01(\x03\"_\n\x15PredictStreamResponse\x12-\n\x06result\x18\x01 \x01(\x0b\x32\x1b.sip.v1.PredictStreamResultH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part*g\n\x0eRasterEncoding\x12\x1f\n\x1bRASTER_ENCODING_UNSPECIFIED\x10\x00\x12\x1b\n\x17RASTER_ENCODING_GEOTIFF\x10\x01\x12\x17\n\x13RASTER_ENCODING_RAW\x10\x02\x32\xc5\x01\n\x11PredictionService\x12.\n\x07Predict\x12\x16.sip.v1.PredictRequest\x1a\x0b.sip.v1.Job\x12P\n\rPredictStream\x12\x1c.sip.v1.PredictStreamRequest\x1a\x1d.sip.v1.PredictStreamResponse(\x01\x30\x01\x12.\n\x07Suggest\x12\x16.sip.v1.SuggestRequest\x1a\x0b.sip.v1.Jobb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sip.v1.prediction_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RASTERENCODING']._serialized_start=800
-  _globals['_RASTERENCODING']._serialized_end=903
+  _globals['_RASTERENCODING']._serialized_start=1008
+  _globals['_RASTERENCODING']._serialized_end=1111
   _globals['_PREDICTREQUEST']._serialized_start=57
-  _globals['_PREDICTREQUEST']._serialized_end=306
-  _globals['_PREDICTSTREAMHEADER']._serialized_start=309
-  _globals['_PREDICTSTREAMHEADER']._serialized_end=490
-  _globals['_PREDICTSTREAMREQUEST']._serialized_start=492
-  _globals['_PREDICTSTREAMREQUEST']._serialized_end=586
-  _globals['_PREDICTSTREAMRESULT']._serialized_start=588
-  _globals['_PREDICTSTREAMRESULT']._serialized_end=701
-  _globals['_PREDICTSTREAMRESPONSE']._serialized_start=703
-  _globals['_PREDICTSTREAMRESPONSE']._serialized_end=798
-  _globals['_PREDICTIONSERVICE']._serialized_start=906
-  _globals['_PREDICTIONSERVICE']._serialized_end=1055
+  _globals['_PREDICTREQUEST']._serialized_end=353
+  _globals['_SUGGESTREQUEST']._serialized_start=356
+  _globals['_SUGGESTREQUEST']._serialized_end=514
+  _globals['_PREDICTSTREAMHEADER']._serialized_start=517
+  _globals['_PREDICTSTREAMHEADER']._serialized_end=698
+  _globals['_PREDICTSTREAMREQUEST']._serialized_start=700
+  _globals['_PREDICTSTREAMREQUEST']._serialized_end=794
+  _globals['_PREDICTSTREAMRESULT']._serialized_start=796
+  _globals['_PREDICTSTREAMRESULT']._serialized_end=909
+  _globals['_PREDICTSTREAMRESPONSE']._serialized_start=911
+  _globals['_PREDICTSTREAMRESPONSE']._serialized_end=1006
+  _globals['_PREDICTIONSERVICE']._serialized_start=1114
+  _globals['_PREDICTIONSERVICE']._serialized_end=1311
 # @@protoc_insertion_point(module_scope)

@@ -18,7 +18,7 @@ RASTER_ENCODING_GEOTIFF: RasterEncoding
 RASTER_ENCODING_RAW: RasterEncoding
 
 class PredictRequest(_message.Message):
-    __slots__ = ("model", "inputs", "output", "confidence", "probabilities", "quicklook", "background_mask", "tile_size", "batch_size", "overwrite", "confidence_path", "recipe")
+    __slots__ = ("model", "inputs", "output", "confidence", "probabilities", "quicklook", "background_mask", "tile_size", "batch_size", "overwrite", "confidence_path", "recipe", "uncertainty", "uncertainty_path")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +31,8 @@ class PredictRequest(_message.Message):
     OVERWRITE_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_PATH_FIELD_NUMBER: _ClassVar[int]
     RECIPE_FIELD_NUMBER: _ClassVar[int]
+    UNCERTAINTY_FIELD_NUMBER: _ClassVar[int]
+    UNCERTAINTY_PATH_FIELD_NUMBER: _ClassVar[int]
     model: str
     inputs: _containers.RepeatedScalarFieldContainer[str]
     output: str
@@ -43,7 +45,27 @@ class PredictRequest(_message.Message):
     overwrite: bool
     confidence_path: str
     recipe: str
-    def __init__(self, model: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., output: _Optional[str] = ..., confidence: _Optional[bool] = ..., probabilities: _Optional[bool] = ..., quicklook: _Optional[bool] = ..., background_mask: _Optional[str] = ..., tile_size: _Optional[int] = ..., batch_size: _Optional[int] = ..., overwrite: _Optional[bool] = ..., confidence_path: _Optional[str] = ..., recipe: _Optional[str] = ...) -> None: ...
+    uncertainty: bool
+    uncertainty_path: str
+    def __init__(self, model: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., output: _Optional[str] = ..., confidence: _Optional[bool] = ..., probabilities: _Optional[bool] = ..., quicklook: _Optional[bool] = ..., background_mask: _Optional[str] = ..., tile_size: _Optional[int] = ..., batch_size: _Optional[int] = ..., overwrite: _Optional[bool] = ..., confidence_path: _Optional[str] = ..., recipe: _Optional[str] = ..., uncertainty: _Optional[bool] = ..., uncertainty_path: _Optional[str] = ...) -> None: ...
+
+class SuggestRequest(_message.Message):
+    __slots__ = ("model", "scenes", "n", "size", "min_distance", "tile_size", "batch_size")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SCENES_FIELD_NUMBER: _ClassVar[int]
+    N_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MIN_DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    TILE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    scenes: _containers.RepeatedScalarFieldContainer[str]
+    n: int
+    size: int
+    min_distance: int
+    tile_size: int
+    batch_size: int
+    def __init__(self, model: _Optional[str] = ..., scenes: _Optional[_Iterable[str]] = ..., n: _Optional[int] = ..., size: _Optional[int] = ..., min_distance: _Optional[int] = ..., tile_size: _Optional[int] = ..., batch_size: _Optional[int] = ...) -> None: ...
 
 class PredictStreamHeader(_message.Message):
     __slots__ = ("model", "encoding", "total_bytes", "shape", "dtype", "nodata", "confidence")

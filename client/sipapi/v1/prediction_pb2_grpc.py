@@ -46,6 +46,11 @@ class PredictionServiceStub:
                 request_serializer=sip_dot_v1_dot_prediction__pb2.PredictStreamRequest.SerializeToString,
                 response_deserializer=sip_dot_v1_dot_prediction__pb2.PredictStreamResponse.FromString,
                 _registered_method=True)
+        self.Suggest = channel.unary_unary(
+                '/sip.v1.PredictionService/Suggest',
+                request_serializer=sip_dot_v1_dot_prediction__pb2.SuggestRequest.SerializeToString,
+                response_deserializer=sip_dot_v1_dot_common__pb2.Job.FromString,
+                _registered_method=True)
 
 
 class PredictionServiceServicer:
@@ -70,6 +75,19 @@ class PredictionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Suggest(self, request, context):
+        """Starts a "suggest" job: the square regions of a project's scenes where a
+        new label would help the model most (high mean uncertainty, spread over
+        the scene, not overlapping an existing ROI of any split). The job's result
+        is `suggest` (SuggestResult, with a GeoJSON FeatureCollection).
+        INVALID_ARGUMENT for n or size out of range, NOT_FOUND for an unknown
+        project or scene, FAILED_PRECONDITION for a project without a model (or a
+        model without a probabilities output).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PredictionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -82,6 +100,11 @@ def add_PredictionServiceServicer_to_server(servicer, server):
                     servicer.PredictStream,
                     request_deserializer=sip_dot_v1_dot_prediction__pb2.PredictStreamRequest.FromString,
                     response_serializer=sip_dot_v1_dot_prediction__pb2.PredictStreamResponse.SerializeToString,
+            ),
+            'Suggest': grpc.unary_unary_rpc_method_handler(
+                    servicer.Suggest,
+                    request_deserializer=sip_dot_v1_dot_prediction__pb2.SuggestRequest.FromString,
+                    response_serializer=sip_dot_v1_dot_common__pb2.Job.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -139,6 +162,33 @@ class PredictionService:
             '/sip.v1.PredictionService/PredictStream',
             sip_dot_v1_dot_prediction__pb2.PredictStreamRequest.SerializeToString,
             sip_dot_v1_dot_prediction__pb2.PredictStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Suggest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sip.v1.PredictionService/Suggest',
+            sip_dot_v1_dot_prediction__pb2.SuggestRequest.SerializeToString,
+            sip_dot_v1_dot_common__pb2.Job.FromString,
             options,
             channel_credentials,
             insecure,

@@ -32,7 +32,12 @@ def register(sub: Any, job_options: argparse.ArgumentParser) -> None:
         help="train a net; per-epoch loss and accuracy; the result is a model version",
     )
     p.add_argument("project")
-    p.add_argument("--arch", default="", help="unet (default), patchcnn or spectral")
+    p.add_argument(
+        "--arch",
+        default="",
+        help="unet (default), patchcnn, spectral, or forest (a random forest on a filter "
+        "bank, trained in seconds; ignores epochs, batch size, lr, augment, patience)",
+    )
     p.add_argument("--epochs", type=int, default=0, help="maximum epochs (default 30)")
     p.add_argument("--batch-size", type=int, default=0, help="chips per batch (default 16)")
     p.add_argument("--lr", type=float, default=0.0, help="learning rate (default 0.002)")
@@ -83,6 +88,15 @@ def register(sub: Any, job_options: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--probabilities", action="store_true", help="also write per-class probabilities"
+    )
+    p.add_argument(
+        "--uncertainty",
+        nargs="?",
+        const="-",
+        default="",
+        metavar="PATH",
+        help="also write an uncertainty map, normalized entropy H(p)/ln K as uint8 0..255 "
+        "(optionally to this file; default {output stem}_uncertainty.tif)",
     )
     p.add_argument("--quicklook", action="store_true", help="also write a PNG quicklook")
     p.add_argument(
@@ -256,6 +270,8 @@ def predict(app: App) -> int:
         batch_size=a.batch_size,
         overwrite=a.overwrite,
         recipe=a.recipe,
+        uncertainty=bool(a.uncertainty),
+        uncertainty_path=absolute(a.uncertainty) if a.uncertainty not in ("", "-") else "",
     )
     job = app.client.call(app.client.prediction.Predict, req)
 
@@ -264,9 +280,16 @@ def predict(app: App) -> int:
             print(
                 f"{s.output}: {s.width} x {s.height} in {s.seconds:.1f} s ({s.mpx_per_s:.2f} Mpx/s)"
             )
-            for extra in (s.confidence, s.probabilities, s.quicklook, s.preprocessed):
+            for extra in (
+                s.confidence, s.probabilities, s.uncertainty, s.quicklook, s.preprocessed
+            ):
                 if extra:
                     print(f"  {extra}")
+            if s.HasField("mean_uncertainty"):
+                print(
+                    f"  uncertainty: mean {s.mean_uncertainty:.3f}, "
+                    f"{100 * s.uncertain_share:.1f}% of pixels above 0.5"
+                )
             if s.recipe:
                 print(f"  preprocessed with recipe {s.recipe}")
             for warning in s.warnings:
