@@ -61,11 +61,16 @@ class InferenceConfig:
 class TrainingConfig:
     # Net used when a train request names none: unet, patchcnn or spectral.
     arch: str = "unet"
-    epochs: int = 30
+    epochs: int = 15
     batch_size: int = 16
     learning_rate: float = 0.002
+    # Optimizer steps per epoch at most; 0 = one pass over the chips. With it
+    # a training run costs the same on 20 scenes as on 200 (bench quality).
+    steps_per_epoch: int = 12
     # Epochs without validation improvement before stopping; 0 = never.
     patience: int = 8
+    # Shift the net's output to the scenes' class mix (sipd/training/priors.py).
+    prior_correction: bool = True
     # Edge of the training chips cut around labeled pixels.
     chip_size: int = 128
 

@@ -69,6 +69,10 @@ class TrainOptions:
     augment: bool = True
     # None: the configured patience; 0: never stop early.
     patience: int | None = None
+    # None: the configured value; 0: one pass over the chips per epoch.
+    steps_per_epoch: int | None = None
+    # None: the configured value.
+    prior_correction: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +177,9 @@ class JobRequests:
         if options.balanced:
             weights = "balanced"
         patience = t.patience if options.patience is None else options.patience
+        steps = t.steps_per_epoch if options.steps_per_epoch is None else options.steps_per_epoch
+        priors = t.prior_correction if options.prior_correction is None else (
+            options.prior_correction)
         params = build(
             TrainParams,
             snapshot=snapshot,
@@ -189,6 +196,8 @@ class JobRequests:
             augment=options.augment,
             # 0 means "never stop early" to the user; the trainer takes None for that.
             patience=patience or None,
+            steps_per_epoch=steps or None,
+            prior_correction=priors,
             preprocessing=self.training_recipe(snapshot),
         )
         return self.engine.submit(params, project=project)

@@ -155,6 +155,9 @@ class TrainParams(PrepareParams):
     augment: bool = True
     # None: never stop early.
     patience: int | None = Field(default=None, ge=1)
+    # None: one pass over the chips per epoch.
+    steps_per_epoch: int | None = Field(default=None, ge=1, le=100_000)
+    prior_correction: bool = True
     # The recipe every training scene was made with (recorded in the model card).
     preprocessing: PreprocessStep | None = None
 

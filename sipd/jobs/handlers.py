@@ -313,6 +313,8 @@ def train(params: TrainParams, ctx: JobContext) -> TrainResult:
         class_weights=params.class_weights,
         augment=params.augment,
         patience=params.patience,
+        steps_per_epoch=params.steps_per_epoch,
+        prior_correction=params.prior_correction,
         preprocessing=preprocessing,
         ctx=step,
     )

@@ -133,6 +133,11 @@ class TrainingSummary(_Part):
     scenes: tuple[str, ...] | None = None
     labeled_pixels: dict[str, dict[str, int]] | None = None
     note: str | None = None
+    # Optimizer steps per epoch at most (None: one pass over the chips).
+    steps_per_epoch: int | None = None
+    # The output-bias shift from the labels' class mix to the scenes'
+    # (sipd/training/priors.py): labels_prior, scene_prior, logit_shift.
+    prior_correction: dict[str, list[float]] | None = None  # + check_accuracy before, after
 
 
 class OnnxCheck(_Part):

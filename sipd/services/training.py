@@ -98,6 +98,9 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
             balanced=request.balanced_class_weights,
             augment=not request.no_augment,
             patience=request.patience if request.HasField("patience") else None,
+            steps_per_epoch=request.steps_per_epoch
+            if request.HasField("steps_per_epoch") else None,
+            prior_correction=False if request.no_prior_correction else None,
         )
         return job_to_proto(self.requests.train(project_id(request.parent), options))
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from sipd.dataset import Chips
+from sipd.dataset.grid import BACKGROUND
 from sipd.errors import FailedPrecondition, InvalidArgument
 
 IGNORE = -1  # target for unlabeled (0) and background (255) pixels
@@ -25,6 +26,7 @@ class TrainingData:
     train_idx: np.ndarray  # chips with at least one train pixel
     val_idx: np.ndarray  # chips with at least one val pixel
     num_classes: int
+    valid: torch.Tensor  # bool [N, S, S]: scene pixels with data (not nodata, not padding)
 
     @property
     def has_val(self) -> bool:
@@ -49,6 +51,7 @@ def build(
     images = (chips.image - m) / s
     train = _targets(chips.train, num_classes)
     val = _targets(chips.val, num_classes)
+    valid = (chips.train != BACKGROUND) & (chips.val != BACKGROUND)
     size = chips.image.shape[-1]
     padded = math.ceil(size / multiple) * multiple
     if padded != size:
@@ -57,6 +60,7 @@ def build(
         images = np.pad(images, pad)
         train = np.pad(train, pad[1:], constant_values=IGNORE)
         val = np.pad(val, pad[1:], constant_values=IGNORE)
+        valid = np.pad(valid, pad[1:], constant_values=False)
     train_idx = np.flatnonzero((train != IGNORE).any(axis=(1, 2)))
     val_idx = np.flatnonzero((val != IGNORE).any(axis=(1, 2)))
     if train_idx.size == 0:
@@ -71,6 +75,7 @@ def build(
         train_idx=train_idx,
         val_idx=val_idx,
         num_classes=num_classes,
+        valid=torch.from_numpy(valid),
     )
 
 
@@ -114,17 +119,21 @@ def class_weights(
 
 
 def epoch_batches(
-    idx: np.ndarray, batch_size: int, min_steps: int, rng: np.random.Generator
+    idx: np.ndarray, batch_size: int, min_steps: int, rng: np.random.Generator,
+    max_steps: int | None = None,
 ) -> Iterator[np.ndarray]:
     """Chip indices per batch for one epoch, from a seeded shuffle.
 
     An epoch is one pass over the chips, but at least `min_steps` batches:
     with few chips (sparse labels on a few scenes) one pass would be one or
     two optimizer steps, far too few for an "epoch" to mean progress.
+    `max_steps` caps it: with many chips an epoch is a random subset of them.
     Batches never hold the same chip twice.
     """
     bs = min(batch_size, idx.size)
     steps = max(math.ceil(idx.size / bs), min_steps)
+    if max_steps is not None:
+        steps = max(min(steps, max_steps), 1)
     pool: list[int] = []
     for _ in range(steps):
         if len(pool) < bs:

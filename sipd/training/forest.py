@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from sipd.dataset import load_dataset
 from sipd.errors import FailedPrecondition, InvalidArgument
 from sipd.modelrepo import (
     ModelCard,
@@ -39,7 +38,7 @@ from sipd.nets.filter_bank import DEFAULT_SIGMAS, FilterBank, sparse_features
 from sipd.progress import JobContext
 from sipd.training.forest_export import check_forest_export, export_forest
 from sipd.training.onnx_export import INPUT, OUTPUTS
-from sipd.training.train import _check_classes
+from sipd.training.train import check_classes, load_training_dataset
 
 ARCH = "forest"
 STAGE = "train"
@@ -80,20 +79,10 @@ def train_forest(
     from sklearn.ensemble import RandomForestClassifier
 
     started = time.perf_counter()
-    classes = _check_classes(classes)
+    classes = check_classes(classes)
     if not isinstance(tile_size, int) or tile_size < 64:
         raise InvalidArgument(f"tile_size must be an integer >= 64, got {tile_size}")
-    chips, summary = load_dataset(dataset_dir)
-    if list(summary["bands"]) != list(bands):
-        raise FailedPrecondition(
-            f"the dataset in {dataset_dir} was prepared for bands {summary['bands']} but the "
-            f"project uses {list(bands)}; run dataset prepare again"
-        )
-    if not summary["labeled_pixels"].get("train"):
-        raise FailedPrecondition(
-            "no training pixels in the prepared dataset; add ROIs with split train, "
-            "then run mask and dataset prepare again"
-        )
+    chips, summary = load_training_dataset(dataset_dir, bands)
     norm = summary["normalization"]
     mean, std = [float(v) for v in norm["mean"]], [float(v) for v in norm["std"]]
     num_classes = len(classes)

@@ -28,6 +28,10 @@ class FitConfig:
     augment: bool
     min_steps_per_epoch: int
     weight_decay: float = 1e-4
+    # Optimizer steps per epoch at most: the epoch's cost stops growing with
+    # the dataset (a pass over thousands of chips is not needed to learn
+    # from a few thousand clicks); None = one full pass.
+    max_steps_per_epoch: int | None = None
 
 
 @dataclass
@@ -126,7 +130,8 @@ def _train_epoch(net, data, weight, cfg, device, amp, scaler, opt, rng, ctx) -> 
     weight_sum = 0.0
     correct = 0
     total = 0
-    for batch in epoch_batches(data.train_idx, cfg.batch_size, cfg.min_steps_per_epoch, rng):
+    for batch in epoch_batches(data.train_idx, cfg.batch_size, cfg.min_steps_per_epoch, rng,
+                               cfg.max_steps_per_epoch):
         ctx.check_cancelled()
         x = data.images[batch]
         y = data.train_targets[batch]

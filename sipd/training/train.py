@@ -26,6 +26,7 @@ from sipd.training import data as training_data
 from sipd.training.checkpoint import checkpoint_payload
 from sipd.training.loop import STAGE, FitConfig, fit
 from sipd.training.onnx_export import INPUT, OUTPUTS, check_onnx_export, export_onnx
+from sipd.training.priors import correct_priors
 
 # An "epoch" is at least this many optimizer steps (see data.epoch_batches).
 MIN_STEPS_PER_EPOCH = 4
@@ -54,6 +55,8 @@ def train_model(
     augment: bool = True,
     patience: int | None = 8,
     tile_size: int = DEFAULT_TILE_SIZE,
+    steps_per_epoch: int | None = None,
+    prior_correction: bool = True,
     preprocessing: dict[str, Any] | None = None,
     ctx: JobContext,
 ) -> dict[str, Any]:
@@ -64,19 +67,9 @@ def train_model(
     `seed` makes CPU runs repeatable. See models/README.md for the folder.
     """
     started = time.time()
-    classes = _check_classes(classes)
+    classes = check_classes(classes)
     _check_hyper(epochs, batch_size, learning_rate, patience, tile_size)
-    chips, summary = load_dataset(dataset_dir)
-    if list(summary["bands"]) != list(bands):
-        raise FailedPrecondition(
-            f"the dataset in {dataset_dir} was prepared for bands {summary['bands']} but the "
-            f"project uses {list(bands)}; run dataset prepare again"
-        )
-    if not summary["labeled_pixels"].get("train"):
-        raise FailedPrecondition(
-            "no training pixels in the prepared dataset; add ROIs with split train, "
-            "then run mask and dataset prepare again"
-        )
+    chips, summary = load_training_dataset(dataset_dir, bands)
     norm = summary["normalization"]
     num_classes = len(classes)
     net_params = dict(arch_params or {})
@@ -97,7 +90,7 @@ def train_model(
         selection = "val_accuracy" if data.has_val else "train_accuracy"
         log.header(arch, net.hparams, summary, data, device, selection, patience)
         cfg = FitConfig(epochs, batch_size, learning_rate, patience, augment,
-                        MIN_STEPS_PER_EPOCH)
+                        MIN_STEPS_PER_EPOCH, max_steps_per_epoch=steps_per_epoch)
 
         def on_epoch(row: dict[str, Any], best: bool) -> None:
             log.epoch(row, epochs, best)
@@ -110,6 +103,20 @@ def train_model(
         result = fit(net, data, weight, cfg, device=device, rng=rng, ctx=ctx,
                      on_epoch=on_epoch)
     log.footer(result, len(result.history), patience, selection)
+    priors = None
+    if prior_correction:
+        ctx.check_cancelled()
+        ctx.progress("priors", 0.0, "estimating the scenes' class priors", force=True)
+        net.load_state_dict(result.best_state)
+        priors = correct_priors(net, data, weight, device)
+        if priors is None:
+            log.line("# class priors: output not shifted (no output bias, or every shift "
+                     "cost accuracy on the labeled check pixels)")
+        else:
+            result.best_state = {k: v.detach().to("cpu", copy=True)
+                                 for k, v in net.state_dict().items()}
+            log.line(f"# class priors: labels {priors['labels_prior']} -> scenes "
+                     f"{priors['scene_prior']}; output bias shifted by {priors['logit_shift']}")
 
     ctx.check_cancelled()
     ctx.progress("export", 0.0, "exporting ONNX", force=True)
@@ -157,6 +164,7 @@ def train_model(
                 epochs=epochs, epochs_run=len(result.history), best_epoch=result.best_epoch,
                 seed=seed, batch_size=batch_size, learning_rate=learning_rate,
                 augment=augment, patience=patience, device=str(device), selection=selection,
+                steps_per_epoch=steps_per_epoch, prior_correction=priors,
                 class_weights=[round(float(w), 6) for w in weight],
                 scenes=[sc["name"] for sc in summary["scenes"]],
                 labeled_pixels={
@@ -191,6 +199,22 @@ def train_model(
     }
 
 
+def load_training_dataset(dataset_dir: str | Path, bands: list[str]) -> tuple[Any, dict]:
+    """The prepared dataset's chips and summary, checked to fit the project and to train."""
+    chips, summary = load_dataset(dataset_dir)
+    if list(summary["bands"]) != list(bands):
+        raise FailedPrecondition(
+            f"the dataset in {dataset_dir} was prepared for bands {summary['bands']} but the "
+            f"project uses {list(bands)}; run dataset prepare again"
+        )
+    if not summary["labeled_pixels"].get("train"):
+        raise FailedPrecondition(
+            "no training pixels in the prepared dataset; add ROIs with split train, "
+            "then run mask and dataset prepare again"
+        )
+    return chips, summary
+
+
 def tile_defaults(net: torch.nn.Module, tile_size: int = DEFAULT_TILE_SIZE) -> dict[str, int]:
     """model.yaml `tile`: size, the halo that makes tiles seamless, and the size multiple.
 
@@ -208,7 +232,7 @@ def tile_defaults(net: torch.nn.Module, tile_size: int = DEFAULT_TILE_SIZE) -> d
     return {"size": size, "halo": halo, "multiple": multiple}
 
 
-def _check_classes(classes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def check_classes(classes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     try:
         out = [
             {"value": int(c["value"]), "name": str(c["name"]), "color": str(c.get("color", ""))}

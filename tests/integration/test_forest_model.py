@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -157,25 +156,43 @@ def test_graph_labels_equal_sklearn_on_the_features(forest: Forest) -> None:
 
 
 @pytest.mark.slow
-def test_forest_reexport_is_a_new_version_and_fp16_is_refused(
-    forest: Forest, tmp_path: Path
-) -> None:
-    from sipd.errors import FailedPrecondition
-    from sipd.training.forest import reexport_forest
-
-    # A copy of the version (a copied folder is a version there: models/README.md).
-    v1 = tmp_path / "fr" / "1"
-    shutil.copytree(forest.model_dir, v1)
-    before = file_hashes(v1)
-    out = reexport_forest(v1)
-    assert out["version"] == 2 and file_hashes(v1) == before
-    v2 = Path(out["model_dir"])
-    card = yaml.safe_load((v2 / "model.yaml").read_text())
+def test_forest_reexport_is_a_new_version_and_fp16_is_refused(forest: Forest) -> None:
+    d = forest.d
+    before = file_hashes(forest.model_dir)
+    out = d.sipctl_json("models", "export", "fr", "1")
+    v = Path(d.sipctl_json("models", "show", "fr", out["model"].rsplit("/", 1)[-1])["path"])
+    assert file_hashes(forest.model_dir) == before
+    card = yaml.safe_load((v / "model.yaml").read_text())
     assert card["derived_from"] == "projects/fr/models/1"
     assert card["architecture"]["name"] == "forest"
-    assert (v2 / "forest.joblib").read_bytes() == (v1 / "forest.joblib").read_bytes()
-    with pytest.raises(FailedPrecondition, match="fp16"):
-        reexport_forest(v1, fp16=True)
+    assert (v / "forest.joblib").read_bytes() == (forest.model_dir / "forest.joblib").read_bytes()
+    refused = d.sipctl("models", "export", "fr", "1", "--fp16", check=False)
+    assert refused.returncode != 0 and "fp16" in refused.stderr, refused.stderr
+
+
+@pytest.mark.slow
+def test_the_default_net_corrects_class_priors_unless_told_not_to(forest: Forest) -> None:
+    """The net's training options through the API: the steps cap and the prior shift."""
+    d = forest.d
+    shifted = d.sipctl_json("train", "fr", "--epochs", "2", "--steps-per-epoch", "3")
+    kept = d.sipctl_json("train", "fr", "--epochs", "2", "--steps-per-epoch", "3",
+                         "--no-prior-correction")  # fmt: skip
+    cards = {}
+    for name, result in (("shifted", shifted), ("kept", kept)):
+        folder = Path(d.sipctl_json("models", "show", "fr", str(result["version"]))["path"])
+        cards[name] = yaml.safe_load((folder / "model.yaml").read_text())["training"]
+        assert cards[name]["steps_per_epoch"] == 3 and cards[name]["epochs_run"] == 2
+    record = cards["shifted"].get("prior_correction")
+    shown = d.sipctl_json("models", "show", "fr", str(shifted["version"]))
+    log = (Path(shown["path"]) / "train.log").read_text()
+    # The shift is applied, or refused by its check on the labeled pixels: either way logged.
+    assert "# class priors:" in log
+    if record is not None:
+        assert len(record["logit_shift"]) == len(CLASSES)
+        assert abs(sum(record["scene_prior"]) - 1) < 1e-3
+        before, after = record["check_accuracy"]
+        assert after >= before - 0.005
+    assert cards["kept"].get("prior_correction") is None
 
 
 @pytest.mark.slow  # the TorchScript export

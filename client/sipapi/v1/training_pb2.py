@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from sipapi.v1 import common_pb2 as sip_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15sip/v1/training.proto\x12\x06sip.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sip/v1/common.proto\"\x85\x02\n\x0cTrainRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0c\n\x04\x61rch\x18\x02 \x01(\t\x12\x0e\n\x06\x65pochs\x18\x03 \x01(\x05\x12\x12\n\nbatch_size\x18\x04 \x01(\x05\x12\x15\n\rlearning_rate\x18\x05 \x01(\x01\x12\x11\n\x04seed\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x15\n\rclass_weights\x18\x07 \x03(\x01\x12\x1e\n\x16\x62\x61lanced_class_weights\x18\x08 \x01(\x08\x12\x12\n\nno_augment\x18\t \x01(\x08\x12\x15\n\x08patience\x18\n \x01(\x05H\x01\x88\x01\x01\x12\x11\n\tchip_size\x18\x0b \x01(\x05\x42\x07\n\x05_seedB\x0b\n\t_patience\",\n\x0bTestRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06scenes\x18\x02 \x03(\t\"0\n\x12\x45xportModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x66p16\x18\x02 \x01(\x08\"J\n\x11ListModelsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"L\n\x12ListModelsResponse\x12\x1d\n\x06models\x18\x01 \x03(\x0b\x32\r.sip.v1.Model\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\"\n\x12\x44\x65leteModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xff\x02\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\x0c\n\x04\x61rch\x18\x05 \x01(\t\x12!\n\x07\x63lasses\x18\x06 \x03(\x0b\x32\x10.sip.v1.ClassDef\x12\r\n\x05\x62\x61nds\x18\x07 \x03(\t\x12\x11\n\ttile_size\x18\x08 \x01(\x05\x12\x11\n\ttile_halo\x18\t \x01(\x05\x12%\n\x08training\x18\n \x01(\x0b\x32\x13.sip.v1.TrainResult\x12$\n\x04test\x18\x0b \x01(\x0b\x32\x16.sip.v1.AccuracyReport\x12\x12\n\nmodel_yaml\x18\x0c \x01(\t\x12\x14\n\x0c\x64\x65rived_from\x18\r \x01(\t\x12+\n\x0b\x65valuations\x18\x0e \x03(\x0b\x32\x16.sip.v1.AccuracyReport\x12\x0e\n\x06recipe\x18\x0f \x01(\t2\xdb\x02\n\x0fTrainingService\x12*\n\x05Train\x12\x14.sip.v1.TrainRequest\x1a\x0b.sip.v1.Job\x12(\n\x04Test\x12\x13.sip.v1.TestRequest\x1a\x0b.sip.v1.Job\x12\x36\n\x0b\x45xportModel\x12\x1a.sip.v1.ExportModelRequest\x1a\x0b.sip.v1.Job\x12\x43\n\nListModels\x12\x19.sip.v1.ListModelsRequest\x1a\x1a.sip.v1.ListModelsResponse\x12\x32\n\x08GetModel\x12\x17.sip.v1.GetModelRequest\x1a\r.sip.v1.Model\x12\x41\n\x0b\x44\x65leteModel\x12\x1a.sip.v1.DeleteModelRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15sip/v1/training.proto\x12\x06sip.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sip/v1/common.proto\"\xd4\x02\n\x0cTrainRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0c\n\x04\x61rch\x18\x02 \x01(\t\x12\x0e\n\x06\x65pochs\x18\x03 \x01(\x05\x12\x12\n\nbatch_size\x18\x04 \x01(\x05\x12\x15\n\rlearning_rate\x18\x05 \x01(\x01\x12\x11\n\x04seed\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x15\n\rclass_weights\x18\x07 \x03(\x01\x12\x1e\n\x16\x62\x61lanced_class_weights\x18\x08 \x01(\x08\x12\x12\n\nno_augment\x18\t \x01(\x08\x12\x15\n\x08patience\x18\n \x01(\x05H\x01\x88\x01\x01\x12\x11\n\tchip_size\x18\x0b \x01(\x05\x12\x1c\n\x0fsteps_per_epoch\x18\x0c \x01(\x05H\x02\x88\x01\x01\x12\x1b\n\x13no_prior_correction\x18\r \x01(\x08\x42\x07\n\x05_seedB\x0b\n\t_patienceB\x12\n\x10_steps_per_epoch\",\n\x0bTestRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06scenes\x18\x02 \x03(\t\"0\n\x12\x45xportModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x66p16\x18\x02 \x01(\x08\"J\n\x11ListModelsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"L\n\x12ListModelsResponse\x12\x1d\n\x06models\x18\x01 \x03(\x0b\x32\r.sip.v1.Model\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\"\n\x12\x44\x65leteModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xff\x02\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\x0c\n\x04\x61rch\x18\x05 \x01(\t\x12!\n\x07\x63lasses\x18\x06 \x03(\x0b\x32\x10.sip.v1.ClassDef\x12\r\n\x05\x62\x61nds\x18\x07 \x03(\t\x12\x11\n\ttile_size\x18\x08 \x01(\x05\x12\x11\n\ttile_halo\x18\t \x01(\x05\x12%\n\x08training\x18\n \x01(\x0b\x32\x13.sip.v1.TrainResult\x12$\n\x04test\x18\x0b \x01(\x0b\x32\x16.sip.v1.AccuracyReport\x12\x12\n\nmodel_yaml\x18\x0c \x01(\t\x12\x14\n\x0c\x64\x65rived_from\x18\r \x01(\t\x12+\n\x0b\x65valuations\x18\x0e \x03(\x0b\x32\x16.sip.v1.AccuracyReport\x12\x0e\n\x06recipe\x18\x0f \x01(\t2\xdb\x02\n\x0fTrainingService\x12*\n\x05Train\x12\x14.sip.v1.TrainRequest\x1a\x0b.sip.v1.Job\x12(\n\x04Test\x12\x13.sip.v1.TestRequest\x1a\x0b.sip.v1.Job\x12\x36\n\x0b\x45xportModel\x12\x1a.sip.v1.ExportModelRequest\x1a\x0b.sip.v1.Job\x12\x43\n\nListModels\x12\x19.sip.v1.ListModelsRequest\x1a\x1a.sip.v1.ListModelsResponse\x12\x32\n\x08GetModel\x12\x17.sip.v1.GetModelRequest\x1a\r.sip.v1.Model\x12\x41\n\x0b\x44\x65leteModel\x12\x1a.sip.v1.DeleteModelRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,21 +35,21 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sip.v1.training_pb2', _glob
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TRAINREQUEST']._serialized_start=117
-  _globals['_TRAINREQUEST']._serialized_end=378
-  _globals['_TESTREQUEST']._serialized_start=380
-  _globals['_TESTREQUEST']._serialized_end=424
-  _globals['_EXPORTMODELREQUEST']._serialized_start=426
-  _globals['_EXPORTMODELREQUEST']._serialized_end=474
-  _globals['_LISTMODELSREQUEST']._serialized_start=476
-  _globals['_LISTMODELSREQUEST']._serialized_end=550
-  _globals['_LISTMODELSRESPONSE']._serialized_start=552
-  _globals['_LISTMODELSRESPONSE']._serialized_end=628
-  _globals['_GETMODELREQUEST']._serialized_start=630
-  _globals['_GETMODELREQUEST']._serialized_end=661
-  _globals['_DELETEMODELREQUEST']._serialized_start=663
-  _globals['_DELETEMODELREQUEST']._serialized_end=697
-  _globals['_MODEL']._serialized_start=700
-  _globals['_MODEL']._serialized_end=1083
-  _globals['_TRAININGSERVICE']._serialized_start=1086
-  _globals['_TRAININGSERVICE']._serialized_end=1433
+  _globals['_TRAINREQUEST']._serialized_end=457
+  _globals['_TESTREQUEST']._serialized_start=459
+  _globals['_TESTREQUEST']._serialized_end=503
+  _globals['_EXPORTMODELREQUEST']._serialized_start=505
+  _globals['_EXPORTMODELREQUEST']._serialized_end=553
+  _globals['_LISTMODELSREQUEST']._serialized_start=555
+  _globals['_LISTMODELSREQUEST']._serialized_end=629
+  _globals['_LISTMODELSRESPONSE']._serialized_start=631
+  _globals['_LISTMODELSRESPONSE']._serialized_end=707
+  _globals['_GETMODELREQUEST']._serialized_start=709
+  _globals['_GETMODELREQUEST']._serialized_end=740
+  _globals['_DELETEMODELREQUEST']._serialized_start=742
+  _globals['_DELETEMODELREQUEST']._serialized_end=776
+  _globals['_MODEL']._serialized_start=779
+  _globals['_MODEL']._serialized_end=1162
+  _globals['_TRAININGSERVICE']._serialized_start=1165
+  _globals['_TRAININGSERVICE']._serialized_end=1512
 # @@protoc_insertion_point(module_scope)

@@ -12,7 +12,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TrainRequest(_message.Message):
-    __slots__ = ("parent", "arch", "epochs", "batch_size", "learning_rate", "seed", "class_weights", "balanced_class_weights", "no_augment", "patience", "chip_size")
+    __slots__ = ("parent", "arch", "epochs", "batch_size", "learning_rate", "seed", "class_weights", "balanced_class_weights", "no_augment", "patience", "chip_size", "steps_per_epoch", "no_prior_correction")
     PARENT_FIELD_NUMBER: _ClassVar[int]
     ARCH_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +24,8 @@ class TrainRequest(_message.Message):
     NO_AUGMENT_FIELD_NUMBER: _ClassVar[int]
     PATIENCE_FIELD_NUMBER: _ClassVar[int]
     CHIP_SIZE_FIELD_NUMBER: _ClassVar[int]
+    STEPS_PER_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    NO_PRIOR_CORRECTION_FIELD_NUMBER: _ClassVar[int]
     parent: str
     arch: str
     epochs: int
@@ -35,7 +37,9 @@ class TrainRequest(_message.Message):
     no_augment: bool
     patience: int
     chip_size: int
-    def __init__(self, parent: _Optional[str] = ..., arch: _Optional[str] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., seed: _Optional[int] = ..., class_weights: _Optional[_Iterable[float]] = ..., balanced_class_weights: _Optional[bool] = ..., no_augment: _Optional[bool] = ..., patience: _Optional[int] = ..., chip_size: _Optional[int] = ...) -> None: ...
+    steps_per_epoch: int
+    no_prior_correction: bool
+    def __init__(self, parent: _Optional[str] = ..., arch: _Optional[str] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., seed: _Optional[int] = ..., class_weights: _Optional[_Iterable[float]] = ..., balanced_class_weights: _Optional[bool] = ..., no_augment: _Optional[bool] = ..., patience: _Optional[int] = ..., chip_size: _Optional[int] = ..., steps_per_epoch: _Optional[int] = ..., no_prior_correction: _Optional[bool] = ...) -> None: ...
 
 class TestRequest(_message.Message):
     __slots__ = ("model", "scenes")

@@ -38,7 +38,19 @@ def register(sub: Any, job_options: argparse.ArgumentParser) -> None:
         help="unet (default), patchcnn, spectral, or forest (a random forest on a filter "
         "bank, trained in seconds; ignores epochs, batch size, lr, augment, patience)",
     )
-    p.add_argument("--epochs", type=int, default=0, help="maximum epochs (default 30)")
+    p.add_argument("--epochs", type=int, default=0, help="maximum epochs (default 15)")
+    p.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        default=None,
+        help="optimizer steps per epoch at most (default 12; 0 = one pass over the chips)",
+    )
+    p.add_argument(
+        "--no-prior-correction",
+        action="store_true",
+        help="keep the labels' class mix instead of shifting the output to the scenes' "
+        "class priors (estimated after training)",
+    )
     p.add_argument("--batch-size", type=int, default=0, help="chips per batch (default 16)")
     p.add_argument("--lr", type=float, default=0.0, help="learning rate (default 0.002)")
     p.add_argument(
@@ -195,6 +207,9 @@ def train(app: App) -> int:
         req.seed = a.seed
     if a.patience is not None:
         req.patience = a.patience
+    if a.steps_per_epoch is not None:
+        req.steps_per_epoch = a.steps_per_epoch
+    req.no_prior_correction = a.no_prior_correction
     if a.class_weights == "balanced":
         req.balanced_class_weights = True
     elif a.class_weights:
