@@ -6,6 +6,7 @@ import argparse
 import importlib.util
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -33,6 +34,23 @@ Scenes and the model are kept in --dir and reused by later runs.
 Wall time depends on what else runs on the machine; CPU s/Mpx does not
 (cores / CPU s/Mpx is the rate an idle machine reaches), and the load
 average at each measurement is reported with it.
+
+`sipctl bench quality --dataset dubai|bbbc|generated|folder` is the
+sparse-click quality benchmark (docs/quality.md): on the train images of a
+dataset with full ground truth, --clicks pixels per class (3x3-pure, fixed
+--seed, 4 train : 1 val) become point ROIs; each method learns from them and
+classifies every pixel of the test images, scored against the truth
+(overall accuracy, Cohen's kappa, mean IoU, per-class F1). Methods
+(--methods, default all): forest-ref (ilastik-style filter bank + random
+forest, computed by the benchmark itself: the independent reference),
+instant (sipd's --arch forest), sparse (sipd's default net, trained with no
+options) and full (the same training on the full masks: the upper bound).
+The daemon methods run through a sipd of the benchmark's own (127.0.0.1,
+ephemeral port, data dir under --work; --address is ignored). Prints a
+markdown table (one row per method) and writes every figure, per image too,
+with the command, machine and load average, to --json PATH (default
+WORK/results/DATASET-TIME.json). Scenes are written once into --work.
+Example: sipctl bench quality --dataset bbbc --methods forest-ref,sparse
 """
 
 
@@ -46,11 +64,13 @@ def register(sub: Any, job_options: argparse.ArgumentParser) -> None:
     p.add_argument(
         "target",
         nargs="?",
-        choices=["predict", "preprocess"],
+        choices=["predict", "preprocess", "quality"],
         default="predict",
         help="predict (default): the predictor against a naive baseline; preprocess: a "
-        "preprocessor on a product of real size (--sensor)",
+        "preprocessor on a product of real size (--sensor); quality: sparse-click accuracy "
+        "of sipd's models against a reference (--dataset)",
     )
+    _quality_options(p)
     p.add_argument(
         "--sensor",
         default="sentinel1",
@@ -95,6 +115,76 @@ def register(sub: Any, job_options: argparse.ArgumentParser) -> None:
     p.add_argument("--no-baseline", action="store_true", help="measure sipd only")
     p.add_argument("--keep-outputs", action="store_true", help="keep the label maps in --dir/out")
     p.set_defaults(func=bench)
+
+
+def _quality_options(p: argparse.ArgumentParser) -> None:
+    q = p.add_argument_group("quality (sipctl bench quality; docs/quality.md)")
+    q.add_argument(
+        "--dataset",
+        choices=["dubai", "bbbc", "generated", "folder"],
+        default="",
+        help="dubai (../shared/datasets/dubai_aerial_hitl), bbbc "
+        "(../shared/datasets/bbbc039_nuclei_subset), generated (synthetic scenes) or folder "
+        "(--data DIR with images/ and masks/, integer class masks, 0 = ignore)",
+    )
+    q.add_argument(
+        "--data",
+        default="",
+        help="the dataset folder (default: $SIPD_BENCH_DATASETS/<name>, else "
+        "../shared/datasets/<name> beside the source checkout)",
+    )
+    q.add_argument("--split-file", default="", help="folder: JSON {train: [...], test: [...]} "
+                   "or lines 'STEM train|test' (default: sorted images alternate)")  # fmt: skip
+    q.add_argument(
+        "--clicks", type=int, default=150, help="clicks per class and train image (default 150)"
+    )
+    q.add_argument(
+        "--methods",
+        default="forest-ref,instant,sparse,full",
+        help="comma-separated subset of forest-ref,instant,sparse,full (default all)",
+    )
+    q.add_argument("--seed", type=int, default=0, help="clicks and forest-ref seed (default 0)")
+    q.add_argument(
+        "--work", default="bench-data/quality", help="scenes, ROIs, outputs (bench-data/quality)"
+    )
+    q.add_argument("--max-train", type=int, default=0, help="use N train images (spread evenly)")
+    q.add_argument("--max-test", type=int, default=0, help="use N test images (spread evenly)")
+    q.add_argument(
+        "--json",
+        dest="json_path",
+        default="",
+        metavar="PATH",
+        help="write the figures here (default WORK/results/DATASET-TIME.json)",
+    )
+    q.add_argument(
+        "--suggest",
+        action="store_true",
+        help="also measure labeling where `sipctl suggest` points against as many random "
+        "clicks (instant model; --suggest-start, -regions, -clicks, -size)",
+    )
+    q.add_argument("--suggest-start", type=int, default=10,
+                   help="start clicks per class and train image (default 10)")  # fmt: skip
+    q.add_argument("--suggest-regions", type=int, default=0,
+                   help="regions asked of suggest (default 2 per train image)")  # fmt: skip
+    q.add_argument("--suggest-clicks", type=int, default=3, help="clicks per region (default 3)")
+    q.add_argument("--suggest-size", type=int, default=32, help="region edge (default 32 px)")
+    q.add_argument(
+        "--generated-size", type=int, default=512, help="generated: scene edge (default 512)"
+    )
+    q.add_argument(
+        "--generated-scenes", type=int, default=25, help="generated: scenes (default 25)"
+    )
+    q.add_argument(
+        "--generated-test", type=int, default=5, help="generated: of them test (default 5)"
+    )
+    q.add_argument(
+        "--daemon-setting",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="a setting of the benchmark's sipd (e.g. training.epochs=3 for a quick run); "
+        "train requests stay without options",
+    )
 
 
 def _sizes(a: argparse.Namespace) -> list[int]:
@@ -181,6 +271,8 @@ def _row(app: App, folder: Path, size: int) -> dict[str, Any]:
 def bench(app: App) -> int:
     if app.args.target == "preprocess":
         return bench_preprocess(app)
+    if app.args.target == "quality":
+        return bench_quality(app)
     sizes = _sizes(app.args)
     # The measurements run sipd's engine in child processes on this machine; the
     # client distribution alone (no torch, onnxruntime, GDAL) cannot.
@@ -266,4 +358,54 @@ def bench_preprocess(app: App) -> int:
         )
 
     app.emit(data, human)
+    return 0
+
+
+def bench_quality(app: App) -> int:
+    """The sparse-click quality benchmark (python -m sipd.bench.quality)."""
+    a = app.args
+    if importlib.util.find_spec("sipd") is None:
+        raise CliError("sipctl bench quality needs the sipd daemon installed here as well")
+    if not a.dataset:
+        raise CliError("sipctl bench quality needs --dataset dubai|bbbc|generated|folder")
+    work = Path(a.work).expanduser().resolve()
+    args = ["--dataset", a.dataset, "--work", str(work), "--clicks", str(a.clicks)]
+    args += ["--methods", a.methods, "--seed", str(a.seed)]
+    args += ["--max-train", str(a.max_train), "--max-test", str(a.max_test)]
+    args += ["--generated-size", str(a.generated_size)]
+    args += ["--generated-scenes", str(a.generated_scenes)]
+    args += ["--generated-test", str(a.generated_test)]
+    if a.data:
+        args += ["--data", str(Path(a.data).expanduser().resolve())]
+    if a.split_file:
+        args += ["--split-file", str(Path(a.split_file).expanduser().resolve())]
+    if a.json_path:
+        args += ["--json", str(Path(a.json_path).expanduser().resolve())]
+    for item in a.daemon_setting:
+        args += ["--daemon-setting", item]
+    if a.suggest:
+        args += ["--suggest", "--suggest-start", str(a.suggest_start),
+                 "--suggest-regions", str(a.suggest_regions),
+                 "--suggest-clicks", str(a.suggest_clicks), "--suggest-size", str(a.suggest_size)]
+    args += ["--invoked-as", shlex.join(["sipctl", *sys.argv[1:]])]
+    # Progress on stderr as it happens (none with --quiet); the table on stdout at the end.
+    child = subprocess.Popen(
+        [sys.executable, "-m", "sipd.bench.quality", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL if a.quiet else None,
+        text=True,
+    )
+    try:
+        stdout, _ = child.communicate()
+    except KeyboardInterrupt:
+        # The child stops its daemon on SIGINT/SIGTERM; wait for it rather than kill it.
+        child.terminate()
+        child.wait()
+        raise SystemExit(130) from None
+    if child.returncode != 0:
+        raise CliError(f"bench quality failed (exit {child.returncode}); see the messages above")
+    lines = stdout.strip().splitlines()
+    path = next((ln[len("JSON: ") :] for ln in reversed(lines) if ln.startswith("JSON: ")), "")
+    data = json.loads(Path(path).read_text()) if path else {}
+    app.emit(data, lambda: print(stdout, end=""))
     return 0
