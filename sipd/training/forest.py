@@ -37,7 +37,7 @@ from sipd.modelrepo.layout import FOREST_FILE, GRAPH_FILE, METRICS_FILE, TRAIN_L
 from sipd.nets.filter_bank import DEFAULT_SIGMAS, FilterBank, sparse_features
 from sipd.progress import JobContext
 from sipd.training.forest_export import check_forest_export, export_forest
-from sipd.training.onnx_export import INPUT, OUTPUTS
+from sipd.training.onnx_export import INPUT, OUTPUTS, derived_version
 from sipd.training.train import check_classes, load_training_dataset
 
 ARCH = "forest"
@@ -344,12 +344,4 @@ def reexport_forest(model_dir: str | Path, *, fp16: bool = False) -> dict[str, A
             }))  # fmt: skip
 
         version = publish(stage, project_root, write_versioned)
-    target = project_root / str(version)
-    return {
-        "model": version_name(project, version),
-        "version": version,
-        "model_dir": str(target),
-        "derived_from": source_name,
-        "files": sorted(str(p) for p in target.iterdir() if p.is_file()),
-        "max_abs_diff": check.max_abs_diff,
-    }
+    return derived_version(project_root, version, source_name, check.max_abs_diff)

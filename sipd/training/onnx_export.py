@@ -262,14 +262,21 @@ def reexport_model(model_dir: str | Path, *, fp16: bool = False) -> dict[str, An
             )
 
         version = publish(stage, project_root, write_versioned)
+    return derived_version(project_root, version, source_name, check.max_abs_diff)
+
+
+def derived_version(
+    project_root: Path, version: int, source_name: str, max_abs_diff: float
+) -> dict[str, Any]:
+    """What a re-export returns: the new version, its folder and files, its source."""
     target = project_root / str(version)
     return {
-        "model": version_name(project, version),
+        "model": version_name(project_root.name, version),
         "version": version,
         "model_dir": str(target),
         "derived_from": source_name,
         "files": sorted(str(p) for p in target.iterdir() if p.is_file()),
-        "max_abs_diff": check.max_abs_diff,
+        "max_abs_diff": max_abs_diff,
     }
 
 

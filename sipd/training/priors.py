@@ -37,7 +37,7 @@ EM_STEPS = 50
 MAX_PIXELS = 2_000_000
 # A class the net never predicts would get log(0); its shift is bounded instead.
 MAX_SHIFT = 4.0
-# Accuracy on the labeled check pixels a shift may cost (see correct_priors).
+# Balanced accuracy on the labeled check pixels a shift may cost (see correct_priors).
 MAX_CHECK_LOSS = 0.005
 
 
@@ -103,10 +103,11 @@ def correct_priors(
     """Fold log(q / pi) into the net's output bias; the record for the model card.
 
     EM needs calibrated probabilities; a net that is unsure over large areas
-    can drive q into a corner (measured: all pixels one class). So the shift
-    must keep the labeled check pixels (val, else train) as they were: the
-    full shift, else half, else a quarter is applied, whichever first loses
-    at most MAX_CHECK_LOSS of their accuracy. None when the net has no
+    can drive q into a corner (measured: all pixels one class, or a class's
+    prior to 0). So the shift must keep the labeled check pixels (val, else
+    train) as they were: the full shift, else half, else a quarter is
+    applied, whichever first loses at most MAX_CHECK_LOSS of their balanced
+    accuracy (mean recall per class). None when the net has no
     output bias to shift or no shift passes (nothing changed).
     """
     layer = output_layer(net, data.num_classes)
@@ -132,4 +133,11 @@ def correct_priors(
 
 
 def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    return float((logits.argmax(dim=1) == labels).double().mean()) if labels.numel() else 1.0
+    """Balanced accuracy (mean recall over the classes present): drawn labels are
+    about class-balanced, and a shift that gives up a rare class's labeled pixels
+    must show, not hide behind the common classes' (measured: Dubai vegetation)."""
+    if not labels.numel():
+        return 1.0
+    hits = logits.argmax(dim=1) == labels
+    recalls = [hits[labels == k].double().mean() for k in labels.unique()]
+    return float(torch.stack(recalls).mean())

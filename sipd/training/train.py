@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from pydantic import ValidationError
 
+from sipd.config import TrainingConfig
 from sipd.dataset import load_dataset
 from sipd.device import torch_device
 from sipd.errors import FailedPrecondition, InvalidArgument
@@ -28,6 +29,8 @@ from sipd.training.loop import STAGE, FitConfig, fit
 from sipd.training.onnx_export import INPUT, OUTPUTS, check_onnx_export, export_onnx
 from sipd.training.priors import correct_priors
 
+# The daemon's defaults (sipd.yaml `training`) are this function's too.
+_DEFAULTS = TrainingConfig()
 # An "epoch" is at least this many optimizer steps (see data.epoch_batches).
 MIN_STEPS_PER_EPOCH = 4
 # Default tile edge written into model.yaml. On a CPU, 1024 px tiles with the
@@ -47,15 +50,15 @@ def train_model(
     bands: list[str],
     arch: str = "unet",
     arch_params: dict[str, Any] | None = None,
-    epochs: int = 30,
-    batch_size: int = 16,
-    learning_rate: float = 2e-3,
+    epochs: int = _DEFAULTS.epochs,
+    batch_size: int = _DEFAULTS.batch_size,
+    learning_rate: float = _DEFAULTS.learning_rate,
     seed: int = 0,
     class_weights: list[float] | str | None = None,
     augment: bool = True,
-    patience: int | None = 8,
+    patience: int | None = _DEFAULTS.patience,
     tile_size: int = DEFAULT_TILE_SIZE,
-    steps_per_epoch: int | None = None,
+    steps_per_epoch: int | None = _DEFAULTS.steps_per_epoch,
     prior_correction: bool = True,
     preprocessing: dict[str, Any] | None = None,
     ctx: JobContext,

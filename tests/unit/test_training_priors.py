@@ -56,3 +56,39 @@ def test_output_layer_is_the_last_layer_with_one_bias_per_class():
                                                                                      bias=False))
     assert output_layer(net, 4) is net[2]
     assert output_layer(net, 5) is None
+
+
+def test_a_shift_that_gives_up_a_rare_class_is_cut_back():
+    """The check is balanced accuracy: one labeled pixel of a rare class counts as much as
+    hundreds of a common one's, so a shift that loses it is cut back (overall accuracy
+    would lose 0.2% and let it pass)."""
+    from sipd.training.data import TrainingData
+    from sipd.training.priors import correct_priors
+
+    k, size = 3, 32
+    # The "net" is the identity on these logits: classes 1 and 2 are sure (left and right
+    # half); class 3 holds 3 pixels with a small margin, too few for its clicked share.
+    logits = torch.zeros(1, k, size, size)
+    logits[0, 0, :, : size // 2] = 4.0
+    logits[0, 1, :, size // 2 :] = 4.0
+    logits[0, :2, 0, :3] = 0.0
+    logits[0, 2, 0, :3] = 2.0
+    train = torch.full((1, size, size), -1, dtype=torch.int64)
+    train[0, 5, 4:7], train[0, 5, 20:23], train[0, 0, :3] = 0, 1, 2  # balanced clicks
+    val = torch.full((1, size, size), -1, dtype=torch.int64)
+    val[0, 10:20, 1:15], val[0, 10:20, 17:31] = 0, 1
+    val[0, 0, 1] = 2
+    net = nn.Conv2d(k, k, 1)
+    with torch.no_grad():
+        net.weight.copy_(torch.eye(k).view(k, k, 1, 1))
+        net.bias.zero_()
+    data = TrainingData(images=logits, train_targets=train, val_targets=val,
+                        train_idx=np.array([0]), val_idx=np.array([0]), num_classes=k,
+                        valid=torch.ones(1, size, size, dtype=torch.bool))  # fmt: skip
+    record = correct_priors(net, data, torch.ones(k), torch.device("cpu"))
+    assert record is not None and record["logit_shift"][2] < 0
+    with torch.no_grad():
+        predicted = net(logits).argmax(1)
+    labeled = val != -1
+    assert bool((predicted[labeled] == val[labeled]).all()), "every labeled pixel kept"
+    assert record["check_accuracy"][1] >= record["check_accuracy"][0] - 0.005
