@@ -72,8 +72,9 @@ def estimate_prior(logits: torch.Tensor, pi: torch.Tensor) -> torch.Tensor:
     """The scenes' class prior q by EM (Saerens et al. 2002) over pixel logits."""
     p = torch.softmax(logits, dim=1)
     q = pi.double().clone()
+    present = pi > 0  # a class without training labels keeps q = 0 (and no shift)
     for _ in range(EM_STEPS):
-        adjusted = p * (q / pi)
+        adjusted = p * torch.where(present, q / pi.clamp_min(1e-12), 0.0)
         adjusted /= adjusted.sum(dim=1, keepdim=True)
         q = adjusted.mean(dim=0)
     return q

@@ -49,6 +49,10 @@ def test_shift_is_bounded_and_zero_for_classes_without_labels():
     assert float(shift[2]) == 0.0
     assert float(shift[0]) == math.log(0.98 / 0.5) and float(shift[1]) < 0
     assert float(prior_shift(torch.tensor([1.0, 0.0]), torch.tensor([0.5, 0.5]))[1]) == -4.0
+    # EM with a class that had no training labels: finite, and that class stays at 0.
+    logits = torch.randn(1000, 3, dtype=torch.float64)
+    q = estimate_prior(logits, pi)
+    assert torch.isfinite(q).all() and float(q[2]) == 0.0 and abs(float(q.sum()) - 1) < 1e-9
 
 
 def test_output_layer_is_the_last_layer_with_one_bias_per_class():
