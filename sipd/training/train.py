@@ -59,7 +59,7 @@ def train_model(
     patience: int | None = _DEFAULTS.patience,
     tile_size: int = DEFAULT_TILE_SIZE,
     steps_per_epoch: int | None = _DEFAULTS.steps_per_epoch,
-    prior_correction: bool = True,
+    prior_correction: bool = _DEFAULTS.prior_correction,
     preprocessing: dict[str, Any] | None = None,
     ctx: JobContext,
 ) -> dict[str, Any]:
@@ -71,7 +71,7 @@ def train_model(
     """
     started = time.time()
     classes = check_classes(classes)
-    _check_hyper(epochs, batch_size, learning_rate, patience, tile_size)
+    _check_hyper(epochs, batch_size, learning_rate, patience, tile_size, steps_per_epoch)
     chips, summary = load_training_dataset(dataset_dir, bands)
     norm = summary["normalization"]
     num_classes = len(classes)
@@ -260,8 +260,12 @@ def check_classes(classes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _check_hyper(epochs, batch_size, learning_rate, patience, tile_size) -> None:
+def _check_hyper(epochs, batch_size, learning_rate, patience, tile_size, steps_per_epoch) -> None:
     problems = []
+    if steps_per_epoch is not None and (not isinstance(steps_per_epoch, int)
+                                        or steps_per_epoch < 1):
+        problems.append(f"steps_per_epoch must be an integer >= 1 or None (a full pass), "
+                        f"got {steps_per_epoch}")
     if not isinstance(epochs, int) or epochs < 1:
         problems.append(f"epochs must be an integer >= 1, got {epochs}")
     if not isinstance(batch_size, int) or batch_size < 1:

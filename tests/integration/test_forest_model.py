@@ -193,6 +193,9 @@ def test_the_default_net_corrects_class_priors_unless_told_not_to(forest: Forest
         before, after = record["check_accuracy"]
         assert after >= before - 0.005
     assert cards["kept"].get("prior_correction") is None
+    refused = d.sipctl("train", "fr", "--steps-per-epoch", "-2", check=False)
+    assert refused.returncode != 0 and "INVALID_ARGUMENT" in refused.stderr
+    assert "steps_per_epoch" in refused.stderr, refused.stderr
 
 
 @pytest.mark.slow  # the TorchScript export
