@@ -245,6 +245,28 @@ def train_tiny_model(folder: Path) -> Path:
     return Path(result["model_dir"])
 
 
+def import_sampled_rois(
+    d: Sipd, project: str, scene: str, rois: list[dict[str, Any]], classes: list[str]
+) -> None:
+    """ROIs from sipd.synthetic.sample_rois as one GeoJSON file in pixel coordinates,
+    imported in one `sipctl roi import` call (class k is classes[k - 1])."""
+    features = [
+        {
+            "type": "Feature",
+            "properties": {"class": classes[r["class_value"] - 1], "split": r["split"]},
+            "geometry": {"type": "Point", "coordinates": list(r["coords"][0])}
+            if r["kind"] == "point"
+            else {"type": "LineString", "coordinates": [list(c) for c in r["coords"]]},
+        }
+        for r in rois
+    ]
+    path = d.roots[0] / f"{project}_{scene}.geojson"
+    path.write_text(
+        json.dumps({"type": "FeatureCollection", "sipd:coordinates": "pixel", "features": features})
+    )
+    d.sipctl("roi", "import", project, str(path), "--scene", scene)
+
+
 def install_model(model: Path, data_dir: Path, project: str, version: int = 1) -> Path:
     """A fresh copy of a model folder as version `version` of `project` in a daemon's data dir
     (models/README.md: a copied folder is a model version there at once). The source stays

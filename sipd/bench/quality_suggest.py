@@ -53,19 +53,16 @@ def random_clicks(
     ds: Dataset, n: int, rng: np.random.Generator
 ) -> dict[str, list[Click]]:
     """`n` train clicks at pure pixels drawn uniformly over all train images."""
-    masks = {item.name: pure_mask(item.truth) for item in ds.side("train")}
-    sizes = np.array([int(m.sum()) for m in masks.values()], np.int64)
-    picks = rng.choice(int(sizes.sum()), size=min(n, int(sizes.sum())), replace=False)
-    out: dict[str, list[Click]] = {name: [] for name in masks}
-    starts = np.concatenate([[0], np.cumsum(sizes)])
-    items = {item.name: item for item in ds.side("train")}
+    items = ds.side("train")
+    pixels = [np.nonzero(pure_mask(item.truth)) for item in items]
+    starts = np.concatenate([[0], np.cumsum([rows.size for rows, _ in pixels])])
+    picks = rng.choice(int(starts[-1]), size=min(n, int(starts[-1])), replace=False)
+    out: dict[str, list[Click]] = {item.name: [] for item in items}
     for pick in np.sort(picks):
         k = int(np.searchsorted(starts, pick, side="right") - 1)
-        name = list(masks)[k]
-        rows, cols = np.nonzero(masks[name])
-        j = int(pick - starts[k])
-        r, c = int(rows[j]), int(cols[j])
-        out[name].append(Click(r, c, int(items[name].truth[r, c]), "train"))
+        rows, cols = pixels[k]
+        r, c = int(rows[pick - starts[k]]), int(cols[pick - starts[k]])
+        out[items[k].name].append(Click(r, c, int(items[k].truth[r, c]), "train"))
     return out
 
 

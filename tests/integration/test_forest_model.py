@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -13,29 +12,11 @@ import rasterio
 import yaml
 
 from sipd.synthetic import make_scene, sample_rois
-from tests.support import Sipd, file_hashes
+from tests.support import Sipd, file_hashes, import_sampled_rois
 
 SIZE = 256
 CLASSES = ["water", "ice", "land"]
 BANDS = ["B1", "B2", "B3", "B4"]
-
-
-def _add_rois(d: Sipd, scene: str, rois: list[dict[str, Any]]) -> None:
-    features = [
-        {
-            "type": "Feature",
-            "properties": {"class": CLASSES[r["class_value"] - 1], "split": r["split"]},
-            "geometry": {"type": "Point", "coordinates": list(r["coords"][0])}
-            if r["kind"] == "point"
-            else {"type": "LineString", "coordinates": [list(c) for c in r["coords"]]},
-        }
-        for r in rois
-    ]
-    path = d.roots[0] / f"{scene}.geojson"
-    path.write_text(
-        json.dumps({"type": "FeatureCollection", "sipd:coordinates": "pixel", "features": features})
-    )
-    d.sipctl("roi", "import", "fr", str(path), "--scene", scene)
 
 
 class Forest:
@@ -56,7 +37,7 @@ class Forest:
                 self.truth[name], seed=seed, n_lines_per_class=2, n_points_per_class=30,
                 splits={"train": 0.75, "val": 0.25},
             )  # fmt: skip
-            _add_rois(d, name, rois)
+            import_sampled_rois(d, "fr", name, rois, CLASSES)
         # Net-only flags are accepted and ignored (the card says so).
         self.train = d.sipctl_json(
             "train", "fr", "--arch", "forest", "--epochs", "3", "--seed", "0"

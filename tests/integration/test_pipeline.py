@@ -10,7 +10,6 @@ import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import grpc
 import numpy as np
@@ -32,6 +31,7 @@ from tests.support import (
     Sipd,
     assert_cog,
     file_hashes,
+    import_sampled_rois,
     install_model,
     wait_for,
     write_raster,
@@ -42,25 +42,6 @@ CLASSES = ["water", "ice", "land"]
 STATE = common_pb2.Job.State
 EPOCHS = "8"
 P = MODEL_PROJECT  # the project of the tests that use the session's trained model
-
-
-def _add_rois(d: Sipd, project: str, scene: str, rois: list[dict[str, Any]]) -> None:
-    """ROIs as a GeoJSON file in pixel coordinates, imported in one call."""
-    features = [
-        {
-            "type": "Feature",
-            "properties": {"class": CLASSES[r["class_value"] - 1], "split": r["split"]},
-            "geometry": {"type": "Point", "coordinates": list(r["coords"][0])}
-            if r["kind"] == "point"
-            else {"type": "LineString", "coordinates": [list(c) for c in r["coords"]]},
-        }
-        for r in rois
-    ]
-    path = d.roots[0] / f"{project}_{scene}.geojson"
-    path.write_text(
-        json.dumps({"type": "FeatureCollection", "sipd:coordinates": "pixel", "features": features})
-    )
-    d.sipctl("roi", "import", project, str(path), "--scene", scene)
 
 
 class Flow:
@@ -88,11 +69,11 @@ class Flow:
                 n_points_per_class=4,
                 splits={"train": 0.75, "val": 0.25},
             )
-            _add_rois(d, "flow", name, rois)
+            import_sampled_rois(d, "flow", name, rois, CLASSES)
         test_rois = sample_rois(
             self.truth["c"], seed=3, n_lines_per_class=3, n_points_per_class=6, splits={"test": 1.0}
         )
-        _add_rois(d, "flow", "c", test_rois)
+        import_sampled_rois(d, "flow", "c", test_rois, CLASSES)
         self.mask = d.sipctl_json("mask", "flow")
         self.prepared = d.sipctl_json("dataset", "prepare", "flow")
         self.train = d.sipctl_json("train", "flow", "--epochs", EPOCHS, "--seed", "0")
