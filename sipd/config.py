@@ -128,6 +128,8 @@ class Config:
     data_dir: str = ""
     # Prometheus /metrics address; empty = off.
     metrics_listen: str = "127.0.0.1:9464"
+    # Labeling studio (web page) address; empty = off. Same tokens and TLS as gRPC.
+    studio_listen: str = "127.0.0.1:50052"
     # Folders the daemon may read and write; empty = the data dir and the user's home.
     allowed_roots: list[str] = field(default_factory=list)
     # auto (CUDA if usable, else CPU), cpu or cuda:N.
@@ -156,6 +158,7 @@ _ENV_NAMES = {
     "SIPD_LISTEN": "listen",
     "SIPD_DATA_DIR": "data_dir",
     "SIPD_METRICS_LISTEN": "metrics_listen",
+    "SIPD_STUDIO_LISTEN": "studio_listen",
     "SIPD_DEVICE": "device",
     "SIPD_LOG_LEVEL": "log_level",
     "SIPD_ALLOWED_ROOTS": "allowed_roots",
@@ -282,8 +285,13 @@ def _validate(config: Config) -> None:
         raise InvalidArgument(
             f"log_level {config.log_level!r} is not one of: debug, info, warning, error"
         )
-    for name, address in (("listen", config.listen), ("metrics_listen", config.metrics_listen)):
-        if name == "metrics_listen" and not address:
+    addresses = (
+        ("listen", config.listen),
+        ("metrics_listen", config.metrics_listen),
+        ("studio_listen", config.studio_listen),
+    )
+    for name, address in addresses:
+        if name != "listen" and not address:
             continue
         host, sep, port = address.rpartition(":")
         if not sep or not host or not port.isdigit() or int(port) > 65535:

@@ -5,6 +5,10 @@ daemon's data dir. The daemon is started with the embedded defaults except
 for the data dir and allowed root (kept inside demo-data so the demo never
 touches your real sipd state); each sipctl command is printed before it
 runs, so the transcript doubles as a tutorial.
+
+At the end it sets up an empty project on the demo scene for the labeling
+studio and prints the studio's address; in a terminal the daemon keeps
+running until Ctrl+C so that you can draw there (SIPD_DEMO_KEEP=0: stop at once).
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ class Demo:
             args += ["--listen", "127.0.0.1:0"]
         if not _free("127.0.0.1:9464"):
             args += ["--metrics-listen", ""]
+        if not _free("127.0.0.1:50052"):
+            args += ["--studio-listen", "127.0.0.1:0"]
         print(f"$ {shlex.join(['sipd', *args[3:]])}  # log: {self.root / 'sipd.log'}")
         log = open(self.root / "sipd.log", "wb")  # noqa: SIM115 - the daemon's stdout/stderr
         self.daemon = subprocess.Popen(args, stdout=log, stderr=log)
@@ -97,10 +103,32 @@ def main() -> int:
         demo.start_daemon()
         demo.sipctl("status")
         run_example(demo)
+        open_studio(demo)
+        print(f"\ndemo finished in {time.monotonic() - started:.0f} s; files in "
+              f"{DEMO_DIR.resolve()}")  # fmt: skip
+        keep = os.environ.get("SIPD_DEMO_KEEP", "1" if sys.stdin.isatty() else "0") == "1"
+        if keep and demo.daemon is not None:
+            print("sipd keeps running for the studio; press Ctrl+C to stop it")
+            try:
+                demo.daemon.wait()
+            except KeyboardInterrupt:
+                pass
     finally:
         demo.stop_daemon()
-    print(f"\ndemo finished in {time.monotonic() - started:.0f} s; files in {DEMO_DIR.resolve()}")
     return 0
+
+
+def open_studio(demo: Demo) -> None:
+    """An empty project on the demo scene: draw a few strokes and watch the label map."""
+    demo.sipctl("project", "create", "studio", "--classes", "water,ice,land", "--colors",
+                "navy,skyblue,olive", "--bands", "B1,B2,B3,B4")  # fmt: skip
+    demo.sipctl("scene", "add", "studio", str(demo.root / "scene_a.tif"), "--name", "a")
+    address = demo.sipctl("studio", "--no-open", quiet=True).splitlines()[0]
+    print(
+        f"\nlabeling studio: {address}\n"
+        "open it in a browser, pick project 'studio', a class (keys 1-3) and the line tool, "
+        "draw a few strokes on water, ice and land, and tick 'Live update'"
+    )
 
 
 def write_geojson_rois(

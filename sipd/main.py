@@ -28,6 +28,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--metrics-listen", help="Prometheus /metrics address HOST:PORT; '' turns it off"
     )
+    p.add_argument(
+        "--studio-listen", help="labeling studio (web page) address HOST:PORT; '' turns it off"
+    )
     p.add_argument("--device", help="auto, cpu or cuda:N")
     p.add_argument("--log-level", help="debug, info, warning or error")
     p.add_argument(

@@ -57,6 +57,7 @@ from sipd.recipes import RecipeBook
 from sipd.services.common import StreamLimiter, unimplemented
 from sipd.store import Store
 from sipd.stream_upload import StreamPredictions
+from sipd.studio.server import StudioServer
 from sipd.watch.manager import WatchManager
 
 log = logging.getLogger("sipd")
@@ -152,6 +153,8 @@ class Daemon:
         self.metrics.set_watch_stats(self.watches.stats)
         self.address = ""
         self.metrics_address = ""
+        self.studio_address = ""
+        self.studio: StudioServer | None = None
         self.server: grpc.Server | None = None
         self.health = health.HealthServicer()
         self.stream_limits = StreamLimiter(
@@ -182,6 +185,14 @@ class Daemon:
             with atomic_path(self.data_dir / "sipd.metrics_address") as tmp:
                 tmp.write_text(self.metrics_address + "\n")
             log.info("metrics on http://%s/metrics", self.metrics_address)
+        if self.config.studio_listen:
+            self.studio = StudioServer(self)
+            self.studio_address = self.studio.serve(self.config.studio_listen)
+            with atomic_path(self.data_dir / "sipd.studio_address") as tmp:
+                tmp.write_text(self.studio_address + "\n")
+            scheme = "https" if self.config.tls.cert else "http"
+            log.info("studio on %s://%s/ (open it with `sipctl studio`)", scheme,
+                     self.studio_address)  # fmt: skip
         for job in self.engine.start():
             # A predict job killed mid-write left scratch files beside its outputs;
             # nobody else would remove them unless the same outputs are written again.
@@ -280,6 +291,8 @@ class Daemon:
         self.watches.stop()
         self.engine.shutdown(self.config.jobs.shutdown_grace_seconds)
         self.metrics.stop()
+        if self.studio is not None:
+            self.studio.stop()
         if stopped is not None:
             stopped.wait(5)
         self.store.close()
@@ -287,6 +300,7 @@ class Daemon:
         for record in self._records:
             record.unlink(missing_ok=True)
         (self.data_dir / "sipd.metrics_address").unlink(missing_ok=True)
+        (self.data_dir / "sipd.studio_address").unlink(missing_ok=True)
         self._lock_file.close()
         self._stopped.set()
         log.info("stopped")
@@ -387,17 +401,23 @@ def _is_loopback(listen: str) -> bool:
 
 
 def _check_exposure(config: Config) -> None:
-    if _is_loopback(config.listen) or config.tls.cert:
+    _check_listener(config, "listen", config.listen)
+    if config.studio_listen:
+        _check_listener(config, "studio_listen", config.studio_listen)
+
+
+def _check_listener(config: Config, option: str, listen: str) -> None:
+    if _is_loopback(listen) or config.tls.cert:
         return
     if config.insecure_allow_remote_without_tls:
         log.warning(
             "listening on %s without TLS: tokens and data cross the network in clear "
             "(--insecure-allow-remote-without-tls)",
-            config.listen,
+            listen,
         )
         return
     raise FailedPrecondition(
-        f"refusing to listen on {config.listen} without TLS: tokens would cross the network "
+        f"refusing to listen on {listen} ({option}) without TLS: tokens would cross the network "
         "in clear; set tls.cert and tls.key (--tls-cert, --tls-key), listen on 127.0.0.1, or "
         "override with --insecure-allow-remote-without-tls (see docs/security.md)"
     )

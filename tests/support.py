@@ -31,6 +31,7 @@ class Sipd:
         extra_args: list[str] | None = None,
         env: dict[str, str] | None = None,
         metrics: bool = False,
+        studio: bool = False,
         listen: str = "127.0.0.1:0",
         tls_ca: Path | None = None,
     ) -> None:
@@ -46,6 +47,9 @@ class Sipd:
         # Prometheus endpoint on a free port (its address in `metrics_address`); off by default.
         self.metrics = metrics
         self.metrics_address = ""
+        # The studio (web page) on a free port (its address in `studio_address`); off by default.
+        self.studio = studio
+        self.studio_address = ""
         self.roots = roots
         self.extra_args = extra_args or []
         self.env = env or {}
@@ -68,6 +72,8 @@ class Sipd:
             str(self.data_dir),
             "--metrics-listen",
             "127.0.0.1:0" if self.metrics else "",
+            "--studio-listen",
+            "127.0.0.1:0" if self.studio else "",
         ]
         for root in self.roots:
             args += ["--allowed-root", str(root)]
@@ -89,6 +95,8 @@ class Sipd:
         self.token = (self.data_dir / "sipd.token").read_text().strip()
         if self.metrics:
             self.metrics_address = (self.data_dir / "sipd.metrics_address").read_text().strip()
+        if self.studio:
+            self.studio_address = (self.data_dir / "sipd.studio_address").read_text().strip()
         self._client = None
         self.wait_worker()
         return self

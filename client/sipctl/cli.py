@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "detach"):
         args.detach = False
     token = args.token or runtime.find_token(args.address)
+    args.token = token  # `sipctl studio` hands it to the browser
     try:
         client = Client(
             args.address, args.timeout, token, tls=args.tls, tls_ca=args.tls_ca,

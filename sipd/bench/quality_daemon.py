@@ -29,8 +29,17 @@ class SipctlError(RuntimeError):
 
 
 class BenchDaemon:
-    def __init__(self, data_dir: Path, roots: list[Path], env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        data_dir: Path,
+        roots: list[Path],
+        env: dict[str, str] | None = None,
+        studio: bool = False,
+    ):
         self.data_dir = data_dir
+        # The studio on an ephemeral port (its address in `studio_address`) when asked.
+        self.studio = studio
+        self.studio_address = ""
         self.roots = roots
         self.env = env or {}
         self.log_path = data_dir.parent / f"{data_dir.name}.log"
@@ -43,7 +52,8 @@ class BenchDaemon:
         address_file = self.data_dir / "sipd.address"
         address_file.unlink(missing_ok=True)
         args = [sys.executable, "-m", "sipd", "--listen", "127.0.0.1:0",
-                "--data-dir", str(self.data_dir), "--metrics-listen", ""]  # fmt: skip
+                "--data-dir", str(self.data_dir), "--metrics-listen", "",
+                "--studio-listen", "127.0.0.1:0" if self.studio else ""]  # fmt: skip
         for root in self.roots:
             args += ["--allowed-root", str(root)]
         # The caller's SIPD_* settings would change what is measured; only ours pass.
@@ -63,6 +73,8 @@ class BenchDaemon:
         host, _, port = address_file.read_text().strip().rpartition(":")
         self.address = f"127.0.0.1:{port}"
         self.token = (self.data_dir / "sipd.token").read_text().strip()
+        if self.studio:
+            self.studio_address = (self.data_dir / "sipd.studio_address").read_text().strip()
         self._wait_worker(timeout)
         return self
 

@@ -54,7 +54,7 @@ def _parts(geom: BaseGeometry) -> Iterator[BaseGeometry]:
         yield geom
 
 
-def _burn(rois: Sequence[RoiSpec], shape: tuple[int, int]) -> np.ndarray:
+def footprint(rois: Sequence[RoiSpec], shape: tuple[int, int]) -> np.ndarray:
     """Boolean footprint of `rois`.
 
     Polygons fill by the pixel-centre rule. Points and lines burn every pixel
@@ -134,11 +134,11 @@ def rasterize_rois(
         claimed = np.zeros(shape, dtype=bool)
         conflict = np.zeros(shape, dtype=bool)
         for cls, group in groups[split].items():
-            footprint = _burn(group, shape)
+            burned = footprint(group, shape)
             # Each class is burned once, so overlap with earlier claims means another class.
-            conflict |= footprint & claimed
-            claimed |= footprint
-            label[footprint] = class_values[cls]
+            conflict |= burned & claimed
+            claimed |= burned
+            label[burned] = class_values[cls]
         label[conflict] = UNLABELED
         if keep is not None:
             label[~keep] = BACKGROUND

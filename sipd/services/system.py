@@ -43,6 +43,7 @@ class SystemServicer(system_pb2_grpc.SystemServiceServicer):
             data_dir=d.config.data_dir,
             listen=d.address,
             metrics_listen=d.metrics_address,
+            studio_listen=d.studio_address,
             allowed_roots=[str(r) for r in d.policy.roots],
             active_watches=d.active_watch_count(),
         )

@@ -162,29 +162,6 @@ def test_a_second_local_user_cannot_read_the_token(daemon: Sipd) -> None:
         assert daemon.token not in result.stdout
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A CA, a server certificate for localhost/127.0.0.1 and a client certificate."""
-    if shutil.which("openssl") is None:
-        pytest.fail("the openssl command is needed to make the test certificates")
-    d = tmp_path_factory.mktemp("pki")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
-             "-out", "ca.pem", "-days", "2", "-subj", "/CN=sipd test CA", cwd=d)  # fmt: skip
-    (d / "server.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
-    for name in ("server", "client"):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
-                 "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=d)  # fmt: skip
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-out", f"{name}.pem", "-days", "2",
-                 "-extfile", f"{name}.ext", cwd=d)  # fmt: skip
-    return d
-
-
 def test_remote_client_over_tls_with_token(pki: Path, tmp_path: Path) -> None:
     # All interfaces: allowed because TLS is on (a "remote" client dials it).
     d = Sipd(
@@ -232,7 +209,7 @@ def test_mtls_requires_a_client_certificate(pki: Path, tmp_path: Path) -> None:
 def test_non_loopback_without_tls_is_refused_unless_insecure_flag(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIPD_")}
     args = [sys.executable, "-m", "sipd", "--data-dir", str(tmp_path / "refused"),
-            "--metrics-listen", "", "--listen", "0.0.0.0:0"]  # fmt: skip
+            "--metrics-listen", "", "--studio-listen", "", "--listen", "0.0.0.0:0"]  # fmt: skip
     refused = subprocess.run(args, capture_output=True, text=True, timeout=60, env=env)
     assert refused.returncode != 0
     assert "without TLS" in refused.stderr

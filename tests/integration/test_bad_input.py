@@ -302,6 +302,8 @@ def _start(data_dir: Path) -> subprocess.CompletedProcess[str]:
             "127.0.0.1:0",
             "--metrics-listen",
             "",
+            "--studio-listen",
+            "",
             "--data-dir",
             str(data_dir),
         ],

@@ -80,7 +80,7 @@ def test_metrics_off_and_a_taken_port(tmp_path: Path) -> None:
         result = subprocess.run(
             [sys.executable, "-m", "sipd", "--listen", "127.0.0.1:0", "--data-dir",
              str(tmp_path / "taken"), "--metrics-listen", f"127.0.0.1:{port}",
-             "--allowed-root", str(tmp_path)],
+             "--studio-listen", "", "--allowed-root", str(tmp_path)],
             capture_output=True, text=True, timeout=120, env=env,
         )  # fmt: skip
     assert result.returncode == 1

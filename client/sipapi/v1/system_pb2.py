@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from sipapi.v1 import common_pb2 as sip_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13sip/v1/system.proto\x12\x06sip.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sip/v1/common.proto\"\x12\n\x10GetStatusRequest\"\xb9\x01\n\x0cWorkerStatus\x12)\n\x05state\x18\x01 \x01(\x0e\x32\x1a.sip.v1.WorkerStatus.State\x12\x0b\n\x03pid\x18\x02 \x01(\x05\x12\x13\n\x0b\x63urrent_job\x18\x03 \x01(\t\x12\x10\n\x08restarts\x18\x04 \x01(\x05\"J\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0c\n\x08STARTING\x10\x01\x12\x08\n\x04IDLE\x10\x02\x12\x08\n\x04\x42USY\x10\x03\x12\x08\n\x04\x44OWN\x10\x04\"\x96\x02\n\x06Status\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\x14\n\x0cqueue_length\x18\x03 \x01(\x05\x12$\n\x06worker\x18\x04 \x01(\x0b\x32\x14.sip.v1.WorkerStatus\x12\x16\n\x0euptime_seconds\x18\x05 \x01(\x01\x12\x10\n\x08\x64\x61ta_dir\x18\x06 \x01(\t\x12\x0e\n\x06listen\x18\x07 \x01(\t\x12\x16\n\x0emetrics_listen\x18\x08 \x01(\t\x12\x15\n\rallowed_roots\x18\t \x03(\t\x12.\n\nstart_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x61\x63tive_watches\x18\x0b \x01(\x05\"=\n\x15RunDiagnosticsRequest\x12\x0f\n\x07seconds\x18\x01 \x01(\x01\x12\x13\n\x0bmatrix_size\x18\x02 \x01(\x05\x32\x84\x01\n\rSystemService\x12\x35\n\tGetStatus\x12\x18.sip.v1.GetStatusRequest\x1a\x0e.sip.v1.Status\x12<\n\x0eRunDiagnostics\x12\x1d.sip.v1.RunDiagnosticsRequest\x1a\x0b.sip.v1.Jobb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13sip/v1/system.proto\x12\x06sip.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sip/v1/common.proto\"\x12\n\x10GetStatusRequest\"\xb9\x01\n\x0cWorkerStatus\x12)\n\x05state\x18\x01 \x01(\x0e\x32\x1a.sip.v1.WorkerStatus.State\x12\x0b\n\x03pid\x18\x02 \x01(\x05\x12\x13\n\x0b\x63urrent_job\x18\x03 \x01(\t\x12\x10\n\x08restarts\x18\x04 \x01(\x05\"J\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0c\n\x08STARTING\x10\x01\x12\x08\n\x04IDLE\x10\x02\x12\x08\n\x04\x42USY\x10\x03\x12\x08\n\x04\x44OWN\x10\x04\"\xad\x02\n\x06Status\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\x14\n\x0cqueue_length\x18\x03 \x01(\x05\x12$\n\x06worker\x18\x04 \x01(\x0b\x32\x14.sip.v1.WorkerStatus\x12\x16\n\x0euptime_seconds\x18\x05 \x01(\x01\x12\x10\n\x08\x64\x61ta_dir\x18\x06 \x01(\t\x12\x0e\n\x06listen\x18\x07 \x01(\t\x12\x16\n\x0emetrics_listen\x18\x08 \x01(\t\x12\x15\n\rallowed_roots\x18\t \x03(\t\x12.\n\nstart_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x61\x63tive_watches\x18\x0b \x01(\x05\x12\x15\n\rstudio_listen\x18\x0c \x01(\t\"=\n\x15RunDiagnosticsRequest\x12\x0f\n\x07seconds\x18\x01 \x01(\x01\x12\x13\n\x0bmatrix_size\x18\x02 \x01(\x05\x32\x84\x01\n\rSystemService\x12\x35\n\tGetStatus\x12\x18.sip.v1.GetStatusRequest\x1a\x0e.sip.v1.Status\x12<\n\x0eRunDiagnostics\x12\x1d.sip.v1.RunDiagnosticsRequest\x1a\x0b.sip.v1.Jobb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,9 +40,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WORKERSTATUS_STATE']._serialized_start=217
   _globals['_WORKERSTATUS_STATE']._serialized_end=291
   _globals['_STATUS']._serialized_start=294
-  _globals['_STATUS']._serialized_end=572
-  _globals['_RUNDIAGNOSTICSREQUEST']._serialized_start=574
-  _globals['_RUNDIAGNOSTICSREQUEST']._serialized_end=635
-  _globals['_SYSTEMSERVICE']._serialized_start=638
-  _globals['_SYSTEMSERVICE']._serialized_end=770
+  _globals['_STATUS']._serialized_end=595
+  _globals['_RUNDIAGNOSTICSREQUEST']._serialized_start=597
+  _globals['_RUNDIAGNOSTICSREQUEST']._serialized_end=658
+  _globals['_SYSTEMSERVICE']._serialized_start=661
+  _globals['_SYSTEMSERVICE']._serialized_end=793
 # @@protoc_insertion_point(module_scope)

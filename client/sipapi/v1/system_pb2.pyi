@@ -40,7 +40,7 @@ class WorkerStatus(_message.Message):
     def __init__(self, state: _Optional[_Union[WorkerStatus.State, str]] = ..., pid: _Optional[int] = ..., current_job: _Optional[str] = ..., restarts: _Optional[int] = ...) -> None: ...
 
 class Status(_message.Message):
-    __slots__ = ("version", "device", "queue_length", "worker", "uptime_seconds", "data_dir", "listen", "metrics_listen", "allowed_roots", "start_time", "active_watches")
+    __slots__ = ("version", "device", "queue_length", "worker", "uptime_seconds", "data_dir", "listen", "metrics_listen", "allowed_roots", "start_time", "active_watches", "studio_listen")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     QUEUE_LENGTH_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +52,7 @@ class Status(_message.Message):
     ALLOWED_ROOTS_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_WATCHES_FIELD_NUMBER: _ClassVar[int]
+    STUDIO_LISTEN_FIELD_NUMBER: _ClassVar[int]
     version: str
     device: str
     queue_length: int
@@ -63,7 +64,8 @@ class Status(_message.Message):
     allowed_roots: _containers.RepeatedScalarFieldContainer[str]
     start_time: _timestamp_pb2.Timestamp
     active_watches: int
-    def __init__(self, version: _Optional[str] = ..., device: _Optional[str] = ..., queue_length: _Optional[int] = ..., worker: _Optional[_Union[WorkerStatus, _Mapping]] = ..., uptime_seconds: _Optional[float] = ..., data_dir: _Optional[str] = ..., listen: _Optional[str] = ..., metrics_listen: _Optional[str] = ..., allowed_roots: _Optional[_Iterable[str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_watches: _Optional[int] = ...) -> None: ...
+    studio_listen: str
+    def __init__(self, version: _Optional[str] = ..., device: _Optional[str] = ..., queue_length: _Optional[int] = ..., worker: _Optional[_Union[WorkerStatus, _Mapping]] = ..., uptime_seconds: _Optional[float] = ..., data_dir: _Optional[str] = ..., listen: _Optional[str] = ..., metrics_listen: _Optional[str] = ..., allowed_roots: _Optional[_Iterable[str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_watches: _Optional[int] = ..., studio_listen: _Optional[str] = ...) -> None: ...
 
 class RunDiagnosticsRequest(_message.Message):
     __slots__ = ("seconds", "matrix_size")

@@ -51,6 +51,12 @@ markdown table (one row per method) and writes every figure, per image too,
 with the command, machine and load average, to --json PATH (default
 WORK/results/DATASET-TIME.json). Scenes are written once into --work.
 Example: sipctl bench quality --dataset bbbc --methods forest-ref,sparse
+
+`sipctl bench live` times the labeling studio's live update (docs/studio.md)
+through a sipd of its own: strokes drawn one at a time on a generated scene,
+each followed by the live update of a --view x --view window at full
+resolution, then pans to other windows; round trips timed at the client,
+with the daemon's features / fit / predict split.
 """
 
 
@@ -64,13 +70,17 @@ def register(sub: Any, job_options: argparse.ArgumentParser) -> None:
     p.add_argument(
         "target",
         nargs="?",
-        choices=["predict", "preprocess", "quality"],
+        choices=["predict", "preprocess", "quality", "live"],
         default="predict",
         help="predict (default): the predictor against a naive baseline; preprocess: a "
         "preprocessor on a product of real size (--sensor); quality: sparse-click accuracy "
-        "of sipd's models against a reference (--dataset)",
+        "of sipd's models against a reference (--dataset); live: the studio's live update",
     )
     _quality_options(p)
+    live = p.add_argument_group("live (sipctl bench live; docs/studio.md)")
+    live.add_argument("--view", type=int, default=1024, help="view edge in pixels (1024)")
+    live.add_argument("--scene-size", type=int, default=2048, help="scene edge in pixels (2048)")
+    live.add_argument("--strokes", type=int, default=12, help="strokes drawn (12)")
     p.add_argument(
         "--sensor",
         default="sentinel1",
@@ -273,6 +283,8 @@ def bench(app: App) -> int:
         return bench_preprocess(app)
     if app.args.target == "quality":
         return bench_quality(app)
+    if app.args.target == "live":
+        return bench_live(app)
     sizes = _sizes(app.args)
     # The measurements run sipd's engine in child processes on this machine; the
     # client distribution alone (no torch, onnxruntime, GDAL) cannot.
@@ -408,4 +420,23 @@ def bench_quality(app: App) -> int:
     path = next((ln[len("JSON: ") :] for ln in reversed(lines) if ln.startswith("JSON: ")), "")
     data = json.loads(Path(path).read_text()) if path else {}
     app.emit(data, lambda: print(stdout, end=""))
+    return 0
+
+
+def bench_live(app: App) -> int:
+    """The studio's live update (python -m sipd.bench.studio_live)."""
+    a = app.args
+    if importlib.util.find_spec("sipd") is None:
+        raise CliError("sipctl bench live needs the sipd daemon installed here as well")
+    args = ["--view", str(a.view), "--size", str(a.scene_size), "--strokes", str(a.strokes)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "sipd.bench.studio_live", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL if a.quiet else None, text=True,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise CliError(f"bench live failed (exit {proc.returncode}); see the messages above")
+    lines = proc.stdout.strip().splitlines()
+    path = next((ln[len("JSON: ") :] for ln in reversed(lines) if ln.startswith("JSON: ")), "")
+    data = json.loads(Path(path).read_text()) if path else {}
+    app.emit(data, lambda: print(proc.stdout, end=""))
     return 0

@@ -1,19 +1,29 @@
-"""sipctl status | diagnostics | inspect."""
+"""sipctl status | studio | diagnostics | inspect."""
 
 from __future__ import annotations
 
 import argparse
+import webbrowser
 from typing import Any
+from urllib.parse import quote
 
 from sipapi.v1 import preprocess_pb2, system_pb2
 
-from sipctl.app import App, absolute
+from sipctl.app import App, CliError, absolute
 from sipctl.render import duration, to_plain
 
 
 def register(sub: Any, job_options: argparse.ArgumentParser) -> None:
     p = sub.add_parser("status", help="daemon version, device, queue and worker")
     p.set_defaults(func=status)
+
+    p = sub.add_parser(
+        "studio", help="open the labeling studio (the daemon's web page) in the browser"
+    )
+    p.add_argument(
+        "--no-open", action="store_true", help="only print the address (it carries the token)"
+    )
+    p.set_defaults(func=studio)
 
     p = sub.add_parser(
         "diagnostics", parents=[job_options], help="measure the worker's device (a short job)"
@@ -47,9 +57,37 @@ def status(app: App) -> int:
         print(f"watches:  {s.active_watches} active")
         print(f"data dir: {s.data_dir}")
         print(f"metrics:  {s.metrics_listen or 'off'}")
+        print(f"studio:   {s.studio_listen or 'off'}")
         print(f"roots:    {', '.join(s.allowed_roots)}")
 
     app.emit(data, human)
+    return 0
+
+
+def studio(app: App) -> int:
+    s = app.client.call(app.client.system.GetStatus, system_pb2.GetStatusRequest())
+    if not s.studio_listen:
+        raise CliError(
+            "the studio is off on this sipd; start it with --studio-listen 127.0.0.1:50052 "
+            "(or studio_listen in sipd.yaml)"
+        )
+    host, _, port = s.studio_listen.rpartition(":")
+    if host in ("0.0.0.0", "::", "[::]"):
+        # A wildcard listener is reached at the host sipctl reaches the daemon at.
+        host = app.args.address.rpartition(":")[0] or "127.0.0.1"
+    tls = bool(app.args.tls or app.args.tls_ca)
+    url = f"{'https' if tls else 'http'}://{host}:{port}/"
+    signed_in = url + (f"?token={quote(app.args.token, safe='')}" if app.args.token else "")
+    opened = False
+    if not app.json and not app.args.no_open:
+        opened = webbrowser.open(signed_in)
+
+    def human() -> None:
+        print(signed_in)
+        if not opened:
+            print("open that address in a browser on this machine; it carries your token")
+
+    app.emit({"url": url, "signed_in_url": signed_in}, human)
     return 0
 
 

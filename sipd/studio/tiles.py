@@ -1,0 +1,197 @@
+"""Scene tiles for the studio: overviews built once and cached, band statistics, rendering.
+
+A browser shows any scene size through 256-pixel tiles of the level that fits
+the zoom (docs/studio.md). Reads at a coarse level come from overviews: a
+scene that has none gets them the first time a coarse tile is asked for, as a
+VRT over the user's file plus an external .ovr in the daemon's data dir, so
+the user's file is never written and the cache costs a third of the scene.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import shutil
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.enums import Resampling
+from rasterio.windows import Window
+
+from sipd.errors import InvalidArgument
+
+log = logging.getLogger("sipd.studio")
+
+TILE = 256
+# Scenes whose longer side is at most this are read directly at every level.
+SMALL_SCENE = 2048
+# Statistics are taken from a read of the scene at most this many pixels across.
+STATS_SIDE = 1024
+STATS_CACHE = 64
+
+
+@dataclass(frozen=True)
+class BandStats:
+    index: int
+    name: str
+    min: float
+    max: float
+    p2: float
+    p98: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def max_level(width: int, height: int) -> int:
+    """The first level at which the whole scene fits in one tile."""
+    side = max(width, height)
+    return max(0, math.ceil(math.log2(side / TILE))) if side > TILE else 0
+
+
+def tile_window(
+    width: int, height: int, z: int, x: int, y: int
+) -> tuple[Window, tuple[int, int]]:
+    """Full-resolution window of tile (z, x, y) and its (height, width) in output pixels."""
+    top = max_level(width, height)
+    if not 0 <= z <= top:
+        raise InvalidArgument(f"tile level {z} is not in 0..{top} for a {width} x {height} scene")
+    step = TILE * 2**z
+    x0, y0 = x * step, y * step
+    if x < 0 or y < 0 or x0 >= width or y0 >= height:
+        raise InvalidArgument(f"tile {z}/{x}/{y} lies outside the {width} x {height} scene")
+    w, h = min(step, width - x0), min(step, height - y0)
+    return Window(x0, y0, w, h), (math.ceil(h / 2**z), math.ceil(w / 2**z))
+
+
+class SceneTiles:
+    """Per-scene overview sources and band statistics, cached under `cache_dir`."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.cache_dir = cache_dir
+        self._lock = threading.Lock()
+        self._building: dict[str, threading.Lock] = {}
+        self._stats: OrderedDict[tuple[str, float], list[BandStats]] = OrderedDict()
+
+    def source(self, path: str, level: int) -> str:
+        """What to read a level from: the scene itself, or its cached overview VRT."""
+        if level == 0:
+            return path
+        with rasterio.open(path) as ds:
+            if ds.overviews(1) or max(ds.width, ds.height) <= SMALL_SCENE:
+                return path
+        return str(self._overviews(path))
+
+    def _overviews(self, path: str) -> Path:
+        stat = os.stat(path)
+        # The key changes when the file does, so a replaced scene never shows stale pixels.
+        ident = f"{os.path.realpath(path)}|{stat.st_size}|{stat.st_mtime_ns}"
+        key = hashlib.sha256(ident.encode()).hexdigest()[:24]
+        folder = self.cache_dir / key
+        vrt = folder / "scene.vrt"
+        if vrt.exists():
+            return vrt
+        with self._lock:
+            lock = self._building.setdefault(key, threading.Lock())
+        with lock:
+            if vrt.exists():
+                return vrt
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            stage = Path(tempfile.mkdtemp(prefix=".build-", dir=self.cache_dir))
+            try:
+                staged = stage / "scene.vrt"
+                rasterio.shutil.copy(os.path.realpath(path), staged, driver="VRT")
+                with rasterio.open(staged, "r+") as ds:
+                    factors = [2**i for i in range(1, max_level(ds.width, ds.height) + 1)]
+                    ds.build_overviews(factors, Resampling.average)
+                # One rename: a reader sees the folder complete or not at all.
+                os.replace(stage, folder)
+            except BaseException:
+                shutil.rmtree(stage, ignore_errors=True)
+                raise
+            log.info("studio: overviews of %s built in %s", path, folder)
+        return vrt
+
+    def stats(self, path: str, band_names: list[str]) -> list[BandStats]:
+        key = (os.path.realpath(path), os.stat(path).st_mtime)
+        with self._lock:
+            if key in self._stats:
+                self._stats.move_to_end(key)
+                return self._stats[key]
+        with rasterio.open(path) as ds:
+            scale = max(1.0, max(ds.width, ds.height) / STATS_SIDE)
+            shape = (max(1, round(ds.height / scale)), max(1, round(ds.width / scale)))
+            data = ds.read(out_shape=(ds.count, *shape), resampling=Resampling.nearest)
+            invalid = invalid_mask(data, ds.nodata)
+        out = []
+        for i in range(data.shape[0]):
+            values = data[i][~invalid].astype(np.float64)
+            values = values[np.isfinite(values)]
+            if values.size == 0:
+                low = high = p2 = p98 = 0.0
+            else:
+                low, high = float(values.min()), float(values.max())
+                p2, p98 = (float(v) for v in np.percentile(values, [2, 98]))
+            name = band_names[i] if i < len(band_names) else f"band{i + 1}"
+            out.append(BandStats(i + 1, name, low, high, p2, p98))
+        with self._lock:
+            self._stats[key] = out
+            while len(self._stats) > STATS_CACHE:
+                self._stats.popitem(last=False)
+        return out
+
+    def render(
+        self,
+        path: str,
+        z: int,
+        x: int,
+        y: int,
+        bands: list[int],
+        lo: list[float],
+        hi: list[float],
+    ) -> np.ndarray:
+        """Tile (z, x, y) as uint8 RGBA [h, w, 4]: bands stretched lo..hi, invalid transparent."""
+        with rasterio.open(path) as ds:
+            width, height, count, nodata = ds.width, ds.height, ds.count, ds.nodata
+        window, shape = tile_window(width, height, z, x, y)
+        bad = [b for b in bands if not 1 <= b <= count]
+        if bad or len(bands) not in (1, 3):
+            raise InvalidArgument(
+                f"bands {bands} are not one or three band numbers in 1..{count}"
+            )
+        if len(lo) != len(bands) or len(hi) != len(bands):
+            raise InvalidArgument(
+                f"lo and hi need one value per band ({len(bands)}), got {len(lo)} and {len(hi)}"
+            )
+        with rasterio.open(self.source(path, z)) as ds:
+            data = ds.read(bands, window=window, out_shape=(len(bands), *shape),
+                           resampling=Resampling.nearest)  # fmt: skip
+        invalid = invalid_mask(data, nodata)
+        low = np.asarray(lo, dtype=np.float32)[:, None, None]
+        span = np.asarray(hi, dtype=np.float32)[:, None, None] - low
+        span[span == 0] = 1.0
+        scaled = np.clip((data.astype(np.float32) - low) * (255.0 / span), 0, 255)
+        scaled = np.nan_to_num(scaled).astype(np.uint8)
+        rgba = np.empty((*shape, 4), dtype=np.uint8)
+        rgba[..., :3] = np.moveaxis(scaled if len(bands) == 3 else scaled[[0, 0, 0]], 0, -1)
+        rgba[..., 3] = np.where(invalid, 0, 255)
+        return rgba
+
+
+def invalid_mask(data: np.ndarray, nodata: float | None) -> np.ndarray:
+    """[H, W] True where any band is nodata or not finite."""
+    invalid = np.zeros(data.shape[1:], dtype=bool)
+    if np.issubdtype(data.dtype, np.floating):
+        invalid |= ~np.isfinite(data).all(axis=0)
+    if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
+        invalid |= (data == nodata).any(axis=0)
+    return invalid
