@@ -11,11 +11,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sipd import __version__
-from sipd.errors import InvalidArgument, NotFound
-from sipd.job_requests import TrainOptions
+from sipd.contracts.job_record import JobState
+from sipd.contracts.jobs import PredictParams
+from sipd.errors import FailedPrecondition, InvalidArgument, NotFound
+from sipd.job_requests import PredictOptions, TrainOptions
 from sipd.services.common import job_id, row_number
 from sipd.studio.live import LiveModels
 from sipd.studio.png import encode_png
@@ -80,6 +83,13 @@ ROUTES = [
     _route("GET", "/api/jobs/{n}", "/sip.v1.JobService/GetJob", "get_job"),
     _route("POST", "/api/jobs/{n}/cancel", "/sip.v1.JobService/CancelJob", "cancel_job"),
     _route("GET", "/api/projects/{id}/models", "/sip.v1.TrainingService/ListModels", "list_models"),
+    _route("POST", "/api/projects/{id}/models/{n}/test", "/sip.v1.TrainingService/Test",
+           "test_model"),
+    _route("POST", "/api/projects/{id}/scenes/{id}/predict", "/sip.v1.PredictionService/Predict",
+           "predict_scene"),
+    # A finished predict job's label map K, as tiles: reading it is reading the job.
+    _route("GET", "/api/jobs/{n}/outputs/{n}/tiles/{n}/{n}/{n}.png", "/sip.v1.JobService/GetJob",
+           "output_tile"),
 ]  # fmt: skip
 
 
@@ -199,6 +209,49 @@ class StudioApi:
             raise InvalidArgument(f"epochs must be a positive whole number, got {epochs!r}")
         job = self.daemon.requests.train(pid, TrainOptions(arch=arch, epochs=epochs))
         return Response(202, _job(job))
+
+    def test_model(self, request: Request, pid: str, version: str) -> Response:
+        scenes = request.body.get("scenes") or []
+        if not isinstance(scenes, list) or not all(isinstance(s, str) for s in scenes):
+            raise InvalidArgument("scenes must be a list of scene ids (empty: every test scene)")
+        return Response(202, _job(self.daemon.requests.test(pid, version, scenes)))
+
+    def predict_scene(self, request: Request, pid: str, sid: str) -> Response:
+        """Label a scene with a model version; the map goes beside the scene unless `output`."""
+        body = request.body
+        version = str(body.get("version") or "latest")
+        scene = self.projects.get_scene(pid, sid)
+        output = body.get("output") or ""
+        if not isinstance(output, str):
+            raise InvalidArgument(f"output must be a file path, got {output!r}")
+        if not output:
+            resolved = self.daemon.models.resolve(pid, version)
+            source = Path(scene["path"])
+            output = str(source.with_name(f"{source.stem}_{pid}_v{resolved}_labels.tif"))
+        job = self.daemon.requests.predict(
+            pid, version, [scene["path"]], output,
+            PredictOptions(overwrite=bool(body.get("overwrite", True))),
+        )  # fmt: skip
+        return Response(202, _job(job))
+
+    def output_tile(
+        self, request: Request, number: str, item: str, z: str, x: str, y: str
+    ) -> Response:
+        job = self.daemon.engine.get(_job_number(number))
+        if not isinstance(job.params, PredictParams):
+            raise InvalidArgument(f"jobs/{job.id} is a {job.type} job, not a predict job")
+        if job.state != JobState.SUCCEEDED:
+            raise FailedPrecondition(
+                f"jobs/{job.id} is {job.state}; its label maps are shown once it succeeded"
+            )
+        index = int(item)
+        if not 0 <= index < len(job.params.items):
+            raise InvalidArgument(
+                f"jobs/{job.id} wrote {len(job.params.items)} label map(s); output {index} is none"
+            )
+        path = job.params.items[index].output
+        rgba = self.tiles.render_labels(path, int(z), int(x), int(y))
+        return Response(200, png=encode_png(rgba))
 
     def cancel_job(self, request: Request, number: str) -> Response:
         job = self.daemon.engine.cancel(_job_number(number), "cancelled from the studio")

@@ -149,6 +149,15 @@ class SceneTiles:
                 self._stats.popitem(last=False)
         return out
 
+    def render_labels(self, path: str, z: int, x: int, y: int) -> np.ndarray:
+        """Tile (z, x, y) of a uint8 label map (a predict output) in its colours."""
+        with rasterio.open(path) as ds:
+            if ds.count != 1 or ds.dtypes[0] != "uint8":
+                raise InvalidArgument(f"{path} is not a label map (one uint8 band)")
+            window, shape = tile_window(ds.width, ds.height, z, x, y)
+            # Predict writes COGs with overviews: coarse tiles read those.
+            return render_labels_window(ds, window, shape)
+
     def render(
         self,
         path: str,
@@ -185,6 +194,20 @@ class SceneTiles:
         rgba[..., :3] = np.moveaxis(scaled if len(bands) == 3 else scaled[[0, 0, 0]], 0, -1)
         rgba[..., 3] = np.where(invalid, 0, 255)
         return rgba
+
+
+def render_labels_window(ds: Any, window: Window, shape: tuple[int, int]) -> np.ndarray:
+    """A label map's window as RGBA through its colour table; 0 (nodata) transparent."""
+    labels = ds.read(1, window=window, out_shape=shape, resampling=Resampling.nearest)
+    lut = np.zeros((256, 4), dtype=np.uint8)
+    try:
+        for value, colour in ds.colormap(1).items():
+            if 0 < value < 256:
+                lut[value] = colour[:3] + (255,)
+    except ValueError:  # no colour table: grey levels
+        lut[1:, :3] = np.linspace(40, 255, 255, dtype=np.uint8)[:, None]
+        lut[1:, 3] = 255
+    return lut[labels]
 
 
 def invalid_mask(data: np.ndarray, nodata: float | None) -> np.ndarray:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import MemoryFile
 
@@ -367,11 +368,7 @@ def test_training_from_the_page_is_a_job_sipctl_sees(studio: Any) -> None:
         pytest.skip("needs the live test's scene and ROIs")
     job = http.json("POST", "/api/projects/p/train", {"arch": "forest"}, d.token, status=202)
     assert job["type"] == "train" and job["state"] in ("QUEUED", "RUNNING")
-    seen = wait_for(
-        lambda: (j := http.json("GET", f"/api/jobs/{job['id']}", token=d.token))["state"]
-        in ("SUCCEEDED", "FAILED", "CANCELLED") and j,
-        timeout=300,
-    )
+    seen = _wait_job(http, d.token, job)
     assert seen["state"] == "SUCCEEDED", seen["error"]
     assert (seen["result"]["project"], seen["result"]["version"]) == ("p", 1)
     jobs = json.loads(d.sipctl("--json", "jobs", "list").stdout)
@@ -382,6 +379,56 @@ def test_training_from_the_page_is_a_job_sipctl_sees(studio: Any) -> None:
     assert "best_val_accuracy" in models[0] and models[0]["evaluation"] is None
     code, _, body = http.call("POST", f"/api/jobs/{job['id']}/cancel", {}, READER)
     assert code == 403
+
+
+def _wait_job(http: Http, token: str, job: dict[str, Any]) -> dict[str, Any]:
+    return wait_for(
+        lambda: (j := http.json("GET", f"/api/jobs/{job['id']}", token=token))["state"]
+        in ("SUCCEEDED", "FAILED", "CANCELLED") and j,
+        timeout=300,
+    )
+
+
+def test_test_report_and_prediction_from_the_page(studio: Any) -> None:
+    d, http, root = studio
+    models = http.json("GET", "/api/projects/p/models", token=d.token)["models"]
+    if not models:
+        pytest.skip("needs the training test's model")
+    truth = np.asarray(make_scene(root / "check.tif", bands=3, seed=3, width=512, height=512))
+    for r in sample_rois(truth, seed=9, n_lines_per_class=2, n_points_per_class=2,
+                         splits={"test": 1.0}):  # fmt: skip
+        http.json("POST", "/api/projects/p/scenes/live/rois", {"class_name": CLASSES[
+            r["class_value"] - 1], "split": "test", "wkt": r["wkt"], "width": 3}, d.token,
+            status=201)  # fmt: skip
+    tested = _wait_job(http, d.token,
+                       http.json("POST", "/api/projects/p/models/1/test", {}, d.token, 202))
+    assert tested["state"] == "SUCCEEDED", tested["error"]
+    report = http.json("GET", "/api/projects/p/models", token=d.token)["models"][0]["evaluation"]
+    assert report["overall_accuracy"] > 0.9 and "kappa" in report
+
+    job = http.json("POST", "/api/projects/p/scenes/live/predict", {"version": "1"}, d.token, 202)
+    done = _wait_job(http, d.token, job)
+    assert done["state"] == "SUCCEEDED", done["error"]
+    written = root / "live_p_v1_labels.tif"
+    assert written.exists()  # beside the scene, named after project and version
+    with rasterio.open(written) as ds:
+        labels = ds.read(1)
+        colours = ds.colormap(1)
+    tile = _png(http.call("GET", f"/api/jobs/{job['id']}/outputs/0/tiles/0/1/1.png",
+                          token=d.token)[2])  # fmt: skip
+    part = labels[256:512, 256:512]
+    expected = np.array([colours[v][:3] for v in part.ravel()]).T.reshape(3, 256, 256)
+    assert (tile[:3] == expected).all() and (tile[3] == 255).all()
+    assert (labels == truth).mean() > 0.9
+    for path, words in [
+        (f"/api/jobs/{tested['id']}/outputs/0/tiles/0/0/0.png", "not a predict job"),
+        (f"/api/jobs/{job['id']}/outputs/3/tiles/0/0/0.png", "output 3 is none"),
+    ]:
+        code, _, body = http.call("GET", path, token=d.token)
+        assert code == 400 and words in json.loads(body)["error"], body
+    code, _, body = http.call("POST", "/api/projects/p/scenes/live/predict", {"version": "7"},
+                              d.token)  # fmt: skip
+    assert code in (400, 404) and "7" in json.loads(body)["error"]
 
 
 @pytest.mark.slow  # a daemon of its own with TLS
