@@ -1270,11 +1270,12 @@
     $("redo").disabled = state.readOnly || !state.redo.length;
   }
 
+  // Undo and redo wait in the same queue as edits, so Ctrl+Z right after a click
+  // undoes that click's ROI even while its POST is still on the way.
   function undo() {
-    const entry = state.undo.pop();
-    if (!entry) return;
-    updateUndoButtons();
     enqueue("undo", async () => {
+      const entry = state.undo.pop();
+      if (!entry) return;
       try {
         if (entry.op === "create") await deleteRoi(entry.roi.id);
         else if (entry.op === "delete") await repost(entry.roi);
@@ -1291,10 +1292,9 @@
   }
 
   function redo() {
-    const entry = state.redo.pop();
-    if (!entry) return;
-    updateUndoButtons();
     enqueue("redo", async () => {
+      const entry = state.redo.pop();
+      if (!entry) return;
       try {
         if (entry.op === "create") await repost(entry.roi);
         else if (entry.op === "delete") await deleteRoi(entry.roi.id);
@@ -1433,15 +1433,19 @@
     const body = { arch: $("train-arch").value };
     const epochs = parseInt($("train-epochs").value, 10);
     if (Number.isFinite(epochs) && epochs > 0) body.epochs = epochs;
+    $("train").disabled = true; // one click, one job
     try {
       const job = await api("POST", `/api/projects/${enc(state.project.id)}/train`, body);
       state.chart = [];
       state.jobSeenStates = [];
       $("train-metrics").textContent = "";
+      $("train-progress").textContent = "";
+      delete $("train-progress").dataset.seen;
       drawChart();
       showJob(job);
       pollJob(job.id);
     } catch (err) {
+      $("train").disabled = state.readOnly;
       showError("training", err);
     }
   }
@@ -1458,6 +1462,8 @@
             showMessage(`Training ${job.id} succeeded.`, "info");
           } else if (job.state === "FAILED") {
             showMessage(`Training ${job.id} failed: ${job.error || "no reason given"}`, "error");
+          } else {
+            showMessage(`Training ${job.id} cancelled.`, "info");
           }
           return;
         }
@@ -1490,7 +1496,8 @@
     const prog = $("train-progress");
     if (bits.length) {
       prog.textContent = bits.join(" · ");
-      prog.dataset.seen = "1";
+      // Progress reported while the job ran (not only its final line).
+      if (!FINAL_STATES.has(job.state)) prog.dataset.seen = "1";
     } else {
       prog.textContent = { QUEUED: "waiting for the worker", RUNNING: "starting" }[job.state] || "";
     }
@@ -1916,7 +1923,7 @@
   }
 
   // For the browser test and the console: coordinate conversions and the state.
-  window.sipdStudio = { sceneToScreen, screenToScene, state, fitView, reloadRois: loadRois };
+  window.sipdStudio = { sceneToScreen, screenToScene, state, fitView, reloadRois: loadRois, tileCount: () => tiles.size };
 
   async function start() {
     bindControls();
