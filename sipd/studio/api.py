@@ -8,6 +8,7 @@ so the page and sipctl see and change the same state.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from sipd.contracts.job_record import JobState
 from sipd.contracts.jobs import PredictParams
 from sipd.errors import FailedPrecondition, InvalidArgument, NotFound
 from sipd.job_requests import PredictOptions, TrainOptions
+from sipd.paths import PathPolicy
 from sipd.services.common import job_id, row_number
 from sipd.studio.live import LiveModels
 from sipd.studio.png import encode_png
@@ -117,7 +119,12 @@ class StudioApi:
     def __init__(self, daemon: Daemon, threads: int = 0) -> None:
         self.daemon = daemon
         self.projects = daemon.projects
-        self.tiles = SceneTiles(daemon.data_dir / "studio" / "overviews")
+        # What jobs may read: the allowed roots, and the data dir (preprocessed scenes).
+        readable = PathPolicy([str(r) for r in daemon.policy.roots] + [str(daemon.data_dir)])
+        self.tiles = SceneTiles(
+            daemon.data_dir / "studio" / "overviews",
+            functools.partial(readable.check_opened, what="the scene"),
+        )
         self.live_models = LiveModels(self.projects, self.tiles, threads)
 
     def call(self, route: Route, args: tuple[str, ...], request: Request) -> Response:
@@ -219,18 +226,21 @@ class StudioApi:
     def predict_scene(self, request: Request, pid: str, sid: str) -> Response:
         """Label a scene with a model version; the map goes beside the scene unless `output`."""
         body = request.body
-        version = str(body.get("version") or "latest")
         scene = self.projects.get_scene(pid, sid)
+        version = str(self.daemon.models.resolve(pid, str(body.get("version") or "latest")))
         output = body.get("output") or ""
+        overwrite = body.get("overwrite")
         if not isinstance(output, str):
             raise InvalidArgument(f"output must be a file path, got {output!r}")
+        if overwrite is not None and not isinstance(overwrite, bool):
+            raise InvalidArgument(f"overwrite must be true or false, got {overwrite!r}")
         if not output:
-            resolved = self.daemon.models.resolve(pid, version)
             source = Path(scene["path"])
-            output = str(source.with_name(f"{source.stem}_{pid}_v{resolved}_labels.tif"))
+            output = str(source.with_name(f"{source.stem}_{pid}_v{version}_labels.tif"))
+            # The studio's own name for this scene and version: predicting again replaces it.
+            overwrite = True if overwrite is None else overwrite
         job = self.daemon.requests.predict(
-            pid, version, [scene["path"]], output,
-            PredictOptions(overwrite=bool(body.get("overwrite", True))),
+            pid, version, [scene["path"]], output, PredictOptions(overwrite=bool(overwrite)),
         )  # fmt: skip
         return Response(202, _job(job))
 

@@ -41,8 +41,11 @@ from sipd.studio.tiles import SceneTiles, invalid_mask, max_level
 # Two scales keep the view's features near 1.5 s per megapixel (RGB, two cores).
 LIVE_SIGMAS = (1.0, 3.5)
 TREES = 32
-# Largest view side at its level; a larger view is shown one level coarser.
-MAX_VIEW_SIDE = 1536
+# Feature values of one view at most (float32: 4 bytes each, 400 MB): a larger view
+# (more pixels or more bands) is computed one level coarser. An RGB megapixel is 45M.
+MAX_VIEW_VALUES = 100_000_000
+# Bytes of ROI features kept across edits (least recently used dropped first).
+MAX_ROI_BYTES = 256 * 2**20
 # Labeled pixels kept per ROI (a random sample of its footprint) and per class.
 PER_ROI = 1500
 PER_CLASS = 8000
@@ -67,6 +70,7 @@ class _View:
     key: tuple[Any, ...]
     # [valid pixels, F] float32, row-major over the view: what the forest reads, as it
     # reads it (no copy per edit). 240 MB for a 4-band megapixel view; one view is kept.
+    # Invalid (nodata) pixels are left out.
     rows: np.ndarray
     invalid: np.ndarray  # [h, w] bool
 
@@ -81,13 +85,14 @@ class LiveModels:
         self._lock = threading.Lock()
         self._views: OrderedDict[tuple[Any, ...], _View] = OrderedDict()
         self._rois: OrderedDict[tuple[Any, ...], _RoiSamples] = OrderedDict()
+        self._roi_bytes = 0
         self._bank: Any = None
 
     def run(self, project_id: str, scene_id: str, view: dict[str, Any]) -> dict[str, Any]:
         project = self.projects.get(project_id)
         scene = self.projects.get_scene(project_id, scene_id)
         info = scene["info"]
-        x, y, w, h, level = _view(view, info["width"], info["height"])
+        x, y, w, h, level = _view(view, info["width"], info["height"], info["band_count"])
         rois = [r for r in self.projects.list_rois(project_id, scene_id)
                 if r["split"] in TRAIN_SPLITS]  # fmt: skip
         classes = {c["name"]: c for c in project["classes"]}
@@ -179,13 +184,13 @@ class LiveModels:
         x, y, w, h = window
         f = 2**reader.level
         box = (x // f, y // f, math.ceil(w / f), math.ceil(h / f))
+        self._views.clear()  # the old view's memory goes before the new one is built
         image, invalid, (r0, c0) = reader.read(box, self._bank.seamless_margin)
         invalid = invalid[r0 : r0 + box[3], c0 : c0 + box[2]]
         inner = (r0, c0, box[3], box[2])
         rows = bank_rows(self._bank, image, inner, self.threads or os.cpu_count() or 1)
-        rows = rows[~invalid.reshape(-1)]
-        self._views.clear()  # one view's features at a time (see _View)
-        view = _View(key, np.ascontiguousarray(rows), invalid)
+        valid = ~invalid.reshape(-1)
+        view = _View(key, rows if valid.all() else rows[valid], invalid)
         self._views[key] = view
         return view
 
@@ -198,8 +203,9 @@ class LiveModels:
         features = self._features_at(reader, rows, cols)
         found = _RoiSamples(rows, cols, features)
         self._rois[key] = found
-        while len(self._rois) > 4096:
-            self._rois.popitem(last=False)
+        self._roi_bytes += features.nbytes
+        while self._roi_bytes > MAX_ROI_BYTES and len(self._rois) > 1:
+            self._roi_bytes -= self._rois.popitem(last=False)[1].features.nbytes
         return found
 
     def _features_at(self, reader: _LevelReader, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -305,17 +311,21 @@ class _LevelReader:
         return image, invalid, (r - r0, c - c0)
 
 
-def _view(view: dict[str, Any], width: int, height: int) -> tuple[int, int, int, int, int]:
-    """The requested view clamped to the scene, aligned to its level, at most MAX_VIEW_SIDE."""
+def _view(
+    view: dict[str, Any], width: int, height: int, bands: int
+) -> tuple[int, int, int, int, int]:
+    """The requested view clamped to the scene, aligned to its level, within MAX_VIEW_VALUES."""
+    features_per_band = _features_per_band()
+    needs = ("the live view needs numbers x, y, width, height (full-resolution scene pixels) "
+             "and a whole number level (the tile level shown, 0 = full resolution)")  # fmt: skip
     try:
         x, y = float(view["x"]), float(view["y"])
         w, h = float(view["width"]), float(view["height"])
-        level = int(view.get("level", 0))
-    except (KeyError, TypeError, ValueError):
-        raise InvalidArgument(
-            "the live view needs numbers x, y, width, height (full-resolution scene pixels) "
-            "and level (the tile level shown, 0 = full resolution)"
-        ) from None
+    except (KeyError, TypeError, ValueError, OverflowError):
+        raise InvalidArgument(needs) from None
+    level = view.get("level", 0)
+    if isinstance(level, bool) or not isinstance(level, int):
+        raise InvalidArgument(needs)
     if not all(math.isfinite(v) for v in (x, y, w, h)) or w <= 0 or h <= 0:
         raise InvalidArgument(f"the live view {view} needs finite x, y and positive width, height")
     top = max_level(width, height)
@@ -325,12 +335,21 @@ def _view(view: dict[str, Any], width: int, height: int) -> tuple[int, int, int,
     x1, y1 = min(width, math.ceil(x + w)), min(height, math.ceil(y + h))
     if x1 <= x0 or y1 <= y0:
         raise InvalidArgument(f"the live view {view} does not overlap the {width} x {height} scene")
-    while max(x1 - x0, y1 - y0) / 2**level > MAX_VIEW_SIDE:
+    # Features cost bands x FEATURES_PER_BAND floats per pixel: a coarser level past the budget.
+    while (x1 - x0) * (y1 - y0) / 4**level * bands * features_per_band > MAX_VIEW_VALUES:
         level += 1
     f = 2**level
-    # Aligned to the level's pixels, so the view and the ROI reads see the same grid.
+    # Aligned to the level's pixels at both ends (or the scene's edge), so the view, the
+    # ROI reads and the returned PNG cover exactly the same pixels.
     x0, y0 = x0 // f * f, y0 // f * f
+    x1, y1 = min(width, -(-x1 // f) * f), min(height, -(-y1 // f) * f)
     return x0, y0, x1 - x0, y1 - y0, level
+
+
+def _features_per_band() -> int:
+    from sipd.nets.filter_bank import features_per_band
+
+    return features_per_band(LIVE_SIGMAS)
 
 
 def _sample_footprint(

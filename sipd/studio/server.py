@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import ssl
 import threading
 from http import HTTPStatus
-from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +31,10 @@ STATIC = Path(__file__).parent / "static"
 COOKIE = "sipd_studio"
 # Requests in progress at once; beyond it, 503 (a live update holds one for seconds).
 MAX_ACTIVE = 16
+# Open connections (each a thread); beyond it a new one is closed at once.
+MAX_CONNECTIONS = 64
+# Seconds a connection may stay silent (TLS handshake, headers, body, keep-alive).
+IDLE_SECONDS = 30.0
 MAX_BODY = 1024 * 1024
 # The gRPC method whose scope the page and its files need: reading a project.
 PAGE_RPC = "/sip.v1.ProjectService/ListProjects"
@@ -68,6 +72,55 @@ REFUSED_PAGE = """<!doctype html><meta charset="utf-8"><title>sipd studio: not s
 """
 
 
+class _HttpServer(ThreadingHTTPServer):
+    """One thread per connection, at most MAX_CONNECTIONS; TLS handshakes in that thread.
+
+    Wrapping the listening socket would run each handshake inside accept(), on
+    the one thread that accepts: a client that connects and says nothing would
+    stop the studio for everyone.
+    """
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type, tls: ssl.SSLContext | None):
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self.tls = tls
+        self._connections = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._connections.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._connections.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._connections.release()
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(IDLE_SECONDS)
+        try:
+            wrapped = self.tls.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError) as exc:
+            log.debug("studio: TLS handshake with %s failed: %s", client_address, exc)
+            return
+        try:
+            super().finish_request(wrapped, client_address)
+        finally:
+            wrapped.close()
+
+
 class StudioServer:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
@@ -76,24 +129,24 @@ class StudioServer:
         self._slots = threading.BoundedSemaphore(MAX_ACTIVE)
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.cookie = COOKIE
 
     def serve(self, listen: str) -> str:
         """Start listening on HOST:PORT (port 0: a free one); returns the address."""
         host, _, port = listen.rpartition(":")
         handler = type("Handler", (_Handler,), {"studio": self})
+        context = _tls_context(self.daemon.config) if self.tls else None
         try:
-            httpd = ThreadingHTTPServer((host.strip("[]"), int(port)), handler)
+            httpd = _HttpServer((host.strip("[]"), int(port)), handler, context)
         except OSError as exc:
             raise SipError(
                 f"cannot listen on {listen} for the studio: {exc.strerror}; pick another "
                 "studio_listen (--studio-listen) or '' to turn the studio off",
                 Code.FAILED_PRECONDITION,
             ) from None
-        httpd.daemon_threads = True
-        if self.tls:
-            httpd.socket = _tls_context(self.daemon.config).wrap_socket(
-                httpd.socket, server_side=True
-            )
+        # Cookies are shared by every port of a host: one name per studio, so that two
+        # daemons on one machine do not sign each other out.
+        self.cookie = f"{COOKIE}_{httpd.server_address[1]}"
         self._httpd = httpd
         self._thread = threading.Thread(target=httpd.serve_forever, name="studio", daemon=True)
         self._thread.start()
@@ -133,12 +186,21 @@ class _Handler(BaseHTTPRequestHandler):
     studio: StudioServer
     server_version = "sipd-studio"
     protocol_version = "HTTP/1.1"
+    timeout = IDLE_SECONDS
+
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        # The path only: a sign-in's query carries the token.
+        log.debug("%s %s %s %s", self.address_string(), self.command,
+                  urlsplit(self.path).path, code)  # fmt: skip
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
-        log.debug("%s " + format, self.address_string(), *args)
+        log.debug("studio: %s", format % args)
 
     def do_GET(self) -> None:
         self._serve("GET")
+
+    def do_HEAD(self) -> None:
+        self._serve("GET")  # _send leaves the body out
 
     def do_POST(self) -> None:
         self._serve("POST")
@@ -146,21 +208,42 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._serve("DELETE")
 
+    def do_OPTIONS(self) -> None:
+        # No CORS preflight is ever granted: the page is served from this origin.
+        self._refuse_method()
+
+    def do_PUT(self) -> None:
+        self._refuse_method()
+
+    def do_PATCH(self) -> None:
+        self._refuse_method()
+
+    def _refuse_method(self) -> None:
+        self.close_connection = True  # its body, if any, is not read
+        message = f"{self.command} is not accepted; GET, HEAD, POST and DELETE are"
+        self._json(405, {"error": message, "code": "INVALID_ARGUMENT"},
+                   {"Allow": "GET, HEAD, POST, DELETE"})  # fmt: skip
+
     def _serve(self, method: str) -> None:
+        try:
+            # Read before anything can refuse: an unread body would be parsed as the next
+            # request. The read is bounded by MAX_BODY and the idle timeout.
+            raw = self._raw_body()
+        except Exception as exc:
+            self._failure(exc)
+            return
         if not self.studio._slots.acquire(blocking=False):
             self._json(503, {"error": f"the studio is handling {MAX_ACTIVE} requests; retry",
                              "code": "UNAVAILABLE"})  # fmt: skip
             return
         try:
-            self._dispatch(method)
+            self._dispatch(method, raw)
         except Exception as exc:  # every failure answers; the daemon stays up
             self._failure(exc)
         finally:
             self.studio._slots.release()
 
-    def _dispatch(self, method: str) -> None:
-        # Read before anything can refuse: an unread body would be parsed as the next request.
-        raw = self._raw_body(method)
+    def _dispatch(self, method: str, raw: bytes) -> None:
         url = urlsplit(self.path)
         path = url.path
         query = dict(parse_qsl(url.query))
@@ -175,7 +258,8 @@ class _Handler(BaseHTTPRequestHandler):
                 found = match(method, path)
             except MethodNotAllowed as exc:
                 self._json(405, {"error": f"{method} {path} is not accepted; {exc}",
-                                 "code": "INVALID_ARGUMENT"})  # fmt: skip
+                                 "code": "INVALID_ARGUMENT"},
+                           {"Allow": ", ".join(exc.allowed)})  # fmt: skip
                 return
             if found is None:
                 self._json(404, {"error": f"no such route {path}; see docs/studio.md",
@@ -209,15 +293,13 @@ class _Handler(BaseHTTPRequestHandler):
         header = self.headers.get("Authorization")
         if header:
             return header
-        raw = self.headers.get("Cookie")
-        if not raw:
-            return None
-        try:
-            cookie = SimpleCookie(raw)
-        except CookieError:
-            return None
-        token = cookie.get(COOKIE)
-        return f"Bearer {token.value}" if token and token.value else None
+        # By hand, not http.cookies: that parser gives up on the first cookie it does
+        # not like, and other programs on this host set cookies for 127.0.0.1 too.
+        for item in (self.headers.get("Cookie") or "").split(";"):
+            name, _, value = item.strip().partition("=")
+            if name == self.studio.cookie and value:
+                return f"Bearer {value}"
+        return None
 
     def _sign_in(self, token: str) -> None:
         decision = self.studio.daemon.access.check(PAGE_RPC, required_scope(PAGE_RPC),
@@ -225,7 +307,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not decision.allowed:
             self._html(401, REFUSED_PAGE.format(message=_escape(decision.message)))
             return
-        cookie = f"{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
+        cookie = f"{self.studio.cookie}={token}; Path=/; HttpOnly; SameSite=Strict"
         if self.studio.tls:
             cookie += "; Secure"
         self.send_response(303)
@@ -236,7 +318,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
 
-    def _raw_body(self, method: str) -> bytes:
+    def _raw_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+            raise InvalidArgument(
+                "chunked request bodies are not accepted; send Content-Length with the body"
+            )
         text = self.headers.get("Content-Length") or "0"
         length = int(text) if text.isdigit() else -1
         if length < 0 or length > MAX_BODY:
@@ -283,14 +370,20 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def _json(self, status: int, body: dict[str, Any]) -> None:
-        self._send(status, "application/json", json.dumps(body).encode())
+    def _json(
+        self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
+        self._send(status, "application/json", json.dumps(body).encode(), headers)
 
     def _html(self, status: int, text: str) -> None:
         self._send(status, "text/html; charset=utf-8", text.encode())
 
-    def _send(self, status: int, content_type: str, data: bytes) -> None:
+    def _send(
+        self, status: int, content_type: str, data: bytes, headers: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status, _PHRASES.get(status, ""))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         for name, value in SECURITY_HEADERS.items():

@@ -28,6 +28,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from sipd.errors import InvalidArgument
+from sipd.raster import FilesCheck, open_raster
 
 log = logging.getLogger("sipd.studio")
 
@@ -37,6 +38,8 @@ SMALL_SCENE = 2048
 # Statistics are taken from a read of the scene at most this many pixels across.
 STATS_SIDE = 1024
 STATS_CACHE = 64
+# In each overview folder: the real path of the scene it was built from.
+SOURCE_FILE = "source.txt"
 
 
 @dataclass(frozen=True)
@@ -74,34 +77,45 @@ def tile_window(
 
 
 class SceneTiles:
-    """Per-scene overview sources and band statistics, cached under `cache_dir`."""
+    """Per-scene overview sources and band statistics, cached under `cache_dir`.
 
-    def __init__(self, cache_dir: Path) -> None:
+    `check` is the allowed-roots check of every file GDAL opens for a scene or a
+    label map (sipd.paths.PathPolicy.check_opened): a scene file replaced by a
+    VRT pointing elsewhere is refused here as in jobs.
+    """
+
+    def __init__(self, cache_dir: Path, check: FilesCheck | None = None) -> None:
         self.cache_dir = cache_dir
+        self.check = check
         self._lock = threading.Lock()
         self._building: dict[str, threading.Lock] = {}
         self._stats: OrderedDict[tuple[str, float], list[BandStats]] = OrderedDict()
+        # Builds a crash left half done.
+        for stale in cache_dir.glob(".build-*") if cache_dir.is_dir() else ():
+            shutil.rmtree(stale, ignore_errors=True)
+
+    def open(self, path: str) -> rasterio.DatasetReader:
+        """A scene or label map, checked against the roots; a clear error when it is gone."""
+        return open_raster(path, self.check)
 
     def source(self, path: str, level: int) -> str:
         """What to read a level from: the scene itself, or its cached overview VRT."""
-        if level == 0:
-            return path
-        with rasterio.open(path) as ds:
-            if ds.overviews(1) or max(ds.width, ds.height) <= SMALL_SCENE:
+        with self.open(path) as ds:
+            if level == 0 or ds.overviews(1) or max(ds.width, ds.height) <= SMALL_SCENE:
                 return path
         return str(self._overviews(path))
 
     def _overviews(self, path: str) -> Path:
-        stat = os.stat(path)
+        real = os.path.realpath(path)
+        stat = os.stat(real)
         # The key changes when the file does, so a replaced scene never shows stale pixels.
-        ident = f"{os.path.realpath(path)}|{stat.st_size}|{stat.st_mtime_ns}"
-        key = hashlib.sha256(ident.encode()).hexdigest()[:24]
-        folder = self.cache_dir / key
+        key = hashlib.sha256(f"{real}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+        folder = self.cache_dir / key[:24]
         vrt = folder / "scene.vrt"
         if vrt.exists():
             return vrt
         with self._lock:
-            lock = self._building.setdefault(key, threading.Lock())
+            lock = self._building.setdefault(real, threading.Lock())
         with lock:
             if vrt.exists():
                 return vrt
@@ -109,25 +123,35 @@ class SceneTiles:
             stage = Path(tempfile.mkdtemp(prefix=".build-", dir=self.cache_dir))
             try:
                 staged = stage / "scene.vrt"
-                rasterio.shutil.copy(os.path.realpath(path), staged, driver="VRT")
+                rasterio.shutil.copy(real, staged, driver="VRT")
                 with rasterio.open(staged, "r+") as ds:
                     factors = [2**i for i in range(1, max_level(ds.width, ds.height) + 1)]
                     ds.build_overviews(factors, Resampling.average)
+                (stage / SOURCE_FILE).write_text(real)
                 # One rename: a reader sees the folder complete or not at all.
                 os.replace(stage, folder)
             except BaseException:
                 shutil.rmtree(stage, ignore_errors=True)
                 raise
             log.info("studio: overviews of %s built in %s", path, folder)
+            self._drop_older(real, folder)
         return vrt
 
+    def _drop_older(self, real: str, current: Path) -> None:
+        """Overviews of earlier versions of the same file: never read again."""
+        for folder in self.cache_dir.iterdir():
+            marker = folder / SOURCE_FILE
+            if folder != current and marker.is_file() and marker.read_text() == real:
+                shutil.rmtree(folder, ignore_errors=True)
+
     def stats(self, path: str, band_names: list[str]) -> list[BandStats]:
-        key = (os.path.realpath(path), os.stat(path).st_mtime)
+        with self.open(path) as ds:
+            key = (os.path.realpath(path), os.stat(ds.name).st_mtime)
         with self._lock:
             if key in self._stats:
                 self._stats.move_to_end(key)
                 return self._stats[key]
-        with rasterio.open(path) as ds:
+        with self.open(path) as ds:
             scale = max(1.0, max(ds.width, ds.height) / STATS_SIDE)
             shape = (max(1, round(ds.height / scale)), max(1, round(ds.width / scale)))
             data = ds.read(out_shape=(ds.count, *shape), resampling=Resampling.nearest)
@@ -151,7 +175,7 @@ class SceneTiles:
 
     def render_labels(self, path: str, z: int, x: int, y: int) -> np.ndarray:
         """Tile (z, x, y) of a uint8 label map (a predict output) in its colours."""
-        with rasterio.open(path) as ds:
+        with self.open(path) as ds:
             if ds.count != 1 or ds.dtypes[0] != "uint8":
                 raise InvalidArgument(f"{path} is not a label map (one uint8 band)")
             window, shape = tile_window(ds.width, ds.height, z, x, y)
@@ -169,7 +193,7 @@ class SceneTiles:
         hi: list[float],
     ) -> np.ndarray:
         """Tile (z, x, y) as uint8 RGBA [h, w, 4]: bands stretched lo..hi, invalid transparent."""
-        with rasterio.open(path) as ds:
+        with self.open(path) as ds:
             width, height, count, nodata = ds.width, ds.height, ds.count, ds.nodata
         window, shape = tile_window(width, height, z, x, y)
         bad = [b for b in bands if not 1 <= b <= count]

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
+import socket
 import ssl
 import subprocess
 import sys
@@ -81,6 +84,21 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+def _raw_request(base: str, request: bytes) -> tuple[int, bytes, bytes]:
+    """One request as bytes on a plain socket: (status, headers, body) of the first answer."""
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(re.search(rb"Content-Length: (\d+)", head).group(1))  # type: ignore[union-attr]
+        while len(body) < length:
+            body += conn.recv(65536)
+    return int(head.split()[1]), head, body[:length]
+
+
 def _png(data: bytes) -> np.ndarray:
     """[bands, H, W] of a PNG, read by GDAL."""
     with warnings.catch_warnings():
@@ -129,6 +147,8 @@ def test_sign_in_sets_a_private_cookie_that_opens_the_page(studio: Any) -> None:
     cookie = headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
     value = cookie.split(";")[0]
+    # Other programs' cookies for this host come along, some of them malformed.
+    value = f'theme=dark mode; pref={{"a":1}}; {value}; x=\u00e9'
     code, headers, body = http.call("GET", "/", headers={"Cookie": value})
     assert code == 200 and headers["Content-Type"].startswith("text/html")
     assert b"studio.js" in body and b"http://" not in body and b"https://" not in body
@@ -226,6 +246,13 @@ def test_malformed_requests_get_clear_errors_and_the_daemon_stays_up(studio: Any
     code, _, body = http.call("POST", "/api/projects/p/train", raw=b"x" * 10,
                               headers={"Content-Length": str(2**40)}, token=d.token)  # fmt: skip
     assert code == 400 and "Content-Length" in json.loads(body)["error"]
+    code, _, body = _raw_request(http.base, b"POST /api/projects/p/train HTTP/1.1\r\n"
+                                 b"Host: x\r\nTransfer-Encoding: chunked\r\nX-Sipd-Studio: 1\r\n"
+                                 b"Authorization: Bearer " + d.token.encode() +
+                                 b"\r\n\r\n2\r\n{}\r\n0\r\n\r\n")  # fmt: skip
+    assert code == 400 and b"chunked" in body
+    code, headers, _ = http.call("OPTIONS", "/api/projects", token=d.token)
+    assert code == 405 and "POST" in headers["Allow"]
     assert d.sipctl("status").returncode == 0
     assert http.json("GET", "/api/session", token=d.token)["who"] == "owner"
 
@@ -294,6 +321,21 @@ def test_overviews_of_a_large_scene_are_built_once_in_the_data_dir(studio: Any) 
     stamp = cached[0].stat().st_mtime_ns
     http.call("GET", "/api/projects/p/scenes/large/tiles/3/1/1.png", token=d.token)
     assert cached[0].stat().st_mtime_ns == stamp
+    # The scene file changes: its overviews are built again and the old ones go.
+    os.utime(folder / "large.tif", ns=(stamp + 10**9, stamp + 10**9))
+    assert http.call("GET", "/api/projects/p/scenes/large/tiles/3/1/1.png",
+                     token=d.token)[0] == 200  # fmt: skip
+    rebuilt = list((d.data_dir / "studio" / "overviews").rglob("*.ovr"))
+    assert len(rebuilt) == 1 and rebuilt[0].parent != cached[0].parent
+
+
+def test_a_scene_file_gone_missing_is_a_clear_error(studio: Any) -> None:
+    d, http, root = studio
+    _scene(d, root, "gone", width=300, height=300)
+    (root / "gone.tif").unlink()
+    for path in ("/stats", "/tiles/0/0/0.png"):
+        code, _, body = http.call("GET", f"/api/projects/p/scenes/gone{path}", token=d.token)
+        assert code == 400 and "does not exist" in json.loads(body)["error"], body
 
 
 def test_live_update_trains_the_instant_model_and_labels_the_view(studio: Any) -> None:
@@ -342,13 +384,20 @@ def test_live_update_trains_the_instant_model_and_labels_the_view(studio: Any) -
     part = http.json("POST", f"{base}/live", {"x": 101, "y": 33, "width": 300, "height": 200,
                                               "level": 1}, d.token)  # fmt: skip
     assert (part["x"], part["y"], part["level"]) == (100, 32, 1)
+    # Both ends on the level's grid: the PNG's pixels are the window's, none stretched.
+    assert (part["width"], part["height"]) == (302, 202)
     assert _png(_data(part["labels"])).shape == (4, math.ceil(part["height"] / 2),
                                                  math.ceil(part["width"] / 2))  # fmt: skip
+    code, _, body = http.call("POST", f"{base}/live", raw=b'{"x": 0, "y": 0, "width": 9, '
+                              b'"height": 9, "level": 1e400}', token=d.token)  # fmt: skip
+    assert code == 400 and "whole number level" in json.loads(body)["error"]
     for bad, words in [
         ({"x": 0, "y": 0, "width": -5, "height": 10}, "positive width"),
         ({"x": 0, "y": 0, "width": 10, "height": 10, "level": 9}, "level 9"),
         ({"x": 900, "y": 0, "width": 10, "height": 10}, "does not overlap"),
         ({"x": "left"}, "needs numbers"),
+        ({"x": 0, "y": 0, "width": 10, "height": 10, "level": 1.7}, "whole number level"),
+        ({"x": 0, "y": 0, "width": 10, "height": 10, "level": True}, "whole number level"),
     ]:
         code, _, body = http.call("POST", f"{base}/live", bad, d.token)
         assert code == 400 and words in json.loads(body)["error"], (bad, body)
@@ -429,6 +478,9 @@ def test_test_report_and_prediction_from_the_page(studio: Any) -> None:
     code, _, body = http.call("POST", "/api/projects/p/scenes/live/predict", {"version": "7"},
                               d.token)  # fmt: skip
     assert code in (400, 404) and "7" in json.loads(body)["error"]
+    code, _, body = http.call("POST", "/api/projects/p/scenes/live/predict",
+                              {"version": "1", "overwrite": "false"}, d.token)  # fmt: skip
+    assert code == 400 and "true or false" in json.loads(body)["error"]
 
 
 @pytest.mark.slow  # a daemon of its own with TLS
@@ -439,12 +491,16 @@ def test_studio_takes_the_daemons_tls_and_refuses_plain_http(pki: Path, tmp_path
     try:
         context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
         https = Http(f"https://{d.studio_address}", context)
+        # A client that connects and says nothing holds its own thread, nobody else's.
+        host, port = d.studio_address.rsplit(":", 1)
+        silent = socket.create_connection((host, int(port)))
         assert https.call("GET", "/api/projects")[0] == 401
         assert https.json("GET", "/api/projects", token=d.token) == {"projects": []}
         code, headers, _ = https.call("GET", f"/?token={d.token}")
         assert code == 303 and "Secure" in headers["Set-Cookie"]
         with pytest.raises((urllib.error.URLError, ConnectionError)):
             urllib.request.urlopen(f"http://{d.studio_address}/api/projects", timeout=10)
+        silent.close()
     finally:
         d.stop()
 
@@ -464,7 +520,8 @@ def test_sipctl_studio_prints_the_signed_in_address(studio: Any) -> None:
     assert shown["url"] == f"http://{d.studio_address}/"
     assert shown["signed_in_url"] == f"http://{d.studio_address}/?token={d.token}"
     code, headers, _ = http.call("GET", shown["signed_in_url"].removeprefix(http.base))
-    assert code == 303 and headers["Set-Cookie"].startswith("sipd_studio=")
+    port = d.studio_address.rsplit(":", 1)[1]
+    assert code == 303 and headers["Set-Cookie"].startswith(f"sipd_studio_{port}=")
     assert json.loads(d.sipctl("--json", "status").stdout)["studio_listen"] == d.studio_address
 
 
