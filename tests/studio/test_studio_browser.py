@@ -3,9 +3,11 @@
 One daemon with the studio on and one browser serve the module. The page is
 driven the way a person uses it: sign in through the address with the token,
 draw a polygon and a line with the mouse, watch the live label map, draw once
-more, train, undo. What the page did is checked where it lands: ROIs through
-`sipctl roi list`, the label map through the canvas pixels, models through the
-page's table. A screenshot of the end state goes to the test artifacts.
+more, train, test a version, predict the scene, undo. What the page did is
+checked where it lands: ROIs through `sipctl roi list`, the live label map and
+the prediction layer through the canvas pixels, models and their test reports
+through the page's tables. A screenshot of the end state goes to the test
+artifacts.
 """
 
 from __future__ import annotations
@@ -41,6 +43,12 @@ SCENE = "s1"
 # Class colours as the project stores them; the live label map paints these.
 COLORS = {"water": (0x1F, 0x77, 0xB4), "land": (0x2C, 0xA0, 0x2C)}
 SIZE = 512  # scene pixels across and down: water left of column 256, land right of it
+FINAL = ["SUCCEEDED", "FAILED", "CANCELLED"]
+# Test ROIs (added with sipctl), away from the train ROIs the page draws.
+TEST_ROIS = [
+    ("water", "POLYGON ((20 250, 220 250, 220 420, 20 420, 20 250))"),
+    ("land", "POLYGON ((300 330, 500 330, 500 500, 300 500, 300 330))"),
+]
 
 pytestmark = pytest.mark.slow
 
@@ -185,6 +193,29 @@ def _near(rgba: tuple[int, ...], rgb: tuple[int, int, int], tol: int = 6) -> boo
     return rgba[3] == 255 and all(abs(a - b) <= tol for a, b in zip(rgba[:3], rgb, strict=True))
 
 
+def _wait_job(page: Any, state_id: str, before: str | None, timeout: float = 120_000) -> str:
+    """The final state of the job the element `state_id` shows, once it is not `before`."""
+    page.wait_for_function(
+        """([id, before, final]) => {
+            const s = document.getElementById(id);
+            return s.dataset.job && s.dataset.job !== before && final.includes(s.textContent);
+        }""",
+        arg=[state_id, before, FINAL],
+        timeout=timeout,
+    )
+    return page.locator(f"#{state_id}").inner_text()
+
+
+def _show_layers(page: Any, *names: str) -> None:
+    """Only these map layers on; their opacity untouched."""
+    for name in ("image", "prediction", "rois", "labels", "uncertainty"):
+        box = page.locator(f"#layer-{name}")
+        if name in names:
+            box.check()
+        else:
+            box.uncheck()
+
+
 def test_page_refused_without_the_token(studio: Sipd, page: Any) -> None:
     base = _base(studio)
     with pytest.raises(urllib.error.HTTPError) as refused:
@@ -208,6 +239,9 @@ def test_draw_live_train_undo(studio: Sipd, page: Any) -> None:
     assert page.locator("#project").input_value() == PROJECT
     assert page.locator("#scene").input_value() == SCENE
     assert page.locator("#signin-overlay").is_hidden()
+    # The scene's bands have no names: the selects show the project's.
+    options = page.locator("#band-r option").all_inner_texts()
+    assert options == ["1: red", "2: green", "3: blue"], options
 
     # A water polygon: class, tool, four clicks, Enter.
     page.click("#class-list button[data-class='water']")
@@ -293,7 +327,81 @@ def test_draw_live_train_undo(studio: Sipd, page: Any) -> None:
         row.wait_for()
         assert arch in row.inner_text()
 
-    # The screenshot of the finished session, for people reading the CI run.
+    # Testing a version without test ROIs: the page says why (the server's 409).
+    page.locator("#models button.test[data-version='1']").click()
+    page.wait_for_function(
+        """() => {
+            const m = document.getElementById('message');
+            return !m.hidden && m.textContent.includes('no test ROIs');
+        }"""
+    )
+    # With test ROIs (from sipctl) the test job runs and its report shows.
+    for class_name, wkt in TEST_ROIS:
+        d.sipctl("roi", "add", PROJECT, "--scene", SCENE, "--class", class_name,
+                 "--split", "test", "--wkt", wkt)  # fmt: skip
+    before = page.locator("#test-state").get_attribute("data-job")
+    page.locator("#models button.test[data-version='1']").click()
+    page.wait_for_function(
+        """([before, final]) => {
+            const s = document.getElementById('test-state');
+            return s.dataset.job && s.dataset.job !== before && final.includes(s.dataset.state);
+        }""",
+        arg=[before, FINAL],
+        timeout=60_000,
+    )
+    test_state = page.locator("#test-state").inner_text()
+    assert "SUCCEEDED" in test_state, f"{test_state}\n{d.log()[-3000:]}"
+    # The models table reloads with the report: the detail of version 1 shows it.
+    page.wait_for_selector("#model-detail[data-version='1'] table.per-class", timeout=10_000)
+    # The table compares versions: v, arch, best val, test OA, test kappa (v1 tested, v2 not).
+    cells = page.locator("#models tbody tr[data-version='1'] td").all_inner_texts()
+    assert cells[1] == "forest" and float(cells[3]) > 0.9 and float(cells[4]) > 0.8, cells
+    cells = page.locator("#models tbody tr[data-version='2'] td").all_inner_texts()
+    assert cells[1] == "unet" and cells[3] == "–" and cells[4] == "–", cells
+    # The detail of version 1: per-class scores and the confusion matrix.
+    detail = page.locator("#model-detail")
+    assert detail.get_attribute("data-version") == "1"
+    head = detail.locator("table.per-class tr").first.locator("th").all_inner_texts()
+    assert head == ["class", "precision", "recall", "F1", "IoU", "support"], head
+    names = detail.locator("table.per-class tr th:first-child").all_inner_texts()[1:]
+    assert names == ["water", "land"], names
+    confusion = detail.locator("table.confusion tr")
+    assert confusion.count() == 3, detail.inner_text()
+    assert sum(int(v) for v in confusion.locator("td").all_inner_texts()) > 0
+
+    # Predict the scene with version 1: the label map is written beside the scene.
+    page.select_option("#predict-version", "1")
+    before = page.locator("#predict-state").get_attribute("data-job")
+    page.click("#predict")
+    state = _wait_job(page, "predict-state", before)
+    info = page.locator("#predict-info").inner_text()
+    assert state == "SUCCEEDED", f"{state}: {info}\n{d.log()[-3000:]}"
+    assert "scene_lake_v1_labels.tif" in info, info
+    # Nothing shown: the canvas is empty there. Then only the prediction layer, opaque:
+    # its tiles paint the class colours in the two regions.
+    _show_layers(page)
+    page.wait_for_timeout(200)  # one animation frame at least
+    assert _pixel(page, 120, 400)[3] == 0, _pixel(page, 120, 400)
+    page.locator("#layer-prediction-opacity").fill("100")
+    _show_layers(page, "prediction")
+    painted: list[tuple[int, ...]] = []
+
+    def prediction_drawn() -> bool:
+        painted[:] = [_pixel(page, 120, 400), _pixel(page, 400, 420)]
+        return _near(painted[0], COLORS["water"]) and _near(painted[1], COLORS["land"])
+
+    try:
+        _wait(prediction_drawn, 15, "the prediction layer's colours", d)
+    except AssertionError as exc:
+        raise AssertionError(f"prediction pixels {painted}, wanted {COLORS}\n{exc}") from None
+
+    # The screenshot of the finished session, for people reading the CI run: the image
+    # under the prediction and the ROIs, the sidebar at the models and the prediction.
+    page.locator("#layer-prediction-opacity").fill("55")
+    _show_layers(page, "image", "prediction", "rois")
+    page.locator("#predict-info").scroll_into_view_if_needed()
+    page.wait_for_function("() => window.sipdStudio.tileCount() > 0")
+    page.wait_for_timeout(500)  # the image tiles arrive (cached) and are drawn
     artifacts = Path(os.environ.get("SIPD_TEST_ARTIFACTS", REPO / "test-artifacts"))
     artifacts.mkdir(parents=True, exist_ok=True)
     shot = artifacts / "studio.png"
@@ -301,8 +409,9 @@ def test_draw_live_train_undo(studio: Sipd, page: Any) -> None:
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, len(data)
 
-    # Undo takes the point back out.
+    # Undo takes the point back out (the test ROIs from sipctl stay).
     page.locator("#map").focus()
     page.keyboard.press("Control+z")
-    rois = _wait_rois(d, 2)
-    assert sorted(_geometry(r) for r in rois) == ["LINESTRING", "POLYGON"]
+    rois = _wait_rois(d, 2 + len(TEST_ROIS))
+    drawn = sorted(_geometry(r) for r in rois if r["split"] not in ("test", "SPLIT_TEST"))
+    assert drawn == ["LINESTRING", "POLYGON"], rois

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,15 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sipd]:
 
 def _walk(page: Any, scene: str, requested: set[str]) -> dict[str, float]:
     page.select_option("#scene", scene)
-    page.wait_for_function("() => window.sipdStudio.tileCount() > 0", timeout=60_000)
+    # The cache may still hold the other scene's tiles: wait for this scene's own.
+    page.wait_for_function(
+        f"() => window.sipdStudio.state.scene && window.sipdStudio.state.scene.id === '{scene}'"
+    )
+    deadline = time.monotonic() + 60
+    while not any(f"/scenes/{scene}/" in u for u in requested):
+        assert time.monotonic() < deadline, f"no tile of {scene} was asked for"
+        page.wait_for_timeout(100)
+    page.wait_for_timeout(500)
     box = page.locator("#map").bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     page.mouse.move(cx, cy)

@@ -6,7 +6,7 @@
  *   1. state and small helpers      6. ROIs: WKT, drawing, hit tests, editing
  *   2. the API and messages         7. undo / redo
  *   3. projects, scenes, display    8. live model and suggestions
- *   4. the view transform           9. training and models
+ *   4. the view transform           9. training, models, tests, predictions
  *   5. tiles and drawing the map   10. input (mouse, wheel, keys) and start-up
  */
 (() => {
@@ -18,6 +18,7 @@
 
   const TILE = 256;
   const TILE_CACHE_MAX = 200; // images; bounds browser memory whatever the scene size
+  const PREDICTION_CACHE_MAX = 64; // label map tiles: one view's worth and some more
   const TILE_RETRY_MS = 5000; // a failed tile is asked again after this
   const ROI_RELOAD_MS = 10000; // ROIs imported with sipctl show up within this
   const LIVE_EDIT_DELAY_MS = 300;
@@ -53,6 +54,7 @@
     layers: {
       image: { visible: true, opacity: 1 },
       rois: { visible: true, opacity: 1 },
+      prediction: { visible: true, opacity: 0.7 },
       labels: { visible: true, opacity: 0.5 },
       uncertainty: { visible: true, opacity: 0.5 },
     },
@@ -67,12 +69,20 @@
     },
     suggestions: [],
     suggestionIndex: -1,
-    job: null,
-    jobTimer: null,
+    job: null, // the training job shown in the Train panel
+    jobTimers: {}, // one poll timer per kind of job the page watches: train, test, predict
     jobSeenStates: [],
     chart: [], // [{loss, valLoss, acc, valAcc}], a point each time the metrics change
     models: [],
+    modelsProject: null, // the project whose versions `models` holds
     selectedModel: null,
+    predictChosen: false, // the person picked a version to predict with
+    testJob: null, // {id, version} of the test job being watched
+    predict: {
+      job: null, // the predict job shown in the Predict panel
+      sceneKey: "", // the scene it labels
+      layer: null, // {jobId, sceneKey, version} once it succeeded: the prediction layer
+    },
     signedOut: false,
     readOnly: false,
   };
@@ -222,7 +232,7 @@
       $("session-who").textContent = `${s.who || ""} (${s.scope || ""}) ${s.version ? "v" + s.version : ""}`;
       if (s.scope === "read") {
         // A read-only token: drawing, live and training would only answer 403.
-        for (const id of ["tool-point", "tool-line", "tool-polygon", "tool-select", "undo", "redo", "live", "suggest", "train"])
+        for (const id of ["tool-point", "tool-line", "tool-polygon", "tool-select", "undo", "redo", "live", "suggest", "train", "predict"])
           $(id).disabled = true;
         state.readOnly = true;
         showMessage("This token can only read: drawing, the live model and training are off.", "info");
@@ -298,12 +308,15 @@
       state.redo = [];
       state.idMap.clear();
       state.live.overlay = null;
+      state.predict.layer = null; // a label map belongs to the scene it labels
+      predictionTiles.clear();
       state.suggestions = [];
       state.suggestionIndex = -1;
       renderSuggestions();
       updateUndoButtons();
     }
     renderSceneInfo();
+    updatePredictButton();
     if (!state.scene) {
       scheduleDraw();
       return;
@@ -331,11 +344,14 @@
       : "";
   }
 
+  // "3: nir": the scene's own band name, else the project's name for that band
+  // (a scene without band descriptions has empty names), else the number alone.
   function bandLabel(i) {
     const s = state.scene;
     const names = (s && s.band_names) || [];
     const stat = state.stats && state.stats[i - 1];
-    const name = names[i - 1] || (stat && stat.name) || "";
+    const projectBands = (state.project && state.project.bands) || [];
+    const name = names[i - 1] || (stat && stat.name) || projectBands[i - 1] || "";
     return name ? `${i}: ${name}` : String(i);
   }
 
@@ -582,81 +598,107 @@
   // 5. Tiles and drawing the map
   // ------------------------------------------------------------------
 
-  // LRU of tile images: a Map keeps insertion order, so re-inserting on use
-  // moves an entry to the end and the first entry is the least recently used.
-  const tiles = new Map(); // key -> {img, status: "loading"|"ok"|"failed", failedAt}
+  // A tile layer: an LRU of tile images. A Map keeps insertion order, so
+  // re-inserting on use moves an entry to the end and the first entry is the
+  // least recently used. `key(z, x, y)` names a tile (it changes with what the
+  // tile shows: scene, bands, stretch, job), `url(z, x, y)` fetches it.
+  function tileLayer(name, max, key, url) {
+    const cache = new Map(); // key -> {img, status: "loading"|"ok"|"failed", failedAt, z}
 
-  function tileKey(z, x, y) {
-    return `${sceneKey()}|${tileQuery()}|${z}/${x}/${y}`;
-  }
-
-  function tileUrl(z, x, y) {
-    return `${scenePath()}/tiles/${z}/${x}/${y}.png?${tileQuery()}`;
-  }
-
-  function tileGet(key) {
-    const t = tiles.get(key);
-    if (t) {
-      tiles.delete(key);
-      tiles.set(key, t);
+    function get(k) {
+      const t = cache.get(k);
+      if (t) {
+        cache.delete(k);
+        cache.set(k, t);
+      }
+      return t;
     }
-    return t;
-  }
 
-  function tileRequest(z, x, y) {
-    const key = tileKey(z, x, y);
-    const t = tileGet(key);
-    if (t && (t.status !== "failed" || performance.now() - t.failedAt < TILE_RETRY_MS)) return t;
-    const img = new Image();
-    const entry = { img, status: "loading", failedAt: 0, z };
-    img.onload = () => {
-      entry.status = "ok";
-      scheduleDraw();
-    };
-    img.onerror = () => {
-      entry.status = "failed";
-      entry.failedAt = performance.now();
-      checkTileFailure(z, x, y);
-    };
-    img.src = tileUrl(z, x, y);
-    tiles.set(key, entry);
-    evictTiles();
-    return entry;
+    function request(z, x, y) {
+      const k = key(z, x, y);
+      const t = get(k);
+      if (t && (t.status !== "failed" || performance.now() - t.failedAt < TILE_RETRY_MS)) return t;
+      const img = new Image();
+      const entry = { img, status: "loading", failedAt: 0, z };
+      img.onload = () => {
+        entry.status = "ok";
+        scheduleDraw();
+      };
+      img.onerror = () => {
+        entry.status = "failed";
+        entry.failedAt = performance.now();
+        checkTileFailure(`${name} tile ${z}/${x}/${y}`, url(z, x, y));
+      };
+      img.src = url(z, x, y);
+      cache.set(k, entry);
+      evict();
+      return entry;
+    }
+
+    function stop(t) {
+      if (t.status !== "loading") return;
+      t.img.onload = null;
+      t.img.onerror = null;
+      t.img.src = ""; // stop the download
+    }
+
+    function evict() {
+      while (cache.size > max) {
+        const [k, t] = cache.entries().next().value;
+        stop(t);
+        cache.delete(k);
+      }
+    }
+
+    // Drop downloads of tiles that scrolled out of view before they arrived.
+    function cancelInvisible(visible) {
+      for (const [k, t] of cache) {
+        if (t.status === "loading" && !visible.has(k)) {
+          stop(t);
+          cache.delete(k);
+        }
+      }
+    }
+
+    function clear() {
+      for (const t of cache.values()) stop(t);
+      cache.clear();
+    }
+
+    // Cached tile (z, x, y) when it has arrived, without touching the LRU order.
+    function ready(z, x, y) {
+      const t = cache.get(key(z, x, y));
+      return t && t.status === "ok" ? t : null;
+    }
+
+    return { name, cache, key, request, cancelInvisible, clear, ready };
   }
 
   // An <img> cannot read the error, so ask once in a while with fetch: a lost
   // cookie shows the sign-in overlay, a server error shows its message.
   let lastTileCheck = 0;
-  function checkTileFailure(z, x, y) {
+  function checkTileFailure(what, url) {
     const now = performance.now();
     if (state.signedOut || now - lastTileCheck < TILE_RETRY_MS) return;
     lastTileCheck = now;
-    api("GET", tileUrl(z, x, y)).catch((err) => showError(`tile ${z}/${x}/${y}`, err));
+    api("GET", url).catch((err) => showError(what, err));
   }
 
-  function evictTiles() {
-    while (tiles.size > TILE_CACHE_MAX) {
-      const [key, t] = tiles.entries().next().value;
-      if (t.status === "loading") {
-        t.img.onload = null;
-        t.img.onerror = null;
-        t.img.src = ""; // stop the download
-      }
-      tiles.delete(key);
-    }
-  }
+  // The scene's image in the chosen bands and stretch.
+  const imageTiles = tileLayer(
+    "image",
+    TILE_CACHE_MAX,
+    (z, x, y) => `${sceneKey()}|${tileQuery()}|${z}/${x}/${y}`,
+    (z, x, y) => `${scenePath()}/tiles/${z}/${x}/${y}.png?${tileQuery()}`
+  );
 
-  // Drop downloads of tiles that scrolled out of view before they arrived.
-  function cancelInvisible(visible) {
-    for (const [key, t] of tiles) {
-      if (t.status === "loading" && !visible.has(key)) {
-        t.img.onload = null;
-        t.img.onerror = null;
-        t.img.src = "";
-        tiles.delete(key);
-      }
-    }
-  }
+  // The label map of the last predict job on this scene (its output 0).
+  const predictionTiles = tileLayer(
+    "prediction",
+    PREDICTION_CACHE_MAX,
+    (z, x, y) => `${state.predict.layer ? state.predict.layer.jobId : ""}|${z}/${x}/${y}`,
+    (z, x, y) => `/api/jobs/${enc(state.predict.layer ? state.predict.layer.jobId : "")}/outputs/0/tiles/${z}/${x}/${y}.png`
+  );
 
   // Scene pixel range a tile covers.
   function tileBounds(z, x, y) {
@@ -667,7 +709,9 @@
     return [x0, y0, Math.min(x0 + step, s.width), Math.min(y0 + step, s.height)];
   }
 
-  function drawTiles() {
+  // The tiles of `layer` that cover the view at the current level. `smooth`:
+  // resample when zoomed out (an image), never for class colours (a label map).
+  function drawTiles(layer, opacity, smooth) {
     const s = state.scene;
     const z = currentLevel();
     const step = TILE * 2 ** z;
@@ -678,18 +722,18 @@
     const tx1 = Math.min(Math.ceil(s.width / step) - 1, Math.floor(vx1 / step));
     const ty1 = Math.min(Math.ceil(s.height / step) - 1, Math.floor(vy1 / step));
     const visible = new Set();
-    ctx.imageSmoothingEnabled = state.view.scale < 1;
-    ctx.globalAlpha = state.layers.image.opacity;
+    ctx.imageSmoothingEnabled = smooth && state.view.scale < 1;
+    ctx.globalAlpha = opacity;
     for (let ty = ty0; ty <= ty1; ty++) {
       for (let tx = tx0; tx <= tx1; tx++) {
-        visible.add(tileKey(z, tx, ty));
-        const t = tileRequest(z, tx, ty);
+        visible.add(layer.key(z, tx, ty));
+        const t = layer.request(z, tx, ty);
         if (t.status === "ok") drawTileImage(t.img, z, tx, ty, tileBounds(z, tx, ty));
-        else drawFallback(z, tx, ty);
+        else drawFallback(layer, z, tx, ty);
       }
     }
     ctx.globalAlpha = 1;
-    cancelInvisible(visible);
+    layer.cancelInvisible(visible);
   }
 
   // Draw the scene rectangle `b` (x0, y0, x1, y1) from tile image (z, tx, ty).
@@ -710,18 +754,25 @@
   }
 
   // While tile (z, x, y) loads, show the same area from a coarser cached level.
-  function drawFallback(z, tx, ty) {
+  function drawFallback(layer, z, tx, ty) {
     const b = tileBounds(z, tx, ty);
     for (let zz = z + 1; zz <= maxLevel(); zz++) {
       const k = zz - z;
       const px = tx >> k;
       const py = ty >> k;
-      const t = tiles.get(tileKey(zz, px, py));
-      if (t && t.status === "ok") {
+      const t = layer.ready(zz, px, py);
+      if (t) {
         drawTileImage(t.img, zz, px, py, b);
         return;
       }
     }
+  }
+
+  // The prediction layer is shown when a predict job of this scene succeeded.
+  function predictionShown() {
+    const p = state.predict.layer;
+    const layer = state.layers.prediction;
+    return !!(p && p.sceneKey === sceneKey() && layer.visible && layer.opacity > 0);
   }
 
   function drawOverlays() {
@@ -790,8 +841,11 @@
     ctx.strokeStyle = "rgba(255,255,255,0.25)";
     ctx.lineWidth = 1;
     ctx.strokeRect(sx0 - 0.5, sy0 - 0.5, state.scene.width * state.view.scale + 1, state.scene.height * state.view.scale + 1);
-    if (state.layers.image.visible && state.layers.image.opacity > 0) drawTiles();
-    else cancelInvisible(new Set());
+    // Bottom to top: image, prediction, live labels and uncertainty, suggestions, ROIs.
+    if (state.layers.image.visible && state.layers.image.opacity > 0) drawTiles(imageTiles, state.layers.image.opacity, true);
+    else imageTiles.cancelInvisible(new Set());
+    if (predictionShown()) drawTiles(predictionTiles, state.layers.prediction.opacity, false);
+    else predictionTiles.cancelInvisible(new Set());
     drawOverlays();
     drawSuggestions();
     if (state.layers.rois.visible) drawRois();
@@ -1425,7 +1479,7 @@
   }
 
   // ------------------------------------------------------------------
-  // 9. Training and models
+  // 9. Training, models, tests and predictions
   // ------------------------------------------------------------------
 
   async function startTraining() {
@@ -1450,30 +1504,58 @@
     }
   }
 
-  function pollJob(id) {
-    clearTimeout(state.jobTimer);
-    state.jobTimer = setTimeout(async () => {
+  // Poll job `id` once a second until it ends. `slot` is what the page watches
+  // it for ("train", "test", "predict"): a new job in a slot replaces the old
+  // one's polling. `onUpdate(job)` gets every answer, `onEnd(job)` the final one.
+  const jobWatched = {}; // slot -> the job id polled there
+  function watchJob(slot, id, what, onUpdate, onEnd) {
+    clearTimeout(state.jobTimers[slot]);
+    jobWatched[slot] = id;
+    state.jobTimers[slot] = setTimeout(async () => {
       try {
         const job = await api("GET", `/api/jobs/${enc(id)}`);
-        showJob(job);
+        if (jobWatched[slot] !== id) return; // replaced while this answer was on the way
+        onUpdate(job);
         if (FINAL_STATES.has(job.state)) {
-          if (job.state === "SUCCEEDED") {
-            loadModels();
-            showMessage(`Training ${job.id} succeeded.`, "info");
-          } else if (job.state === "FAILED") {
-            showMessage(`Training ${job.id} failed: ${job.error || "no reason given"}`, "error");
-          } else {
-            showMessage(`Training ${job.id} cancelled.`, "info");
-          }
+          onEnd(job);
           return;
         }
       } catch (err) {
-        showError("training progress", err);
+        showError(what, err);
         if (err instanceof ApiError && (err.status === 404 || err.status === 401)) return;
       }
-      pollJob(id);
+      if (jobWatched[slot] === id) watchJob(slot, id, what, onUpdate, onEnd);
     }, JOB_POLL_MS);
   }
+
+  function pollJob(id) {
+    watchJob("train", id, "training progress", showJob, (job) => {
+      if (job.state === "SUCCEEDED") {
+        loadModels();
+        showMessage(`Training ${job.id} succeeded.`, "info");
+      } else if (job.state === "FAILED") {
+        showMessage(`Training ${job.id} failed: ${job.error || "no reason given"}`, "error");
+      } else {
+        showMessage(`Training ${job.id} cancelled.`, "info");
+      }
+    });
+  }
+
+  // A job's progress as short phrases: stage, percent, message, time left, error.
+  function progressBits(job) {
+    const p = job.progress;
+    const bits = [];
+    if (p) {
+      if (p.stage) bits.push(p.stage);
+      if (p.fraction !== undefined && p.fraction !== null) bits.push(`${Math.round(p.fraction * 100)}%`);
+      if (p.message) bits.push(p.message);
+      if (p.eta_seconds && !FINAL_STATES.has(job.state)) bits.push(`~${Math.round(p.eta_seconds)} s left`);
+    }
+    if (job.error) bits.push(`error: ${job.error}`);
+    return bits;
+  }
+
+  const WAITING_TEXT = { QUEUED: "waiting for the worker", RUNNING: "starting" };
 
   function showJob(job) {
     state.job = job;
@@ -1485,21 +1567,14 @@
     $("train").disabled = state.readOnly || !FINAL_STATES.has(job.state);
     $("train-cancel").disabled = FINAL_STATES.has(job.state);
     const p = job.progress;
-    const bits = [];
-    if (p) {
-      if (p.stage) bits.push(p.stage);
-      if (p.fraction !== undefined && p.fraction !== null) bits.push(`${Math.round(p.fraction * 100)}%`);
-      if (p.message) bits.push(p.message);
-      if (p.eta_seconds && !FINAL_STATES.has(job.state)) bits.push(`~${Math.round(p.eta_seconds)} s left`);
-    }
-    if (job.error) bits.push(`error: ${job.error}`);
+    const bits = progressBits(job);
     const prog = $("train-progress");
     if (bits.length) {
       prog.textContent = bits.join(" · ");
       // Progress reported while the job ran (not only its final line).
       if (!FINAL_STATES.has(job.state)) prog.dataset.seen = "1";
     } else {
-      prog.textContent = { QUEUED: "waiting for the worker", RUNNING: "starting" }[job.state] || "";
+      prog.textContent = WAITING_TEXT[job.state] || "";
     }
     const m = (p && p.metrics) || {};
     const names = Object.keys(m);
@@ -1585,64 +1660,112 @@
     }
   }
 
+  // The models table: one row per version with what compares them (architecture,
+  // best validation accuracy, test OA and kappa; the best of each column in bold)
+  // and a button that tests it. The predict select lists the same versions.
   async function loadModels() {
     const tbody = $("models").querySelector("tbody");
-    if (!state.project) {
+    const pid = state.project ? state.project.id : "";
+    if (pid !== state.modelsProject) {
+      // Another project: its versions are other models.
+      state.modelsProject = pid;
+      state.models = [];
+      state.selectedModel = null;
+      state.predictChosen = false;
+      $("model-detail").replaceChildren();
+    }
+    if (!pid) {
       tbody.replaceChildren();
+      renderPredictVersions();
       return;
     }
     try {
-      const data = await api("GET", `/api/projects/${enc(state.project.id)}/models`);
+      const data = await api("GET", `/api/projects/${enc(pid)}/models`);
+      if (!state.project || state.project.id !== pid) return; // another project meanwhile
       state.models = data.models || [];
     } catch (err) {
       showError("models", err);
       return;
     }
+    const best = (get) => {
+      const values = state.models.map(get).filter((v) => v !== null && v !== undefined && Number.isFinite(Number(v)));
+      return values.length > 1 ? Math.max(...values.map(Number)) : null;
+    };
+    const columns = [
+      (m) => m.best_val_accuracy,
+      (m) => (m.evaluation ? m.evaluation.overall_accuracy : null),
+      (m) => (m.evaluation ? m.evaluation.kappa : null),
+    ];
+    const bests = columns.map(best);
     tbody.replaceChildren(
       ...state.models.map((m) => {
-        const ev = m.evaluation || {};
+        const cells = columns.map((get, i) => {
+          const v = get(m);
+          const on = bests[i] !== null && v !== null && v !== undefined && Number(v) === bests[i];
+          return el("td", { class: on ? "best" : "", text: fmtNum(v, 3) });
+        });
+        const test = el("button", {
+          type: "button",
+          class: "test",
+          text: "test",
+          title: `Score version ${m.version} on the project's test ROIs`,
+          dataset: { version: String(m.version) },
+          onclick: (e) => {
+            e.stopPropagation(); // the row's click shows details
+            startTest(m.version);
+          },
+        });
         const row = el(
           "tr",
           { dataset: { version: String(m.version) }, title: "details", onclick: () => showModel(m) },
           el("td", { text: String(m.version) }),
           el("td", { text: m.arch || "" }),
-          el("td", { text: fmtNum(m.best_val_accuracy, 3) }),
-          el("td", { text: fmtNum(ev.overall_accuracy, 3) }),
-          el("td", { text: fmtNum(ev.kappa, 3) })
+          ...cells,
+          el("td", {}, test)
         );
         if (String(m.version) === String(state.selectedModel)) row.classList.add("selected");
         return row;
       })
     );
-    if (!state.models.length) tbody.append(el("tr", {}, el("td", { colspan: "5", class: "muted", text: "no models yet" })));
+    if (!state.models.length) tbody.append(el("tr", {}, el("td", { colspan: "6", class: "muted", text: "no models yet" })));
+    updateTestButtons();
+    renderPredictVersions();
+    // The detail of the selected version shows its latest evaluation.
+    const selected = state.models.find((m) => String(m.version) === String(state.selectedModel));
+    if (selected) showModel(selected);
   }
+
+  const PER_CLASS_FIELDS = ["precision", "recall", "f1", "iou", "support"];
+  const FIELD_LABELS = { f1: "F1", iou: "IoU" };
 
   function showModel(m) {
     state.selectedModel = m.version;
     for (const tr of $("models").querySelectorAll("tbody tr")) tr.classList.toggle("selected", tr.dataset.version === String(m.version));
     const box = $("model-detail");
+    box.dataset.version = String(m.version);
     const parts = [el("div", { text: `version ${m.version} · ${m.arch || ""} · ${fmtTime(m.created)}` })];
     if (m.name) parts.push(el("div", { class: "muted", text: m.name }));
     if (Array.isArray(m.classes) && m.classes.length) parts.push(el("div", { text: `classes: ${m.classes.join(", ")}` }));
     const ev = m.evaluation;
     if (!ev) {
-      parts.push(el("div", { class: "muted", text: "no evaluation yet: `sipctl test PROJECT --model VERSION` scores it on the test ROIs" }));
+      parts.push(el("div", { class: "muted", text: "no evaluation yet: its test button scores it on the test ROIs" }));
       box.replaceChildren(...parts);
       return;
     }
-    parts.push(el("div", { text: `overall accuracy ${fmtNum(ev.overall_accuracy)} · kappa ${fmtNum(ev.kappa)}` }));
-    // per_class: a list of {name, value, precision, ...} or an object by class name.
+    parts.push(el("div", { class: "report-head", text: `test: overall accuracy ${fmtNum(ev.overall_accuracy)} · kappa ${fmtNum(ev.kappa)}` }));
+    // per_class: a list of {value, name, precision, ...} (or, from older reports, an object by class name).
     const perRaw = ev.per_class || [];
     const per = Array.isArray(perRaw)
       ? perRaw.map((r, i) => [r.name ?? String(r.value ?? i + 1), r])
       : Object.entries(perRaw).map(([name, r]) => [name, r && typeof r === "object" ? r : { value: r }]);
     if (per.length) {
-      const fields = [...new Set(per.flatMap(([, r]) => Object.keys(r)))].filter((f) => f !== "name" && f !== "value");
+      const present = [...new Set(per.flatMap(([, r]) => Object.keys(r)))].filter((f) => f !== "name" && f !== "value");
+      const fields = [...PER_CLASS_FIELDS.filter((f) => present.includes(f)), ...present.filter((f) => !PER_CLASS_FIELDS.includes(f))];
       const counted = (f) => f === "support" || /count|pixels/.test(f);
       const cell = (f, v) => (typeof v === "number" ? (counted(f) ? String(v) : fmtNum(v)) : String(v ?? "–"));
-      const head = el("tr", {}, el("th", { text: "class" }), ...fields.map((f) => el("th", { text: f.replace(/_/g, " ") })));
+      const head = el("tr", {}, el("th", { text: "class" }), ...fields.map((f) => el("th", { text: FIELD_LABELS[f] || f.replace(/_/g, " ") })));
       const rows = per.map(([name, r]) => el("tr", {}, el("th", { text: name }), ...fields.map((f) => el("td", { text: cell(f, r[f]) }))));
-      parts.push(el("table", {}, head, ...rows));
+      parts.push(el("table", { class: "per-class" }, head, ...rows));
     }
     const conf = ev.confusion_matrix || ev.confusion;
     if (Array.isArray(conf) && conf.length) {
@@ -1650,11 +1773,164 @@
       const label = (i) => names[i] || String(i + 1);
       parts.push(el("div", { class: "muted", text: "confusion (rows: reference, columns: predicted)" }));
       const head = el("tr", {}, el("th", { text: "" }), ...conf[0].map((_, j) => el("th", { text: label(j) })));
-      const rows = conf.map((row, i) => el("tr", {}, el("th", { text: label(i) }), ...row.map((v) => el("td", { text: String(v) }))));
-      parts.push(el("table", {}, head, ...rows));
+      const rows = conf.map((row, i) =>
+        el("tr", {}, el("th", { text: label(i) }), ...row.map((v, j) => el("td", { class: i === j ? "diag" : "", text: String(v) })))
+      );
+      parts.push(el("table", { class: "confusion" }, head, ...rows));
     }
     if (ev.pixels !== undefined) parts.push(el("div", { class: "muted", text: `${ev.pixels} test pixels${ev.unclassified ? `, ${ev.unclassified} unclassified` : ""}` }));
     box.replaceChildren(...parts);
+  }
+
+  // --- testing a version on the test ROIs ---
+
+  function testRunning() {
+    return !!(state.testJob && !FINAL_STATES.has(state.testJob.state));
+  }
+
+  function updateTestButtons() {
+    for (const b of $("models").querySelectorAll("button.test")) b.disabled = state.readOnly || testRunning();
+  }
+
+  async function startTest(version) {
+    if (!state.project || testRunning()) return;
+    const pid = state.project.id;
+    try {
+      const job = await api("POST", `/api/projects/${enc(pid)}/models/${enc(version)}/test`, {});
+      state.testJob = { id: job.id, version: String(version), project: pid, state: job.state };
+      hideMessage("test");
+      showTestJob(job);
+      watchJob("test", job.id, "test progress", showTestJob, testEnded);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 409) {
+        // No test ROIs (or a busy model): say what to do, without a code.
+        showMessage(`Version ${version} cannot be tested: ${err.message}`, "error", "test");
+      } else {
+        showError(`testing version ${version}`, err);
+      }
+    }
+  }
+
+  function showTestJob(job) {
+    const t = state.testJob;
+    t.state = job.state;
+    const box = $("test-state");
+    const bits = progressBits(job);
+    box.textContent = `test of v${t.version}: ${job.state}${bits.length ? " · " + bits.join(" · ") : ""}`;
+    box.dataset.job = String(job.id);
+    box.dataset.state = job.state;
+    updateTestButtons();
+  }
+
+  async function testEnded(job) {
+    const t = state.testJob;
+    if (job.state === "SUCCEEDED") {
+      if (!state.project || state.project.id !== t.project) return;
+      state.selectedModel = t.version; // the detail then shows the new report
+      await loadModels();
+      const report = job.result && job.result.report;
+      showMessage(
+        `Test of version ${t.version} done` +
+          (report ? `: overall accuracy ${fmtNum(report.overall_accuracy)}, kappa ${fmtNum(report.kappa)}` : "."),
+        "info",
+        "test"
+      );
+    } else if (job.state === "FAILED") {
+      showMessage(`Test of version ${t.version} failed: ${job.error || "no reason given"}`, "error", "test");
+    } else {
+      showMessage(`Test of version ${t.version} cancelled.`, "info", "test");
+    }
+  }
+
+  // --- predicting the scene with a version: the prediction layer ---
+
+  // Versions latest first; the one the person picked stays picked.
+  function renderPredictVersions() {
+    const sel = $("predict-version");
+    const keep = state.predictChosen ? sel.value : "";
+    const models = [...state.models].sort((a, b) => Number(b.version) - Number(a.version));
+    sel.replaceChildren(...models.map((m) => el("option", { value: String(m.version), text: `v${m.version} · ${m.arch || "?"}` })));
+    if (!models.length) sel.append(el("option", { value: "", text: "(no models: train one)" }));
+    else sel.value = models.some((m) => String(m.version) === keep) ? keep : String(models[0].version);
+    updatePredictButton();
+  }
+
+  function predictRunning() {
+    const job = state.predict.job;
+    return !!(job && !FINAL_STATES.has(job.state));
+  }
+
+  function updatePredictButton() {
+    $("predict").disabled = state.readOnly || predictRunning() || !state.scene || !$("predict-version").value;
+  }
+
+  async function startPredict() {
+    const version = $("predict-version").value;
+    if (!state.project || !state.scene || !version || predictRunning()) return;
+    const p = state.predict;
+    const asked = { sceneKey: sceneKey(), project: state.project.id, scene: state.scene.id, version };
+    const sceneId = asked.scene;
+    $("predict").disabled = true; // one click, one job
+    try {
+      const job = await api("POST", `${scenePath()}/predict`, { version });
+      Object.assign(p, asked);
+      const info = $("predict-info");
+      info.textContent = `labelling ${sceneId} with version ${version}`;
+      info.className = "small";
+      hideMessage("predict");
+      showPredictJob(job);
+      watchJob("predict", job.id, "prediction progress", showPredictJob, predictEnded);
+    } catch (err) {
+      showError(`predicting ${sceneId} with version ${version}`, err);
+    } finally {
+      updatePredictButton();
+    }
+  }
+
+  function showPredictJob(job) {
+    state.predict.job = job;
+    const st = $("predict-state");
+    st.textContent = job.state;
+    st.dataset.job = String(job.id);
+    const bits = progressBits(job);
+    $("predict-progress").textContent = bits.length ? bits.join(" · ") : WAITING_TEXT[job.state] || "";
+    updatePredictButton();
+  }
+
+  function predictEnded(job) {
+    const p = state.predict;
+    const info = $("predict-info");
+    if (job.state === "SUCCEEDED") {
+      const result = job.result || {};
+      const item = (result.scenes || [])[0] || {};
+      const version = result.version ?? p.version;
+      // The result names the file; without one, the naming rule of docs/studio.md.
+      info.textContent = item.output
+        ? `label map written beside the scene: ${item.output}`
+        : `label map written beside the scene's file as <file name>_${p.project}_v${version}_labels.tif`;
+      const counts = item.class_pixels || {};
+      const total = Object.values(counts).reduce((a, b) => a + b, 0);
+      if (total > 0) {
+        const shares = Object.entries(counts).map(([name, n]) => `${name} ${fmtNum((100 * n) / total, 1)}%`);
+        info.append(el("div", { class: "muted", text: shares.join(" · ") }));
+      }
+      info.className = "small";
+      if (p.sceneKey === sceneKey()) {
+        // The prediction layer now shows this job's label map.
+        predictionTiles.clear();
+        p.layer = { jobId: job.id, sceneKey: p.sceneKey, version };
+        $("layer-prediction").title = `prediction of version ${version} (job ${job.id})`;
+        scheduleDraw();
+      }
+      showMessage(`Prediction of ${p.scene} with version ${version} done: the prediction layer shows it.`, "info", "predict");
+    } else if (job.state === "FAILED") {
+      info.textContent = `failed: ${job.error || "no reason given"}`;
+      info.className = "small error-text";
+      showMessage(`Prediction of ${p.scene} failed: ${job.error || "no reason given"}`, "error", "predict");
+    } else {
+      info.textContent = "cancelled";
+      info.className = "small";
+    }
   }
 
   // ------------------------------------------------------------------
@@ -1920,10 +2196,22 @@
     $("suggest-prev").addEventListener("click", () => goToSuggestion(state.suggestionIndex - 1));
     $("train").addEventListener("click", startTraining);
     $("train-cancel").addEventListener("click", cancelJob);
+    $("predict").addEventListener("click", startPredict);
+    $("predict-version").addEventListener("change", () => {
+      state.predictChosen = true;
+    });
   }
 
   // For the browser test and the console: coordinate conversions and the state.
-  window.sipdStudio = { sceneToScreen, screenToScene, state, fitView, reloadRois: loadRois, tileCount: () => tiles.size };
+  window.sipdStudio = {
+    sceneToScreen,
+    screenToScene,
+    state,
+    fitView,
+    reloadRois: loadRois,
+    tileCount: () => imageTiles.cache.size,
+    predictionTileCount: () => predictionTiles.cache.size,
+  };
 
   async function start() {
     bindControls();
