@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import statistics
 import sys
 import time
@@ -37,11 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bands", type=int, default=4, help="scene bands (default 4)")
     p.add_argument("--view", type=int, default=1024, help="view edge in pixels (default 1024)")
     p.add_argument("--strokes", type=int, default=12, help="strokes drawn (default 12)")
-    p.add_argument("--pans", type=int, default=3, help="other views asked for (default 3)")
+    p.add_argument("--pans", type=int, default=4, help="other views asked for, 1-4 (default 4)")
     p.add_argument("--json", dest="json_path", default="", help="where to write the figures")
     a = p.parse_args(argv)
-    if a.view > a.size:
-        p.error("--view must not exceed --size")
+    if a.view >= a.size:
+        p.error("--view must be smaller than --size (the pans move the view)")
+    if not 1 <= a.pans <= 4:
+        p.error("--pans must be 1-4 (the scene's corners)")
     work = Path(a.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     scene = work / f"scene-{a.size}-{a.bands}.tif"
@@ -49,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     load_before = load_average()
     edits: list[dict[str, Any]] = []
     pans: list[dict[str, Any]] = []
+    # A fresh daemon state per run: the project and its ROIs are the run's own.
+    shutil.rmtree(work / "state", ignore_errors=True)
     with BenchDaemon(work / "state", [work], studio=True) as d:
         d.sipctl("project", "create", "live", "--classes", ",".join(CLASSES),
                  "--bands", ",".join(f"B{i + 1}" for i in range(a.bands)))  # fmt: skip
@@ -62,9 +67,10 @@ def main(argv: list[str] | None = None) -> int:
                 continue  # one class drawn: nothing to learn yet
             edits.append(http.timed("/api/projects/live/scenes/s/live", view))
             print(f"edit {i}: {edits[-1]['round_trip_s']:.2f} s", file=sys.stderr)
-        for k in range(a.pans):
-            shift = (k + 1) * a.view // 4
-            moved = {**view, "x": max(0, start - shift), "y": min(a.size - a.view, start + shift)}
+        far = a.size - a.view
+        corners = [(0, 0), (far, 0), (0, far), (far, far)]
+        for k, (px, py) in enumerate(corners[: a.pans]):
+            moved = {**view, "x": px, "y": py}  # a view not seen before: its features anew
             pans.append(http.timed("/api/projects/live/scenes/s/live", moved))
             print(f"pan {k + 1}: {pans[-1]['round_trip_s']:.2f} s", file=sys.stderr)
     report = {

@@ -1,0 +1,33 @@
+"""`sipctl bench live` end to end: its own daemon with the studio, real HTTP, real timings."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.slow  # a daemon and a dozen live updates: ~20 s on 2 cores
+def test_bench_live_times_edits_and_pans(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("SIPCTL_ADDRESS", "SIPCTL_TOKEN")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "sipctl", "--json", "bench", "live", "--view", "256",
+         "--scene-size", "512", "--strokes", "5"],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    # Five strokes: the first has one class only, the second answer is the cold one.
+    assert report["first_answer"]["round_trip_s"] > 0
+    assert report["edit"]["count"] == 3 and report["pan"]["count"] == 4
+    for row in report["edits"] + report["pans"]:
+        assert row["round_trip_s"] >= row["total_s"] > 0 and row["bytes"] > 0
+    # A pan computes the new view's features; an edit of the same view reuses them.
+    assert all(p["features_s"] > 0 for p in report["pans"])
+    assert report["edit"]["median_features_s"] < report["pan"]["median_features_s"]
+    assert report["machine"]["cores"] >= 1 and len(report["load_average_after"]) == 3
+    assert (tmp_path / "bench-data" / "live").is_dir()
