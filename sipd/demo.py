@@ -127,7 +127,7 @@ def open_studio(demo: Demo) -> None:
     print(
         f"\nlabeling studio: {address}\n"
         "open it in a browser, pick project 'studio', a class (keys 1-3) and the line tool, "
-        "draw a few strokes on water, ice and land, and tick 'Live update'"
+        "and draw a few strokes on water, ice and land: the label map appears as you draw"
     )
 
 
