@@ -275,6 +275,9 @@ def prepare(params: PrepareParams, ctx: JobContext) -> PrepareResult:
 
 @handler(TrainParams)
 def train(params: TrainParams, ctx: JobContext) -> TrainResult:
+    # A first event before the seconds of imports and data loading: a watcher (the
+    # studio, `sipctl train`) sees the job start, not a blank progress.
+    ctx.progress("prepare" if params.prepare else "load", 0.0, "starting", force=True)
     from sipd.training.train import train_model
 
     step = ctx

@@ -281,6 +281,10 @@ class _Handler(BaseHTTPRequestHandler):
                              "code": "PERMISSION_DENIED"})  # fmt: skip
             return
         if not is_api:
+            if method != "GET":
+                self._json(405, {"error": f"{method} {path} is not accepted; pages are read "
+                                 "with GET", "code": "INVALID_ARGUMENT"}, {"Allow": "GET, HEAD"})
+                return
             self._static(path)
             return
         assert route is not None

@@ -235,6 +235,7 @@ def test_malformed_requests_get_clear_errors_and_the_daemon_stays_up(studio: Any
         (http.call("POST", "/api/projects/p/train", raw=b"[1, 2]", token=d.token), 400),
         (http.call("GET", "/api/nothing/here", token=d.token), 404),
         (http.call("DELETE", "/api/projects", token=d.token), 405),
+        (http.call("POST", "/", {}, d.token), 405),
         (http.call("GET", "/api/projects/nope/scenes", token=d.token), 404),
         (http.call("GET", "/api/jobs/99999", token=d.token), 404),
         (http.call("POST", "/api/projects/p/train", {"epochs": "many"}, d.token), 400),

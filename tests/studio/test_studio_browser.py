@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ import numpy as np
 import pytest
 from shapely import wkt as shapely_wkt
 
-from tests.support import Sipd, write_raster
+from tests.support import Sipd, wait_for, write_raster
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -139,13 +138,10 @@ def _geometry(roi: dict[str, Any]) -> str:
 
 
 def _wait(predicate: Any, timeout: float, what: str, d: Sipd, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}\ndaemon log tail:\n{d.log()[-3000:]}")
+    try:
+        return wait_for(predicate, timeout, interval, what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\ndaemon log tail:\n{d.log()[-3000:]}") from None
 
 
 def _screen(page: Any, x: float, y: float) -> tuple[float, float]:
