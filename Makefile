@@ -11,7 +11,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml client/pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ./client -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e ./client -e '.[dev,ray]'
 	touch $(STAMP)
 
 # Lint, the generated-code check (inside pytest) and the whole suite (what CI runs); the

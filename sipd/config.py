@@ -76,6 +76,24 @@ class TrainingConfig:
 
 
 @dataclass
+class RayConfig:
+    # The Ray cluster's GCS address (`ray start --head` prints it), e.g. 10.0.0.5:6379.
+    address: str = ""
+    # Actors in the pool; each keeps warm onnxruntime sessions of the models it ran.
+    actors: int = 2
+    # What one actor takes from its node: CPUs, and GPUs (1 on GPU nodes: it then runs CUDA).
+    cpus_per_actor: float = 1.0
+    gpus_per_actor: float = 0.0
+    # Where the daemon's folders are on the cluster's nodes when they mount the shared
+    # storage elsewhere: entries "DAEMON_PREFIX=NODE_PREFIX", e.g. "/data=/mnt/data".
+    path_map: list[str] = field(default_factory=list)
+    # Seconds to wait for the cluster and its actors before a job fails.
+    connect_timeout_seconds: float = 30.0
+    # Times a scene is run again after its actor died (a lost node, a killed process).
+    scene_retries: int = 3
+
+
+@dataclass
 class WatchConfig:
     # Seconds a file's size and mtime must stay unchanged before it is taken.
     quiet_seconds: float = 5.0
@@ -137,6 +155,9 @@ class Config:
     # debug, info, warning or error.
     log_level: str = "info"
     jobs: JobsConfig = field(default_factory=JobsConfig)
+    # Where predict and test jobs run: local (the worker process) or ray (a Ray cluster).
+    executor: str = "local"
+    ray: RayConfig = field(default_factory=RayConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     watch: WatchConfig = field(default_factory=WatchConfig)
@@ -159,6 +180,7 @@ _ENV_NAMES = {
     "SIPD_DATA_DIR": "data_dir",
     "SIPD_METRICS_LISTEN": "metrics_listen",
     "SIPD_STUDIO_LISTEN": "studio_listen",
+    "SIPD_EXECUTOR": "executor",
     "SIPD_DEVICE": "device",
     "SIPD_LOG_LEVEL": "log_level",
     "SIPD_ALLOWED_ROOTS": "allowed_roots",
@@ -281,6 +303,27 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
 
 def _validate(config: Config) -> None:
     parse_device(config.device)  # InvalidArgument naming what is accepted
+    if config.executor not in ("local", "ray"):
+        raise InvalidArgument(f"executor {config.executor!r} is not one of: local, ray")
+    if config.executor == "ray":
+        host, sep, port = config.ray.address.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise InvalidArgument(
+                f"executor ray needs ray.address HOST:PORT (the cluster's GCS address, "
+                f"--ray-address or SIPD_RAY__ADDRESS), got {config.ray.address!r}"
+            )
+        if config.ray.actors < 1 or config.ray.cpus_per_actor <= 0 or config.ray.gpus_per_actor < 0:
+            raise InvalidArgument(
+                "ray.actors must be at least 1, ray.cpus_per_actor above 0 and "
+                "ray.gpus_per_actor 0 or more"
+            )
+        for entry in config.ray.path_map:
+            left, sep, right = str(entry).partition("=")
+            if not sep or not left.startswith("/") or not right.startswith("/"):
+                raise InvalidArgument(
+                    f"ray.path_map entry {entry!r} must read DAEMON_PREFIX=NODE_PREFIX, both "
+                    "absolute, e.g. /data=/mnt/data"
+                )
     if config.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise InvalidArgument(
             f"log_level {config.log_level!r} is not one of: debug, info, warning, error"

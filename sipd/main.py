@@ -31,6 +31,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--studio-listen", help="labeling studio (web page) address HOST:PORT; '' turns it off"
     )
+    p.add_argument("--executor", choices=["local", "ray"], help="where predict jobs run")
+    p.add_argument("--ray-address", help="the Ray cluster's GCS address HOST:PORT (--executor ray)")
     p.add_argument("--device", help="auto, cpu or cuda:N")
     p.add_argument("--log-level", help="debug, info, warning or error")
     p.add_argument(
@@ -78,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if tls:
         overrides["tls"] = tls
+    if "ray_address" in overrides:
+        overrides["ray"] = {"address": overrides.pop("ray_address")}
     try:
         config = load_config(args.config, overrides=overrides)
     except SipError as exc:

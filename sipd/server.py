@@ -123,6 +123,8 @@ class Daemon:
                 threads=config.jobs.threads,
                 inference=config.inference,
                 allowed_roots=[str(r) for r in self.policy.roots] + [str(self.data_dir)],
+                executor=config.executor,
+                ray=config.ray,
             ),
         )
         self.recipes = RecipeBook(self.store)

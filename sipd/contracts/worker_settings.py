@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sipd.config import InferenceConfig
+from sipd.config import InferenceConfig, RayConfig
 from sipd.contracts.base import Contract
 
 
@@ -16,3 +16,6 @@ class WorkerSettings(Contract):
     # Every file GDAL opens in the worker must lie below one of these (the allowed
     # roots and the data dir); empty: no check (a benchmark, a unit test).
     allowed_roots: list[str] = []
+    # Where predict jobs run: "local" (this process) or "ray" (sipd.jobs.ray_executor).
+    executor: str = "local"
+    ray: RayConfig = RayConfig()

@@ -78,6 +78,25 @@ def evaluate_model(
     are totalled under "unclassified".
     """
     ctx = ctx or JobContext()
+    counts = count_test_pixels(model, scenes, ctx=ctx, batch_size=batch_size, tile_size=tile_size,
+                         io_threads=io_threads)  # fmt: skip
+    ctx.progress("test", 1.0, "done", force=True)
+    return accuracy_report(counts, model.spec.class_names, model.spec.class_values)
+
+
+def count_test_pixels(
+    model: LoadedModel,
+    scenes: list[dict[str, Any]],
+    *,
+    ctx: JobContext,
+    batch_size: int = 1,
+    tile_size: int | None = None,
+    io_threads: int = 1,
+    require_pixels: bool = True,
+) -> np.ndarray:
+    """The [true][predicted, unclassified] counts over the scenes' test pixels, [K, K + 1]
+    (evaluate_model's report is made from them; the ray executor sums them per scene).
+    `require_pixels`: no test pixel in any scene is an error (else zeros come back)."""
     k = len(model.classes)
     plans = []
     for scene in scenes:
@@ -99,6 +118,8 @@ def evaluate_model(
         ctx.check_cancelled()
 
     total_tiles = sum(len(p[2]) for p in plans)
+    if total_tiles == 0 and not require_pixels:
+        return np.zeros((k, k + 1), dtype=np.int64)
     if total_tiles == 0:
         raise FailedPrecondition(
             "no test pixels: add ROIs with split test to the scenes (and rebuild the test "
@@ -124,6 +145,4 @@ def evaluate_model(
     counts = np.zeros((k, k + 1), dtype=np.int64)
     for sink in sinks:
         counts += sink.counts
-
-    ctx.progress("test", 1.0, "done", force=True)
-    return accuracy_report(counts, model.spec.class_names, model.spec.class_values)
+    return counts

@@ -343,20 +343,20 @@ def test(params: TestParams, ctx: JobContext) -> TestResult:
     from sipd.inference.evaluate import evaluate_model
     from sipd.modelrepo import record_evaluation
 
-    model = session_cache(ctx).get(params.model.path)
     scenes = _masks(params.snapshot, ctx.child(0.0, 0.1), (Split.TEST,))
     paths = {s.name: s.path for s in params.snapshot.scenes}
-    report = AccuracyReport(
-        **evaluate_model(
-            model,
-            [
-                {"name": m.scene, "path": paths[m.scene], "test_mask": m.paths[Split.TEST]}
-                for m in scenes
-            ],
-            ctx=ctx.child(0.1, 0.9),
-            batch_size=_batch_size(0, ctx, model),
+    tested = [
+        {"name": m.scene, "path": paths[m.scene], "test_mask": m.paths[Split.TEST]}
+        for m in scenes
+    ]
+    if ctx.settings.executor == "ray":
+        report = AccuracyReport(**_ray_test_report(params.model.path, tested, ctx))
+    else:
+        model = session_cache(ctx).get(params.model.path)
+        report = AccuracyReport(
+            **evaluate_model(model, tested, ctx=ctx.child(0.1, 0.9),
+                             batch_size=_batch_size(0, ctx, model))  # fmt: skip
         )
-    )
     scene_ids = [m.scene for m in scenes]
     # A published version never changes: the report is a record of its own beside it.
     record = record_evaluation(
@@ -369,6 +369,28 @@ def test(params: TestParams, ctx: JobContext) -> TestResult:
         scenes=scene_ids,
         evaluation=str(record),
     )
+
+
+def _ray_test_report(
+    model_path: str, scenes: list[dict[str, Any]], ctx: JobContext
+) -> dict[str, Any]:
+    """The test report with the scenes' pixels counted on the Ray cluster's actors."""
+    from sipd.accuracy import accuracy_report
+    from sipd.errors import FailedPrecondition
+    from sipd.jobs.ray_executor import ray_test_counts
+    from sipd.modelrepo import read_card
+
+    card = read_card(model_path)
+    batch = ctx.settings.inference.batch_size or (4 if ctx.settings.ray.gpus_per_actor else 1)
+    counts = ray_test_counts(model_path, scenes, batch_size=batch, ctx=ctx.child(0.1, 0.9))
+    if not counts.sum():
+        raise FailedPrecondition(
+            "no test pixels: add ROIs with split test to the scenes (and rebuild the test "
+            f"masks) before testing; scenes checked: {[s['name'] for s in scenes]}"
+        )
+    ctx.progress("test", 1.0, "done", force=True)
+    return accuracy_report(counts, [c.name for c in card.classes],
+                           [c.value for c in card.classes])  # fmt: skip
 
 
 @handler(PredictParams)
@@ -384,7 +406,7 @@ def predict(params: PredictParams, ctx: JobContext) -> PredictResult:
         require_regular(params.background_mask, "background mask")
     started = time.perf_counter()
     try:
-        model, results = _predict(params, ctx)
+        provider, results = _predict(params, ctx)
     finally:
         # Whatever happened: a failed or cancelled job leaves no intermediate that the
         # request did not want kept.
@@ -422,14 +444,15 @@ def predict(params: PredictParams, ctx: JobContext) -> PredictResult:
             )
             for item, r in zip(params.items, results, strict=True)
         ],
-        provider=model.provider,
+        provider=provider,
         seconds=time.perf_counter() - started,
     )
 
 
-def _predict(params: PredictParams, ctx: JobContext) -> tuple[Any, list[dict[str, Any]]]:
+def _predict(params: PredictParams, ctx: JobContext) -> tuple[str, list[dict[str, Any]]]:
     """Raw products among the inputs become scenes first (the first half of the job's
-    progress), then every scene is predicted."""
+    progress), then every scene is predicted: here, or on the Ray cluster's actors
+    (`executor: ray`, sipd.jobs.ray_executor). Returns the provider and the results."""
     from sipd.inference.predictor import SceneRequest, predict_scenes
 
     raw = [item for item in params.items if item.preprocess is not None]
@@ -441,6 +464,17 @@ def _predict(params: PredictParams, ctx: JobContext) -> tuple[Any, list[dict[str
             step_ctx = ctx.child(0.5 * index / len(raw), 0.5 / len(raw))
             # overwrite: a retried arrival replaces what an earlier attempt left.
             run_preprocess(item.input, item.preprocessed, item.preprocess, step_ctx, overwrite=True)
+    scene_ctx = ctx.child(0.5, 0.5) if raw else ctx
+    if ctx.settings.executor == "ray":
+        from sipd.jobs.ray_executor import ray_predict
+
+        results = ray_predict(
+            params.model.path, params.items, background_mask=params.background_mask,
+            tile_size=params.tile_size or None, ctx=scene_ctx,
+            batch_size=params.batch_size or ctx.settings.inference.batch_size
+            or (4 if ctx.settings.ray.gpus_per_actor else 1),
+        )  # fmt: skip
+        return (results[0].get("provider", "") if results else ""), results
     model = session_cache(ctx).get(params.model.path)
     requests = [
         SceneRequest(
@@ -449,7 +483,7 @@ def _predict(params: PredictParams, ctx: JobContext) -> tuple[Any, list[dict[str
             confidence=item.confidence or None,
             probabilities=item.probabilities or None,
             quicklook=item.quicklook or None,
-            background=_background(item.preprocessed or item.input, params.background_mask),
+            background=background_for(item.preprocessed or item.input, params.background_mask),
             uncertainty=item.uncertainty or None,
         )
         for item in params.items
@@ -459,9 +493,9 @@ def _predict(params: PredictParams, ctx: JobContext) -> tuple[Any, list[dict[str
         requests,
         tile_size=params.tile_size or None,
         batch_size=_batch_size(params.batch_size, ctx, model),
-        ctx=ctx.child(0.5, 0.5) if raw else ctx,
+        ctx=scene_ctx,
     )
-    return model, results
+    return model.provider, results
 
 
 @handler(SuggestParams)
@@ -481,7 +515,7 @@ def suggest(params: SuggestParams, ctx: JobContext) -> SuggestResult:
             crs=s.info.crs,
             transform=s.info.transform,
             rois=[(r.wkt, r.width) for r in s.rois],
-            background=_background(s.path, s.background_mask),
+            background=background_for(s.path, s.background_mask),
         )
         for s in params.snapshot.scenes
     ]
@@ -529,7 +563,7 @@ def preprocess(params: PreprocessParams, ctx: JobContext) -> PreprocessResult:
     return PreprocessResult(**{**fields, "info": RasterInfo(**fields["info"])})
 
 
-def _background(scene: str, mask: str) -> Any:
+def background_for(scene: str, mask: str) -> Any:
     """What the predictor takes as a background mask for `scene`.
 
     A raster mask is read window by window with the tiles; a vector mask is

@@ -6,10 +6,8 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import time
 import zipfile
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from tests.integration.watch_support import (
     scanner_passes,
     scrape,
     start_daemon,
+    succeeded_inputs,
     watch_show,
 )
 from tests.support import wait_for
@@ -35,15 +34,6 @@ from tests.support import wait_for
 def model(trained_model: Path) -> Path:
     """The session's trained model (tests/conftest.py); start_daemon installs a copy."""
     return trained_model
-
-
-def _succeeded_inputs(db: Path) -> Counter[str]:
-    """How often each input appears in a SUCCEEDED predict job: the work actually done."""
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute(
-            "SELECT result FROM jobs WHERE type = 'predict' AND state = 'SUCCEEDED'"
-        ).fetchall()
-    return Counter(s["input"] for (r,) in rows for s in json.loads(r)["scenes"])
 
 
 @pytest.mark.slow  # 200 scenes
@@ -110,7 +100,7 @@ def test_200_scenes_from_concurrent_writers_each_give_one_complete_output_set(
     finally:
         d.stop()
     # Each scene classified exactly once: no job ran any of them a second time.
-    done = _succeeded_inputs(d.data_dir / "sipd.db")
+    done = succeeded_inputs(d.data_dir / "sipd.db")
     assert sorted(done) == sorted(str(inbox / s.name) for s in sources)
     assert set(done.values()) == {1}
 
@@ -171,7 +161,7 @@ def test_sigkill_mid_batch_then_restart_gives_exactly_one_output_set_each(
         assert metric(samples, "sipd_watch_queue_depth", watch="crash") == 0
     finally:
         d.stop()
-    done = _succeeded_inputs(d.data_dir / "sipd.db")
+    done = succeeded_inputs(d.data_dir / "sipd.db")
     assert sorted(done) == sorted(str(inbox / s.name) for s in sources + late)
     assert set(done.values()) == {1}  # a scene whose job had finished was not run again
 

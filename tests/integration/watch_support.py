@@ -7,8 +7,10 @@ import json
 import os
 import random
 import re
+import sqlite3
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +174,12 @@ def check_output_set(outbox: Path, stem: str) -> dict[str, Any]:
     assert summary["pixels"] == SIZE * SIZE
     assert summary["model"].startswith("projects/wp/models/")
     return summary
+
+
+def succeeded_inputs(db: Path) -> Counter[str]:
+    """How often each input appears in a SUCCEEDED predict job: the work actually done."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT result FROM jobs WHERE type = 'predict' AND state = 'SUCCEEDED'"
+        ).fetchall()
+    return Counter(s["input"] for (r,) in rows for s in json.loads(r)["scenes"])

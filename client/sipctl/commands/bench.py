@@ -57,6 +57,12 @@ through a sipd of its own: strokes drawn one at a time on a generated scene,
 each followed by the live update of a --view x --view window at full
 resolution, then pans to other windows; round trips timed at the client,
 with the daemon's features / fit / predict split.
+
+`sipctl bench ray` runs the same scenes (--ray-scenes of --ray-size pixels
+across) through the local executor and through a local Ray cluster it starts
+(--ray-cpus CPUs) with 1 and 2 actors, one thread each, side by side: seconds,
+scenes per minute, the Ray path's overhead per scene and the scaling
+efficiency (docs/ray.md).
 """
 
 
@@ -70,17 +76,22 @@ def register(sub: Any, job_options: argparse.ArgumentParser) -> None:
     p.add_argument(
         "target",
         nargs="?",
-        choices=["predict", "preprocess", "quality", "live"],
+        choices=["predict", "preprocess", "quality", "live", "ray"],
         default="predict",
         help="predict (default): the predictor against a naive baseline; preprocess: a "
         "preprocessor on a product of real size (--sensor); quality: sparse-click accuracy "
-        "of sipd's models against a reference (--dataset); live: the studio's live update",
+        "of sipd's models against a reference (--dataset); live: the studio's live update; "
+        "ray: the ray executor against the local one",
     )
     _quality_options(p)
     live = p.add_argument_group("live (sipctl bench live; docs/studio.md)")
     live.add_argument("--view", type=int, default=1024, help="view edge in pixels (1024)")
     live.add_argument("--scene-size", type=int, default=2048, help="scene edge in pixels (2048)")
     live.add_argument("--strokes", type=int, default=12, help="strokes drawn (12)")
+    ray = p.add_argument_group("ray (sipctl bench ray; docs/ray.md)")
+    ray.add_argument("--ray-scenes", type=int, default=4, help="scenes per run (4)")
+    ray.add_argument("--ray-size", type=int, default=2000, help="scene edge in pixels (2000)")
+    ray.add_argument("--ray-cpus", type=int, default=2, help="CPUs of the local Ray node (2)")
     p.add_argument(
         "--sensor",
         default="sentinel1",
@@ -285,6 +296,8 @@ def bench(app: App) -> int:
         return bench_quality(app)
     if app.args.target == "live":
         return bench_live(app)
+    if app.args.target == "ray":
+        return bench_ray(app)
     sizes = _sizes(app.args)
     # The measurements run sipd's engine in child processes on this machine; the
     # client distribution alone (no torch, onnxruntime, GDAL) cannot.
@@ -426,15 +439,28 @@ def bench_quality(app: App) -> int:
 def bench_live(app: App) -> int:
     """The studio's live update (python -m sipd.bench.studio_live)."""
     a = app.args
-    if importlib.util.find_spec("sipd") is None:
-        raise CliError("sipctl bench live needs the sipd daemon installed here as well")
     args = ["--view", str(a.view), "--size", str(a.scene_size), "--strokes", str(a.strokes)]
+    return _bench_module(app, "live", "sipd.bench.studio_live", args)
+
+
+def bench_ray(app: App) -> int:
+    """The ray executor against the local one (python -m sipd.bench.ray_scaling)."""
+    a = app.args
+    args = ["--scenes", str(a.ray_scenes), "--size", str(a.ray_size), "--cpus", str(a.ray_cpus)]
+    return _bench_module(app, "ray", "sipd.bench.ray_scaling", args)
+
+
+def _bench_module(app: App, name: str, module: str, args: list[str]) -> int:
+    """Run a benchmark module; its table on stdout, its JSON (path on a 'JSON:' line) kept."""
+    a = app.args
+    if importlib.util.find_spec("sipd") is None:
+        raise CliError(f"sipctl bench {name} needs the sipd daemon installed here as well")
     proc = subprocess.run(
-        [sys.executable, "-m", "sipd.bench.studio_live", *args],
+        [sys.executable, "-m", module, *args],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL if a.quiet else None, text=True,
     )  # fmt: skip
     if proc.returncode != 0:
-        raise CliError(f"bench live failed (exit {proc.returncode}); see the messages above")
+        raise CliError(f"bench {name} failed (exit {proc.returncode}); see the messages above")
     lines = proc.stdout.strip().splitlines()
     path = next((ln[len("JSON: ") :] for ln in reversed(lines) if ln.startswith("JSON: ")), "")
     data = json.loads(Path(path).read_text()) if path else {}

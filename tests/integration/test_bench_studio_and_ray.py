@@ -1,4 +1,4 @@
-"""`sipctl bench live` end to end: its own daemon with the studio, real HTTP, real timings."""
+"""`sipctl bench live` and `sipctl bench ray` end to end: daemons of their own, real timings."""
 
 from __future__ import annotations
 
@@ -31,3 +31,26 @@ def test_bench_live_times_edits_and_pans(tmp_path: Path) -> None:
     assert report["edit"]["median_features_s"] < report["pan"]["median_features_s"]
     assert report["machine"]["cores"] >= 1 and len(report["load_average_after"]) == 3
     assert (tmp_path / "bench-data" / "live").is_dir()
+
+
+@pytest.mark.slow  # a Ray cluster and four daemons: ~40 s on 2 cores
+def test_bench_ray_compares_the_executors_side_by_side(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("SIPCTL_ADDRESS", "SIPCTL_TOKEN")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "sipctl", "--json", "bench", "ray", "--ray-scenes", "2",
+         "--ray-size", "256"],
+        capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    runs = report["runs"]
+    assert list(runs) == ["local, 1 thread", "ray, 1 actor", "ray, 2 actors", "local, 2 threads"]
+    for r in runs.values():
+        assert r["seconds"] > 0 and r["scenes_per_minute"] > 0
+    one, two = runs["ray, 1 actor"]["seconds"], runs["ray, 2 actors"]["seconds"]
+    assert report["scaling_efficiency"] == round(one / (2 * two), 3)
+    local = runs["local, 1 thread"]["seconds"]
+    assert report["overhead_pct"] == round(100 * (one - local) / local, 1)
+    # The bench's cluster is gone with it: no process of it is left.
+    left = subprocess.run(["pgrep", "-f", "sipd-ray-"], capture_output=True, text=True)
+    assert not left.stdout.strip(), left.stdout
