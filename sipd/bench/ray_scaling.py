@@ -161,15 +161,19 @@ class LocalRayCluster:
 
     def stop(self, timeout: float = 30.0) -> None:
         """End every process of this cluster, the TERM then the KILL signal."""
-        pids = _marked(f"{self.MARK}={self.temp}".encode(), self.temp) if self.temp else []
+        if not self.temp:
+            return
+        mark = f"{self.MARK}={self.temp}".encode()
         for sig in (signal.SIGTERM, signal.SIGKILL):
+            # Looked up again before each signal: a pid that ended may be someone else's now.
+            pids = _marked(mark, self.temp)
             for pid in pids:
                 try:
                     os.kill(pid, sig)
                 except ProcessLookupError:
                     pass
             deadline = time.monotonic() + timeout / 2
-            while time.monotonic() < deadline and any(_alive(p) for p in pids):
+            while time.monotonic() < deadline and _marked(mark, self.temp):
                 time.sleep(0.2)
         if self.temp:
             shutil.rmtree(self.temp, ignore_errors=True)
@@ -193,13 +197,15 @@ def _fixed_ports() -> list[str]:
 
 
 def _marked(mark: bytes, folder: str) -> list[int]:
-    """Processes of this user whose environment holds `mark` or that hold a file open in
-    `folder` (the agents a node starts get a fresh environment, but log into its folder)."""
+    """Ray processes of this user whose environment holds `mark` or that hold a file open
+    in `folder` (the agents a node starts get a fresh environment, but log into it)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
+            if b"ray" not in (entry / "cmdline").read_bytes():
+                continue  # not a Ray process (a shell in the folder, a log reader)
             environ = (entry / "environ").read_bytes()
             ours = mark in environ.split(b"\0") or any(
                 os.readlink(fd).startswith(folder + "/") for fd in (entry / "fd").iterdir()
@@ -209,14 +215,6 @@ def _marked(mark: bytes, folder: str) -> list[int]:
         if ours:
             pids.append(int(entry.name))
     return pids
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _free_port() -> int:

@@ -13,9 +13,9 @@ counts the scene's test pixels and the worker sums the counts into the report.
   opens against the (mapped) allowed roots, as the worker does.
 - An output appears atomically (the predictor's temp file and rename). A scene
   whose actor died (a lost node, a killed process) goes to the next free actor
-  (`ray.scene_retries` times at most), while Ray restarts the dead one; a scene
-  whose call returned is never run again, so each output is written once. Temp
-  files a dead attempt left are removed.
+  (`ray.scene_retries` times at most); the dead actor is killed for good and a
+  new one made. A scene whose call returned is never run again, so each output
+  is written once. Temp files a dead attempt left are removed.
 - Cancel: the job's cancel flag is checked while waiting; the pool's actors are
   killed (the next job makes new ones). If the worker itself is killed, Ray
   ends the actors it owns.
@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 
 from sipd.contracts.jobs import PredictItem
-from sipd.errors import Code, SipError, Unavailable
-from sipd.progress import JobContext
+from sipd.errors import Code, SipError, Unavailable, disk_full
+from sipd.progress import JobCancelled, JobContext
 
 log = logging.getLogger("sipd.ray")
 
@@ -64,12 +64,20 @@ class PathMap:
         return _swap(path, self.pairs)
 
     def to_daemon(self, path: str) -> str:
-        return _swap(path, tuple((b, a) for a, b in self.pairs))
+        back = sorted(((b, a) for a, b in self.pairs), key=lambda p: -len(p[0]))
+        return _swap(path, tuple(back))
+
+
+# GDAL's virtual file systems sipd itself uses (archives in an inbox): the path inside.
+_VSI = ("/vsizip/", "/vsitar/", "/vsigzip/")
 
 
 def _swap(path: str, pairs: tuple[tuple[str, str], ...]) -> str:
     if not path:
         return path
+    for prefix in _VSI:
+        if path.startswith(prefix + "/"):
+            return prefix + _swap(path[len(prefix) :], pairs)
     for old, new in pairs:
         if old == "/":
             rest = path
@@ -84,7 +92,12 @@ def _swap(path: str, pairs: tuple[tuple[str, str], ...]) -> str:
 
 
 class _Pool:
-    """The actors of this worker process, made on first use and kept warm across jobs."""
+    """The actors of this worker process, made on first use and kept warm across jobs.
+
+    Actors are never restarted in place (max_restarts 0): one that dies is dropped and a
+    new one is made, which Ray places wherever there is room. A dead actor's calls then
+    fail at once instead of waiting for a restart that may never come (a lost node).
+    """
 
     def __init__(self, settings: Any) -> None:
         self.settings = settings
@@ -92,51 +105,75 @@ class _Pool:
         self.paths = PathMap.parse(self.conf.path_map)
         self.actors: list[Any] = []
 
-    def ensure(self) -> list[Any]:
+    def connect(self) -> None:
         import ray
 
         if not ray.is_initialized():
             _check_reachable(self.conf.address, self.conf.connect_timeout_seconds)
             ray.init(address=self.conf.address, namespace="sipd", log_to_driver=False,
                      logging_level=logging.WARNING)  # fmt: skip
-        if len(self.actors) != self.conf.actors:
-            actor = _actor_class().options(
-                num_cpus=self.conf.cpus_per_actor,
-                num_gpus=self.conf.gpus_per_actor,
-                # Ray restarts a dead actor; its scene is rerun by ray_predict, on any actor.
-                max_restarts=-1,
-                max_task_retries=0,
-            )
-            roots = [self.paths.to_node(r) for r in self.settings.allowed_roots]
-            self.actors = [
-                actor.remote(self.settings.model_dump(mode="json"), roots)
-                for _ in range(self.conf.actors)
-            ]
-            # An actor the cluster has no room for would wait for ever: fail the job instead.
-            ready = [a.ready.remote() for a in self.actors]
-            done, _ = ray.wait(ready, num_returns=len(ready),
-                               timeout=self.conf.connect_timeout_seconds)  # fmt: skip
-            if len(done) < len(ready):
-                self.discard()
-                raise Unavailable(
-                    f"only {len(done)} of {len(ready)} Ray actor(s) started within "
-                    f"{self.conf.connect_timeout_seconds:g} s on the cluster at "
-                    f"{self.conf.address}; each needs {self.conf.cpus_per_actor:g} CPU(s) and "
-                    f"{self.conf.gpus_per_actor:g} GPU(s) free (ray.actors, ray.cpus_per_actor)"
-                )
-            ray.get(done)
-        return self.actors
 
-    def discard(self) -> None:
-        """Kill the actors (a cancelled job): their running scenes stop now."""
+    def spawn(self) -> Any:
+        """A new actor (not yet ready: call its ready())."""
+        roots = [self.paths.to_node(r) for r in self.settings.allowed_roots]
+        actor = _actor_class().options(
+            num_cpus=self.conf.cpus_per_actor,
+            num_gpus=self.conf.gpus_per_actor,
+            max_restarts=0,
+            max_task_retries=0,
+        ).remote(self.settings.model_dump(mode="json"), roots)
+        self.actors.append(actor)
+        return actor
+
+    def ensure(self, ctx: JobContext) -> None:
+        """Top the pool up to ray.actors, waiting (cancellable) until the new ones answer."""
         import ray
 
-        for actor in self.actors:
-            try:
-                ray.kill(actor, no_restart=True)
-            except Exception:  # already gone
-                pass
-        self.actors = []
+        self.connect()
+        new = [self.spawn() for _ in range(self.conf.actors - len(self.actors))]
+        if not new:
+            return
+        # An actor the cluster has no room for would wait for ever: fail the job instead.
+        waiting = {a.ready.remote(): a for a in new}
+        deadline = time.monotonic() + self.conf.connect_timeout_seconds
+        while waiting and time.monotonic() < deadline:
+            ctx.check_cancelled()
+            done, _ = ray.wait(list(waiting), num_returns=len(waiting), timeout=POLL_SECONDS)
+            for ref in done:
+                waiting.pop(ref)
+                try:
+                    ray.get(ref)
+                except Exception as exc:  # the actor could not start (sipd missing, ...)
+                    self.discard()
+                    raise Unavailable(
+                        f"a Ray actor could not start on the cluster at {self.conf.address}: "
+                        f"{exc}"
+                    ) from None
+        if waiting:
+            started = len(new) - len(waiting)
+            self.discard()
+            raise Unavailable(
+                f"only {started} of {len(new)} Ray actor(s) started within "
+                f"{self.conf.connect_timeout_seconds:g} s on the cluster at "
+                f"{self.conf.address}; each needs {self.conf.cpus_per_actor:g} CPU(s) and "
+                f"{self.conf.gpus_per_actor:g} GPU(s) free (ray.actors, ray.cpus_per_actor)"
+            )
+
+    def drop(self, actor: Any) -> None:
+        """Kill an actor that failed (it must not run anything more) and forget it."""
+        import ray
+
+        try:
+            ray.kill(actor, no_restart=True)
+        except Exception:  # already gone
+            pass
+        if actor in self.actors:
+            self.actors.remove(actor)
+
+    def discard(self) -> None:
+        """Kill every actor (a cancelled or failed job): their running scenes stop now."""
+        for actor in list(self.actors):
+            self.drop(actor)
 
 
 _pool: _Pool | None = None
@@ -147,10 +184,11 @@ def _ready_pool(ctx: JobContext) -> _Pool:
     if _pool is None or _pool.settings != ctx.settings:
         _pool = _Pool(ctx.settings)
     try:
-        _pool.ensure()
-    except Unavailable:
+        _pool.ensure(ctx)
+    except (Unavailable, JobCancelled):
         raise
     except Exception as exc:
+        _pool.discard()
         raise Unavailable(
             f"cannot use the Ray cluster at {_pool.conf.address}: {type(exc).__name__}: {exc}"
         ) from exc
@@ -184,10 +222,12 @@ def ray_predict(
 
         # An attempt on an actor that died leaves its temp files beside the output.
         for item in items:
-            for output in (item.output, item.confidence, item.probabilities, item.uncertainty):
+            for output in (item.output, item.confidence, item.probabilities, item.uncertainty,
+                           item.quicklook):
                 if output:
                     remove_stale_scratch(output)
-    return [_daemon_result(dict(o), paths) for o in outcomes]
+    # Results carry no paths (the job's items name the outputs): nothing to map back.
+    return [dict(o) for o in outcomes]
 
 
 def ray_test_counts(
@@ -212,9 +252,9 @@ def _dispatch(
     pool: _Pool, names: Sequence[str], submit: Any, ctx: JobContext, stage: str
 ) -> list[Any]:
     """Run task i (`submit(actor, i)`) for every name on the pool's actors; the outcomes in
-    order. A task whose actor died goes back to the queue for whichever actor is free next
-    (not only its own, which Ray restarts wherever there is room again, maybe nowhere
-    while a node is lost); the restarted actor rejoins once it answers."""
+    order. A task whose actor died goes back to the queue for whichever actor is free
+    next; the dead actor is dropped and a new one made (Ray places it where there is
+    room), which joins once it answers."""
     import ray
     from ray.exceptions import RayActorError
 
@@ -225,7 +265,9 @@ def _dispatch(
     queue = list(range(n))
     idle = list(pool.actors)
     running: dict[Any, tuple[int, Any]] = {}  # task -> (index, actor)
-    rejoining: dict[Any, Any] = {}  # ready call of a restarted actor -> actor
+    starting: dict[Any, Any] = {}  # ready call of a replacement actor -> actor
+    # Replacements a job may make: a cluster that keeps killing actors ends the job.
+    spare = pool.conf.actors * (pool.conf.scene_retries + 1)
     ctx.progress(stage, 0.0, f"{n} scene(s) on {len(idle)} Ray actor(s)", force=True)
     stalled = time.monotonic()  # since when no actor has been running or free
     try:
@@ -239,24 +281,27 @@ def _dispatch(
                 stalled = time.monotonic()
             elif time.monotonic() - stalled > pool.conf.connect_timeout_seconds:
                 raise Unavailable(
-                    f"every Ray actor of the pool died and none came back within "
+                    f"no Ray actor of the pool is left and none started within "
                     f"{pool.conf.connect_timeout_seconds:g} s; {len(queue)} scene(s) not run "
-                    f"(is the cluster at {pool.conf.address} still there?)"
+                    f"(is the cluster at {pool.conf.address} still there, with room?)"
                 )
-            done, _ = ray.wait([*running, *rejoining], num_returns=1, timeout=POLL_SECONDS)
+            done, _ = ray.wait([*running, *starting], num_returns=1, timeout=POLL_SECONDS)
             for ref in done:
-                if ref in rejoining:
-                    actor = rejoining.pop(ref)
+                if ref in starting:
+                    actor = starting.pop(ref)
                     try:
                         ray.get(ref)
                         idle.append(actor)
-                    except RayActorError:
-                        rejoining[actor.ready.remote()] = actor
+                    except Exception:  # could not start: drop it; the stall rule decides
+                        pool.drop(actor)
                     continue
                 index, actor = running.pop(ref)
                 try:
                     outcome = _outcome(ref, names[index])
                 except RayActorError as exc:
+                    # Dead, or unreachable (it may still be running: kill it before the
+                    # scene runs anywhere else, so that one output has one writer).
+                    pool.drop(actor)
                     if attempts[index] > pool.conf.scene_retries:
                         raise Unavailable(
                             f"scene {names[index]}: its Ray actor died {attempts[index]} "
@@ -265,7 +310,10 @@ def _dispatch(
                     ctx.log.warning("scene %s: its Ray actor died; running it again",
                                     names[index])  # fmt: skip
                     queue.insert(0, index)
-                    rejoining[actor.ready.remote()] = actor
+                    if spare > 0:
+                        spare -= 1
+                        fresh = pool.spawn()
+                        starting[fresh.ready.remote()] = fresh
                     continue
                 idle.append(actor)
                 outcomes[index], finished[index] = outcome, True
@@ -274,17 +322,18 @@ def _dispatch(
                              force=True)  # fmt: skip
     except BaseException:
         # Cancelled or failed: what is still running stops now; the next job gets new actors.
-        if running:
+        if running or starting:
             pool.discard()
         raise
     return outcomes
 
 
 def _outcome(ref: Any, name: str) -> Any:
-    """The task's result; its error as the worker would have raised it. A dead actor's
-    RayActorError goes to the caller, which runs the task again elsewhere."""
+    """The task's result; its error as the worker would have raised it (sipd.jobs.worker:
+    a full disk and no memory are RESOURCE_EXHAUSTED, Ray's own failures UNAVAILABLE).
+    A dead actor's RayActorError goes to the caller, which runs the task elsewhere."""
     import ray
-    from ray.exceptions import RayTaskError
+    from ray.exceptions import RayActorError, RayError, RayTaskError
 
     try:
         return ray.get(ref)
@@ -292,7 +341,17 @@ def _outcome(ref: Any, name: str) -> Any:
         cause = exc.cause
         if isinstance(cause, SipError):
             raise SipError(str(cause), cause.code) from None
+        if isinstance(cause, MemoryError):
+            raise SipError(f"scene {name}: out of memory on its Ray actor; try a smaller "
+                           "tile or batch size", Code.RESOURCE_EXHAUSTED) from None  # fmt: skip
+        full = disk_full(cause) if isinstance(cause, BaseException) else None
+        if full is not None:
+            raise SipError(f"scene {name}: {full}", full.code) from None
         raise SipError(f"scene {name} failed on its Ray actor: {cause}", Code.INTERNAL) from None
+    except RayActorError:
+        raise
+    except RayError as exc:  # an object lost with its node, the owner gone, ...
+        raise Unavailable(f"scene {name}: the Ray cluster lost its work: {exc}") from None
 
 
 def _check_reachable(address: str, timeout: float) -> None:
@@ -313,14 +372,6 @@ def _node_item(item: PredictItem, paths: PathMap) -> dict[str, str]:
         key: paths.to_node(getattr(item, key))
         for key in ("input", "output", "confidence", "probabilities", "quicklook", "uncertainty")
     } | {"input": paths.to_node(item.preprocessed or item.input)}
-
-
-def _daemon_result(result: dict[str, Any], paths: PathMap) -> dict[str, Any]:
-    result = dict(result)
-    for key in ("input", "output"):
-        if isinstance(result.get(key), str):
-            result[key] = paths.to_daemon(result[key])
-    return result
 
 
 def _actor_class() -> Any:

@@ -67,6 +67,19 @@ def _actor_pids() -> list[int]:
     return [int(p) for p in found.stdout.split()]
 
 
+def _writing_actor(folder: Path) -> int | None:
+    """The actor process holding a scratch file in `folder` open (mid-scene), if any."""
+    for pid in _actor_pids():
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+            targets = [os.readlink(fd) for fd in fds]
+        except OSError:
+            continue
+        if any(t.startswith(f"{folder}/.") and ".scratch" in t for t in targets):
+            return pid
+    return None
+
+
 def _labels(path: Path) -> np.ndarray:
     with rasterio.open(path) as ds:
         return ds.read()
@@ -150,15 +163,17 @@ def test_a_killed_actor_reruns_its_scene_and_every_output_is_written_once(
             return any(out.glob("k*_labels.tif"))
 
         wait_for(one_done, timeout=120, interval=0.05, what="a first scene written")
+        # An actor in the middle of a scene: it holds that scene's scratch file open.
+        victim = wait_for(lambda: _writing_actor(out), timeout=60, interval=0.02,
+                          what="an actor writing a scene")  # fmt: skip
         written = {p.name: p.stat().st_mtime_ns for p in out.glob("k*_labels.tif")}
-        pids = _actor_pids()
-        assert pids, "no actor process found"
-        os.kill(pids[0], signal.SIGKILL)  # a worker process of the cluster, mid-job
+        os.kill(victim, signal.SIGKILL)  # a worker process of the cluster, mid-scene
         wait_job(d, job, timeout=300)
         shown = json.loads(d.sipctl("--json", "jobs", "show", job).stdout)
         assert shown["state"] == "SUCCEEDED", shown.get("error")
     finally:
         d.stop()
+    assert "its Ray actor died; running it again" in d.log()  # the scene did run again
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(f"k{i}_labels.tif" for i in range(8))  # no temporaries left
     for name, stamp in written.items():  # finished before the kill: never written again
@@ -173,8 +188,10 @@ def test_cancel_stops_the_actors_work(cluster: str, trained_model: Path, tmp_pat
         scenes.append(str(tmp_path / f"c{i}.tif"))
     out = tmp_path / "out"
     out.mkdir()
+    # A long grace: the job must end by the executor's own cancel, not by the engine
+    # killing the worker once the grace is over.
     d = _ray_daemon(tmp_path, cluster, trained_model,
-                    env={"SIPD_JOBS__CANCEL_GRACE_SECONDS": "10"})  # fmt: skip
+                    env={"SIPD_JOBS__CANCEL_GRACE_SECONDS": "120"})  # fmt: skip
     try:
         job = json.loads(d.sipctl("--json", "predict", MODEL_PROJECT, *scenes, "-o", str(out),
                                   "--detach").stdout)["job"]  # fmt: skip
@@ -185,9 +202,10 @@ def test_cancel_stops_the_actors_work(cluster: str, trained_model: Path, tmp_pat
         wait_job(d, job, timeout=60)
         shown = json.loads(d.sipctl("--json", "jobs", "show", job).stdout)
         assert shown["state"] == "CANCELLED"
-        assert time.monotonic() - started < 15  # within the grace period
+        assert time.monotonic() - started < 20  # well within the grace period
         wait_for(lambda: not _actor_pids(), timeout=30, what="the pool's actors gone")
-        assert d.sipctl("status").returncode == 0
+        # The executor stopped the job itself: the engine did not have to kill the worker.
+        assert json.loads(d.sipctl("--json", "status").stdout)["worker"]["restarts"] == 0
     finally:
         d.stop()
     labels = sorted(p.name for p in out.iterdir())

@@ -19,6 +19,12 @@ def test_path_map_rewrites_the_longest_prefix_both_ways() -> None:
     assert paths.to_node("") == ""
     for path in ("/data/x/a.tif", "/data/scenes/b.tif", "/srv/d.tif"):
         assert paths.to_daemon(paths.to_node(path)) == path
+    # A watched archive's member: the archive's own path is mapped.
+    assert paths.to_node("/vsizip//data/in/a.zip/x.tif") == "/vsizip//mnt/data/in/a.zip/x.tif"
+    # Back: the longest node prefix first (/m/sub is under /m).
+    nested = PathMap.parse(["/d=/m/sub", "/long/daemon/path=/m"])
+    assert nested.to_daemon("/m/sub/f.tif") == "/d/f.tif"
+    assert nested.to_daemon("/m/g.tif") == "/long/daemon/path/g.tif"
 
 
 def test_executor_settings_are_checked() -> None:
