@@ -159,7 +159,7 @@ class LocalRayCluster:
         self.address = f"127.0.0.1:{port}"
         return self.address
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 6.0) -> None:
         """End every process of this cluster, the TERM then the KILL signal."""
         if not self.temp:
             return

@@ -80,6 +80,23 @@ def _writing_actor(folder: Path) -> int | None:
     return None
 
 
+def _scenes(folder: Path, prefix: str, n: int, size: tuple[int, int], seed: int) -> list[str]:
+    paths = []
+    for i in range(n):
+        make_scene(folder / f"{prefix}{i}.tif", width=size[0], height=size[1], seed=seed + i)
+        paths.append(str(folder / f"{prefix}{i}.tif"))
+    return paths
+
+
+def _daemon(kind: str, root: Path, cluster: str, model: Path) -> Sipd:
+    """A daemon with the shared model: the ray executor on `cluster`, or the local one."""
+    if kind == "ray":
+        return _ray_daemon(root, cluster, model)
+    d = Sipd(root / "state_local", roots=[root]).start()
+    install_model(model, d.data_dir, MODEL_PROJECT)
+    return d
+
+
 def _labels(path: Path) -> np.ndarray:
     with rasterio.open(path) as ds:
         return ds.read()
@@ -88,19 +105,12 @@ def _labels(path: Path) -> np.ndarray:
 def test_labels_on_ray_are_the_local_labels(
     cluster: str, trained_model: Path, tmp_path: Path
 ) -> None:
-    scenes = []
-    for i in range(3):
-        make_scene(tmp_path / f"s{i}.tif", width=700, height=500, seed=30 + i)
-        scenes.append(str(tmp_path / f"s{i}.tif"))
+    scenes = _scenes(tmp_path, "s", 3, (700, 500), seed=30)
     outputs = {}
     for name in ("local", "ray"):
         out = tmp_path / f"out_{name}"
         out.mkdir()
-        if name == "ray":
-            d = _ray_daemon(tmp_path, cluster, trained_model)
-        else:
-            d = Sipd(tmp_path / "state_local", roots=[tmp_path]).start()
-            install_model(trained_model, d.data_dir, MODEL_PROJECT)
+        d = _daemon(name, tmp_path, cluster, trained_model)
         try:
             shown = json.loads(d.sipctl("--json", "predict", MODEL_PROJECT, *scenes, "-o",
                                         str(out), "--confidence").stdout)  # fmt: skip
@@ -124,11 +134,7 @@ def test_a_test_job_on_ray_reports_what_the_local_worker_reports(
                        splits={"test": 1.0})  # fmt: skip
     reports = {}
     for name in ("local", "ray"):
-        if name == "ray":
-            d = _ray_daemon(tmp_path, cluster, trained_model)
-        else:
-            d = Sipd(tmp_path / "state_local", roots=[tmp_path]).start()
-            install_model(trained_model, d.data_dir, MODEL_PROJECT)
+        d = _daemon(name, tmp_path, cluster, trained_model)
         try:
             d.sipctl("project", "create", MODEL_PROJECT, "--classes",
                      ",".join(c["name"] for c in MODEL_CLASSES), "--bands",
@@ -148,10 +154,7 @@ def test_a_test_job_on_ray_reports_what_the_local_worker_reports(
 def test_a_killed_actor_reruns_its_scene_and_every_output_is_written_once(
     cluster: str, trained_model: Path, tmp_path: Path
 ) -> None:
-    scenes = []
-    for i in range(8):
-        make_scene(tmp_path / f"k{i}.tif", width=1800, height=1800, seed=50 + i)
-        scenes.append(str(tmp_path / f"k{i}.tif"))
+    scenes = _scenes(tmp_path, "k", 6, (1400, 1400), seed=50)
     out = tmp_path / "out"
     out.mkdir()
     d = _ray_daemon(tmp_path, cluster, trained_model)
@@ -175,17 +178,14 @@ def test_a_killed_actor_reruns_its_scene_and_every_output_is_written_once(
         d.stop()
     assert "its Ray actor died; running it again" in d.log()  # the scene did run again
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(f"k{i}_labels.tif" for i in range(8))  # no temporaries left
+    assert names == sorted(f"k{i}_labels.tif" for i in range(6))  # no temporaries left
     for name, stamp in written.items():  # finished before the kill: never written again
         assert (out / name).stat().st_mtime_ns == stamp, name
     assert succeeded_inputs(d.data_dir / "sipd.db") == {s: 1 for s in scenes}
 
 
 def test_cancel_stops_the_actors_work(cluster: str, trained_model: Path, tmp_path: Path) -> None:
-    scenes = []
-    for i in range(8):
-        make_scene(tmp_path / f"c{i}.tif", width=1800, height=1800, seed=70 + i)
-        scenes.append(str(tmp_path / f"c{i}.tif"))
+    scenes = _scenes(tmp_path, "c", 6, (1400, 1400), seed=70)
     out = tmp_path / "out"
     out.mkdir()
     # A long grace: the job must end by the executor's own cancel, not by the engine
@@ -209,7 +209,7 @@ def test_cancel_stops_the_actors_work(cluster: str, trained_model: Path, tmp_pat
     finally:
         d.stop()
     labels = sorted(p.name for p in out.iterdir())
-    assert labels and len(labels) < 8  # what finished stays; nothing half written
+    assert labels and len(labels) < 6  # what finished stays; nothing half written
     assert all(n.endswith("_labels.tif") for n in labels)
 
 
