@@ -158,13 +158,12 @@ class StudioApi:
         bands = _numbers(request.query.get("bands", ""), int, "bands") or (
             [1, 2, 3] if count >= 3 else [1]
         )
-        stats = {s.index: s for s in self.tiles.stats(scene["path"], info["band_names"])}
-        lo = _numbers(request.query.get("lo", ""), float, "lo") or [
-            stats[b].p2 if b in stats else 0.0 for b in bands
-        ]
-        hi = _numbers(request.query.get("hi", ""), float, "hi") or [
-            stats[b].p98 if b in stats else 1.0 for b in bands
-        ]
+        lo = _numbers(request.query.get("lo", ""), float, "lo")
+        hi = _numbers(request.query.get("hi", ""), float, "hi")
+        if not lo or not hi:  # the page sends both; the scene's statistics only otherwise
+            stats = {s.index: s for s in self.tiles.stats(scene["path"], info["band_names"])}
+            lo = lo or [stats[b].p2 if b in stats else 0.0 for b in bands]
+            hi = hi or [stats[b].p98 if b in stats else 1.0 for b in bands]
         rgba = self.tiles.render(scene["path"], int(z), int(x), int(y), bands, lo, hi)
         return Response(200, png=encode_png(rgba))
 

@@ -101,8 +101,11 @@ class SceneTiles:
     def source(self, path: str, level: int) -> str:
         """What to read a level from: the scene itself, or its cached overview VRT."""
         with self.open(path) as ds:
-            if level == 0 or ds.overviews(1) or max(ds.width, ds.height) <= SMALL_SCENE:
-                return path
+            return self._source_of(ds, path, level)
+
+    def _source_of(self, ds: rasterio.DatasetReader, path: str, level: int) -> str:
+        if level == 0 or ds.overviews(1) or max(ds.width, ds.height) <= SMALL_SCENE:
+            return path
         return str(self._overviews(path))
 
     def _overviews(self, path: str) -> Path:
@@ -193,21 +196,30 @@ class SceneTiles:
         hi: list[float],
     ) -> np.ndarray:
         """Tile (z, x, y) as uint8 RGBA [h, w, 4]: bands stretched lo..hi, invalid transparent."""
+        # One checked open per tile: the scene itself is read unless the level needs
+        # the cached overviews.
         with self.open(path) as ds:
-            width, height, count, nodata = ds.width, ds.height, ds.count, ds.nodata
-        window, shape = tile_window(width, height, z, x, y)
-        bad = [b for b in bands if not 1 <= b <= count]
-        if bad or len(bands) not in (1, 3):
-            raise InvalidArgument(
-                f"bands {bands} are not one or three band numbers in 1..{count}"
-            )
-        if len(lo) != len(bands) or len(hi) != len(bands):
-            raise InvalidArgument(
-                f"lo and hi need one value per band ({len(bands)}), got {len(lo)} and {len(hi)}"
-            )
-        with rasterio.open(self.source(path, z)) as ds:
-            data = ds.read(bands, window=window, out_shape=(len(bands), *shape),
-                           resampling=Resampling.nearest)  # fmt: skip
+            window, shape = tile_window(ds.width, ds.height, z, x, y)
+            bad = [b for b in bands if not 1 <= b <= ds.count]
+            if bad or len(bands) not in (1, 3):
+                raise InvalidArgument(
+                    f"bands {bands} are not one or three band numbers in 1..{ds.count}"
+                )
+            if len(lo) != len(bands) or len(hi) != len(bands):
+                raise InvalidArgument(
+                    f"lo and hi need one value per band ({len(bands)}), got {len(lo)} and "
+                    f"{len(hi)}"
+                )
+            nodata = ds.nodata
+            source = self._source_of(ds, path, z)
+            out_shape = (len(bands), *shape)
+            if source == path:
+                data = ds.read(bands, window=window, out_shape=out_shape,
+                               resampling=Resampling.nearest)  # fmt: skip
+            else:
+                with rasterio.open(source) as overviews:
+                    data = overviews.read(bands, window=window, out_shape=out_shape,
+                                          resampling=Resampling.nearest)  # fmt: skip
         invalid = invalid_mask(data, nodata)
         low = np.asarray(lo, dtype=np.float32)[:, None, None]
         span = np.asarray(hi, dtype=np.float32)[:, None, None] - low
