@@ -60,6 +60,11 @@ def default_params(name: str) -> dict[str, Any]:
     }
 
 
+# Params a model card written before the param existed implies: such a model
+# was trained without it, whatever today's default is.
+LEGACY_PARAMS: dict[str, dict[str, Any]] = {"unet": {"bank_sigmas": ()}}
+
+
 def build_net(name: str, in_channels: int, num_classes: int, **params: Any) -> nn.Module:
     """Build network `name`: input [N, in_channels, H, W] -> logits [N, num_classes, H, W]."""
     cls = net_class(name)
@@ -90,6 +95,11 @@ def _coerce(arch: str, key: str, value: Any, default: Any) -> Any:
             return float(value)
         elif kind is bool and isinstance(value, bool):
             return value
+        elif kind is tuple and isinstance(value, list | tuple) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value
+        ):
+            # A list of numbers (JSON and YAML have no tuples), e.g. filter scales.
+            return tuple(float(v) for v in value)
     except (TypeError, ValueError):
         pass
     raise InvalidArgument(

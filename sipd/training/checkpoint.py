@@ -11,6 +11,7 @@ from torch import nn
 from sipd.errors import FailedPrecondition
 from sipd.modelrepo.layout import CHECKPOINT_FILE as FILE
 from sipd.nets import build_net
+from sipd.nets.catalog import LEGACY_PARAMS
 
 FORMAT = "sipd-checkpoint/1"
 __all__ = ["FILE", "FORMAT", "checkpoint_payload", "load_checkpoint"]
@@ -51,6 +52,7 @@ def load_checkpoint(model_dir: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise FailedPrecondition(f"{path} is not a {FORMAT} checkpoint")
     arch = payload["architecture"]
-    net = build_net(arch["name"], payload["in_channels"], payload["num_classes"], **arch["params"])
+    params = {**LEGACY_PARAMS.get(arch["name"], {}), **arch["params"]}
+    net = build_net(arch["name"], payload["in_channels"], payload["num_classes"], **params)
     net.load_state_dict(payload["state_dict"])
     return net.eval(), payload

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -57,6 +58,53 @@ def masked_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
     return total / weight[labeled].sum().clamp_min(1e-12)
 
 
+# Memory the fixed features of a net's chips may take (sipd.nets.unet's filter
+# bank: 15 values per band and pixel at two scales, kept as float16). Computed
+# once they save the bank's pass at every step and every evaluation, about a
+# third of a CPU training run; a dataset whose features do not fit computes
+# them per batch instead.
+FEATURE_CACHE_BYTES = 2 << 30
+
+
+class _FromFeatures(nn.Module):
+    """`net` fed with its fixed features (computed beforehand) instead of the bands."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net.from_features(features)
+
+
+def cached_features(
+    net: nn.Module, data: TrainingData, ctx: JobContext, limit: int = FEATURE_CACHE_BYTES,
+    batch_size: int = 32,
+) -> tuple[nn.Module, TrainingData]:
+    """(model, data) to train with: the net's fixed features of every chip computed once
+    when the net has such a part and they fit `limit` bytes, else (net, data) as given.
+
+    Exact with augmentation: the filter bank's features are invariant to the 8
+    symmetries of the square (isotropic Gaussians; gradient magnitude and
+    eigenvalues do not depend on orientation), so augmenting the features is
+    augmenting the chip.
+    """
+    if not hasattr(net, "fixed_features") or getattr(net, "bank", None) is None:
+        return net, data
+    n, _, h, w = data.images.shape
+    if n * net.bank.num_features * h * w * 2 > limit:
+        return net, data
+    out = torch.empty((n, net.bank.num_features, h, w), dtype=torch.float16)
+    with torch.no_grad():
+        for start in range(0, n, batch_size):
+            ctx.check_cancelled()
+            f = net.fixed_features(data.images[start : start + batch_size])
+            # float16's range (6.5e4) is far beyond normalized bands' features; clamped
+            # anyway, so an outlier scene cannot turn into inf.
+            out[start : start + batch_size] = f.clamp(-6e4, 6e4).to(torch.float16)
+    return _FromFeatures(net), dataclasses.replace(data, images=out)
+
+
 def fit(
     net: nn.Module,
     data: TrainingData,
@@ -74,6 +122,8 @@ def fit(
     are no val labels), ties broken by the lower loss.
     """
     net.to(device)
+    # Trained through `model`; `net` holds the same parameters (state is saved from it).
+    model, data = cached_features(net, data, ctx)
     weight = weight.to(device)
     amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
@@ -86,7 +136,8 @@ def fit(
         lr = _cosine_lr(cfg.learning_rate, epoch, cfg.epochs)
         for group in opt.param_groups:
             group["lr"] = lr
-        loss, train_acc = _train_epoch(net, data, weight, cfg, device, amp, scaler, opt, rng, ctx)
+        loss, train_acc = _train_epoch(model, data, weight, cfg, device, amp, scaler, opt, rng,
+                                       ctx)
         row: dict[str, Any] = {
             "epoch": epoch,
             "loss": loss,
@@ -95,7 +146,7 @@ def fit(
             "val_loss": None,
         }
         if data.has_val:
-            row["val_accuracy"], row["val_loss"] = evaluate(net, data, device, amp, ctx)
+            row["val_accuracy"], row["val_loss"] = evaluate(model, data, device, amp, ctx)
             key = (row["val_accuracy"], -row["val_loss"])
         else:
             key = (train_acc, -loss)
@@ -133,7 +184,7 @@ def _train_epoch(net, data, weight, cfg, device, amp, scaler, opt, rng, ctx) -> 
     for batch in epoch_batches(data.train_idx, cfg.batch_size, cfg.min_steps_per_epoch, rng,
                                cfg.max_steps_per_epoch):
         ctx.check_cancelled()
-        x = data.images[batch]
+        x = data.images[batch].float()
         y = data.train_targets[batch]
         if cfg.augment:
             x, y = augment(x, y, rng)
@@ -169,7 +220,7 @@ def evaluate(
     for start in range(0, data.val_idx.size, batch_size):
         ctx.check_cancelled()
         batch = data.val_idx[start : start + batch_size]
-        x = data.images[batch].to(device)
+        x = data.images[batch].to(device).float()
         y = data.val_targets[batch].to(device)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
             logits = net(x)

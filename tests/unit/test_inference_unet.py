@@ -23,9 +23,11 @@ def unet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_model_folder_records_the_seamless_halo(unet_dir):
     card = yaml.safe_load((unet_dir / "model.yaml").read_text())
-    assert card["architecture"] == {"name": "unet", "params": {"base_channels": 16, "depth": 3}}
-    # Margin 51 for a pixel anywhere; 46 across the edge of a grid-aligned tile -> 48.
-    assert card["tile"] == {"size": 1024, "halo": 48, "multiple": 8}
+    assert card["architecture"] == {
+        "name": "unet", "params": {"base_channels": 16, "depth": 3, "bank_sigmas": [1.0, 3.5]}}
+    # Margin 51 + 21 (the bank at sigma 3.5) for a pixel anywhere; 46 + 21 across the edge
+    # of a grid-aligned tile -> 72.
+    assert card["tile"] == {"size": 1024, "halo": 72, "multiple": 8}
 
 
 def test_default_unet_tiled_prediction_equals_whole_image_pass(unet_dir, tmp_path):

@@ -88,7 +88,7 @@ def test_model_folder_has_all_files_and_card(trained):
     assert card["format"] == "sipd-model/2"
     assert "derived_from" not in card and "fp16" not in card  # unset: left out
     typed = read_card(folder)  # the one reader accepts what the one writer wrote
-    assert typed.version == 1 and typed.tile.halo == 24
+    assert typed.version == 1 and typed.tile.halo == 44
     assert card["name"] == "projects/demo/models/1"
     assert card["project"] == "demo" and card["version"] == 1
     assert card["created"].endswith("Z")
@@ -98,9 +98,10 @@ def test_model_folder_has_all_files_and_card(trained):
     assert card["outputs"] == {"labels": "labels", "confidence": "confidence",
                                "probabilities": "probabilities"}
     assert len(card["normalization"]["mean"]) == len(card["normalization"]["std"]) == 4
-    # depth-2 U-Net: margin 23 -> halo 24 (multiple of 4).
-    assert card["tile"] == {"size": 256, "halo": 24, "multiple": 4}
-    assert card["architecture"] == {"name": "unet", "params": SMALL_UNET}
+    # depth-2 U-Net: margin 23, plus 21 for its filter bank at sigma 3.5 -> halo 44.
+    assert card["tile"] == {"size": 256, "halo": 44, "multiple": 4}
+    assert card["architecture"] == {
+        "name": "unet", "params": {**SMALL_UNET, "bank_sigmas": [1.0, 3.5]}}
     t = card["training"]
     assert t["epochs"] == 8 and t["epochs_run"] == result["epochs_run"]
     assert t["best_epoch"] == result["best_epoch"] and t["seed"] == 0
@@ -253,3 +254,36 @@ def test_unprepared_or_mismatched_dataset_and_bad_arguments(dataset, tmp_path):
         train_model(dataset_dir=dataset / "ds", classes=CLASSES, bands=BANDS, epochs=0,
                     **common)
     assert not (tmp_path / "m").exists()
+
+
+def test_filter_bank_features_are_computed_once_and_augment_like_the_chips():
+    """The default U-Net's filter bank is computed once per chip for training
+    (sipd.training.loop.cached_features): that is exact only because its features
+    commute with the rot90/flip augmentation, and the cached net must give the
+    net's own logits."""
+    from sipd.nets import build_net
+    from sipd.training.data import IGNORE, TrainingData, augment
+    from sipd.training.loop import cached_features
+
+    torch.manual_seed(0)
+    net = build_net("unet", 3, 4, **SMALL_UNET).eval()
+    assert net.bank is not None  # the default has the bank
+    x = torch.randn(6, 3, 32, 32)
+    targets = torch.full((6, 32, 32), IGNORE)
+    aug_x, _ = augment(x, targets, np.random.default_rng(1))
+    aug_f, _ = augment(net.fixed_features(x), targets, np.random.default_rng(1))
+    assert torch.allclose(net.fixed_features(aug_x), aug_f, atol=1e-5)
+
+    data = TrainingData(images=x, train_targets=targets, val_targets=targets,
+                        train_idx=np.arange(6), val_idx=np.arange(0), num_classes=4,
+                        valid=torch.ones(6, 32, 32, dtype=torch.bool))
+    model, cached = cached_features(net, data, JobContext())
+    assert cached.images.dtype == torch.float16
+    assert cached.images.shape == (6, net.bank.num_features, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model(cached.images.float()), net(x), atol=2e-2)
+    # Over the memory limit, or for a net without a bank: trained on the bands as given.
+    assert cached_features(net, data, JobContext(), limit=1000)[1] is data
+    plain = build_net("unet", 3, 4, base_channels=8, depth=2, bank_sigmas=())
+    model, same = cached_features(plain, data, JobContext())
+    assert model is plain and same is data
