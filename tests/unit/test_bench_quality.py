@@ -165,3 +165,26 @@ def test_subsample_spreads_evenly() -> None:
     assert subsample(items, 0) == items and subsample(items, 50) == items
     picked = subsample(items, 8)
     assert len(picked) == 8 and picked[0] == 0 and picked[-1] == 35
+
+
+def test_ab_chips_hold_every_click_once_with_its_class_and_split() -> None:
+    """quality_ab cuts chips on sipd.dataset's grid, shifted inwards at the right and
+    bottom edges, each taking its own cell's labels: no click lost or counted twice."""
+    from sipd.bench.quality_ab import chips
+    from sipd.bench.quality_data import Dataset, Item
+    from sipd.training.data import IGNORE
+
+    truth = _blobs((150, 100), classes=3, seed=3)
+    item = Item(name="a", scene=Path("unused.tif"), truth=truth, split="train")
+    ds = Dataset(name="t", classes=["c1", "c2", "c3"], items=[item])
+    clicks = {"a": sample_clicks(truth, 20, seed=0, image_index=0)}
+    image = np.arange(150 * 100, dtype=np.float32).reshape(1, 150, 100)
+    x, t, v = chips(ds, {"a": image}, clicks, 64, full=False)
+    assert x.shape[1:] == (1, 64, 64) and t.shape == v.shape == (x.shape[0], 64, 64)
+    found = sorted(
+        (int(x[i, 0, r, c]), int(lab[i, r, c]) + 1, split)
+        for split, lab in (("train", t), ("val", v))
+        for i, r, c in zip(*np.nonzero(lab != IGNORE), strict=True)
+    )
+    expected = sorted((k.row * 100 + k.col, k.value, k.split) for k in clicks["a"])
+    assert found == expected  # the pixel value is its scene index: each click in place
