@@ -132,7 +132,14 @@ class UNet(nn.Module):
     def fixed_features(self, x: torch.Tensor) -> torch.Tensor:
         """The part of the net with no parameters (the filter bank): training may
         compute it once per chip (sipd.training.loop) instead of once per step."""
-        return self.bank(x) if self.bank is not None else x
+        if self.bank is None:
+            return x
+        # The half-precision variant (model.fp16.onnx) keeps the bank in float32
+        # (sipd.training.onnx_export): squared gradients can leave float16's range.
+        dtype = next(self.bank.buffers()).dtype
+        if x.dtype == dtype:
+            return self.bank(x)
+        return self.bank(x.to(dtype)).to(x.dtype)
 
     def from_features(self, x: torch.Tensor) -> torch.Tensor:
         if self.bank is not None:

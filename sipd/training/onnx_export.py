@@ -37,6 +37,7 @@ from sipd.modelrepo import (
 )
 from sipd.modelrepo.card import Fp16Variant, OnnxCheck, Outputs
 from sipd.modelrepo.layout import CHECKPOINT_FILE, GRAPH_FILE, METRICS_FILE, TRAIN_LOG
+from sipd.nets.filter_bank import FilterBank
 from sipd.raster import atomic_path
 from sipd.training.checkpoint import load_checkpoint
 
@@ -99,6 +100,12 @@ def _graph(net: nn.Module, mean: list[float], std: list[float], fp16: bool) -> I
     copy_ = copy.deepcopy(net).to("cpu").eval()
     if fp16:
         copy_ = copy_.half()
+        # Fixed filter banks stay float32 (see sipd.nets.unet.UNet.fixed_features):
+        # they hold no weights worth halving, and their squared gradients could
+        # overflow float16.
+        for module in copy_.modules():
+            if isinstance(module, FilterBank):
+                module.float()
     return InferenceGraph(copy_, mean, std).eval()
 
 

@@ -22,7 +22,7 @@ from tests.support import Sipd, file_hashes, wait_for, write_raster
 MODEL = "projects/remote/models/1"
 P = prediction_pb2
 MAX_BYTES = 40 * 1024 * 1024
-CHUNK = 64 * 1024
+CHUNK = 16 * 1024  # small, so even a well-compressed label map comes back in several messages
 
 
 @pytest.fixture(scope="module")
