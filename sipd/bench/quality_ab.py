@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     rng = np.random.default_rng(a.seed)
     data_dir = Path(a.data) if a.data else default_data(a.dataset)
     ds = load_dataset(a.dataset, data_dir, Path(a.work), max_train=a.max_train,
-                      max_test=a.max_test)
+                      max_test=a.max_test, seed=a.seed)
     k = len(ds.classes)
     raw = {i.name: read_raster(i.scene).astype(np.float32) for i in ds.items}
     train_items: list[Item] = ds.side("train")
@@ -110,7 +111,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     weight = torch.ones(k)
     started = time.time()
     result = fit(net, data, weight, cfg, device=torch.device("cpu"), rng=rng, ctx=JobContext(),
-                 on_epoch=lambda row, best: print(json.dumps(row), flush=True))
+                 on_epoch=lambda row, best: print(json.dumps(row), file=sys.stderr, flush=True))
     net.load_state_dict(result.best_state)
     priors = correct_priors(net, data, weight, torch.device("cpu")) if a.priors else None
     train_s = time.time() - started

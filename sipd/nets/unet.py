@@ -139,7 +139,8 @@ class UNet(nn.Module):
         dtype = next(self.bank.buffers()).dtype
         if x.dtype == dtype:
             return self.bank(x)
-        return self.bank(x.to(dtype)).to(x.dtype)
+        # Clamped to float16's range, so an outlier cannot become inf (then NaN).
+        return self.bank(x.to(dtype)).clamp(-6e4, 6e4).to(x.dtype)
 
     def from_features(self, x: torch.Tensor) -> torch.Tensor:
         if self.bank is not None:

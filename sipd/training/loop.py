@@ -67,22 +67,29 @@ FEATURE_CACHE_BYTES = 2 << 30
 
 
 class _FromFeatures(nn.Module):
-    """`net` fed with its fixed features (computed beforehand) instead of the bands."""
+    """`net` with its fixed features (the filter bank) outside autocast, in float32 (CUDA
+    float16 would square gradients out of range), either computed per batch or, with
+    `cached`, given as the input (computed beforehand by `cached_features`)."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: nn.Module, cached: bool) -> None:
         super().__init__()
         self.net = net
+        self.cached = cached
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.net.from_features(features)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.cached:
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                x = self.net.fixed_features(x.float())
+        return self.net.from_features(x)
 
 
 def cached_features(
     net: nn.Module, data: TrainingData, ctx: JobContext, limit: int = FEATURE_CACHE_BYTES,
     batch_size: int = 32,
 ) -> tuple[nn.Module, TrainingData]:
-    """(model, data) to train with: the net's fixed features of every chip computed once
-    when the net has such a part and they fit `limit` bytes, else (net, data) as given.
+    """(model, data) to train with. For a net with fixed features (a filter bank): its
+    features of every chip computed once, on the net's device, kept on the CPU when
+    they fit `limit` bytes, else computed per batch; (net, data) as given otherwise.
 
     Exact with augmentation: the filter bank's features are invariant to the 8
     symmetries of the square (isotropic Gaussians; gradient magnitude and
@@ -93,16 +100,17 @@ def cached_features(
         return net, data
     n, _, h, w = data.images.shape
     if n * net.bank.num_features * h * w * 2 > limit:
-        return net, data
+        return _FromFeatures(net, cached=False), data
+    device = next(net.bank.buffers()).device
     out = torch.empty((n, net.bank.num_features, h, w), dtype=torch.float16)
     with torch.no_grad():
         for start in range(0, n, batch_size):
             ctx.check_cancelled()
-            f = net.fixed_features(data.images[start : start + batch_size])
+            f = net.fixed_features(data.images[start : start + batch_size].to(device))
             # float16's range (6.5e4) is far beyond normalized bands' features; clamped
             # anyway, so an outlier scene cannot turn into inf.
-            out[start : start + batch_size] = f.clamp(-6e4, 6e4).to(torch.float16)
-    return _FromFeatures(net), dataclasses.replace(data, images=out)
+            out[start : start + batch_size] = f.clamp(-6e4, 6e4).to("cpu", torch.float16)
+    return _FromFeatures(net, cached=True), dataclasses.replace(data, images=out)
 
 
 def fit(

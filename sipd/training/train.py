@@ -34,8 +34,8 @@ _DEFAULTS = TrainingConfig()
 # An "epoch" is at least this many optimizer steps (see data.epoch_batches).
 MIN_STEPS_PER_EPOCH = 4
 # Default tile edge written into model.yaml. On a CPU, 1024 px tiles with the
-# default U-Net's 72 px halo spend 1.35x the scene's pixels on overlap (512 px
-# tiles: 1.9x) while one tile's activations stay well under 1 GB.
+# default U-Net's 72 px halo spend 1.3x the scene's pixels on overlap (512 px
+# tiles: 1.6x) while one tile's activations stay well under 1 GB.
 DEFAULT_TILE_SIZE = 1024
 # Colour map entry of a class that came without one.
 DEFAULT_COLOR = "#808080"

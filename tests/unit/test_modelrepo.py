@@ -81,7 +81,8 @@ def format1_card(project: str, version: int, check: dict[str, float]) -> dict[st
 def write_format1_version(folder: Path) -> Path:
     """A version folder as today's trainer leaves it, after a test job wrote into metrics.json."""
     torch.manual_seed(0)
-    net = build_net("unet", len(BANDS), len(CLASSES), **SMALL_UNET)
+    # A format-1 card predates the filter bank: its params mean a net without one.
+    net = build_net("unet", len(BANDS), len(CLASSES), **SMALL_UNET, bank_sigmas=())
     # BatchNorm statistics of scene-like data: a random net then draws a varied
     # map (with untouched statistics it gives one class everywhere).
     x = torch.from_numpy(scene_array(128, 128, seed=1).astype(np.float32))

@@ -283,7 +283,10 @@ def test_filter_bank_features_are_computed_once_and_augment_like_the_chips():
     with torch.no_grad():
         assert torch.allclose(model(cached.images.float()), net(x), atol=2e-2)
     # Over the memory limit, or for a net without a bank: trained on the bands as given.
-    assert cached_features(net, data, JobContext(), limit=1000)[1] is data
+    uncached, same = cached_features(net, data, JobContext(), limit=1000)
+    assert same is data
+    with torch.no_grad():
+        assert torch.equal(uncached(x), net(x))  # the bank per batch, in float32
     plain = build_net("unet", 3, 4, base_channels=8, depth=2, bank_sigmas=())
     model, same = cached_features(plain, data, JobContext())
     assert model is plain and same is data
