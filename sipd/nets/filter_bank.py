@@ -46,6 +46,14 @@ SCALE_FEATURES: tuple[str, ...] = (
     "structure_eig2",
 )
 MAX_SIGMA = 20.0
+# Within float16's largest finite value (65504): squared gradients of an outlier
+# scene may exceed it, and an inf feature turns into NaN after normalization.
+FLOAT16_LIMIT = 6e4
+
+
+def to_float16(features: torch.Tensor) -> torch.Tensor:
+    """Features as float16, clamped to its range (see FLOAT16_LIMIT)."""
+    return features.clamp(-FLOAT16_LIMIT, FLOAT16_LIMIT).to(torch.float16)
 
 
 def kernel_radius(sigma: float) -> int:

@@ -7,7 +7,7 @@ from torch import nn
 
 from sipd.errors import InvalidArgument
 from sipd.nets.blocks import conv_bn_relu, double_conv
-from sipd.nets.filter_bank import FilterBank
+from sipd.nets.filter_bank import FilterBank, to_float16
 
 # Scales of the fixed filter bank in front of the default U-Net. Measured with
 # `sipctl bench quality` (docs/quality.md): on sparse clicks the bank's
@@ -139,8 +139,8 @@ class UNet(nn.Module):
         dtype = next(self.bank.buffers()).dtype
         if x.dtype == dtype:
             return self.bank(x)
-        # Clamped to float16's range, so an outlier cannot become inf (then NaN).
-        return self.bank(x.to(dtype)).clamp(-6e4, 6e4).to(x.dtype)
+        features = self.bank(x.to(dtype))
+        return to_float16(features) if x.dtype == torch.float16 else features.to(x.dtype)
 
     def from_features(self, x: torch.Tensor) -> torch.Tensor:
         if self.bank is not None:

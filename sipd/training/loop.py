@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sipd.nets.filter_bank import to_float16
 from sipd.progress import JobContext
 from sipd.training.data import IGNORE, TrainingData, augment, epoch_batches
 
@@ -96,7 +97,7 @@ def cached_features(
     eigenvalues do not depend on orientation), so augmenting the features is
     augmenting the chip.
     """
-    if not hasattr(net, "fixed_features") or getattr(net, "bank", None) is None:
+    if getattr(net, "bank", None) is None:
         return net, data
     n, _, h, w = data.images.shape
     if n * net.bank.num_features * h * w * 2 > limit:
@@ -107,9 +108,7 @@ def cached_features(
         for start in range(0, n, batch_size):
             ctx.check_cancelled()
             f = net.fixed_features(data.images[start : start + batch_size].to(device))
-            # float16's range (6.5e4) is far beyond normalized bands' features; clamped
-            # anyway, so an outlier scene cannot turn into inf.
-            out[start : start + batch_size] = f.clamp(-6e4, 6e4).to("cpu", torch.float16)
+            out[start : start + batch_size] = to_float16(f).cpu()
     return _FromFeatures(net, cached=True), dataclasses.replace(data, images=out)
 
 
