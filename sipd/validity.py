@@ -46,9 +46,10 @@ class Validity:
         self.floating = any(np.dtype(d).kind == "f" for d in ds.dtypes)
         if all(f == [MaskFlags.all_valid] for f in flags):
             self.mode = "none"
-        elif all(MaskFlags.nodata in f for f in flags) and self.indexes == list(ds.indexes):
+        elif all(MaskFlags.nodata in f for f in flags) and set(self.indexes) == set(ds.indexes):
             # Comparing values the caller already holds is much cheaper than
             # asking GDAL for masks, which re-reads and re-compares the blocks.
+            # Every band read, in any order: the values are the whole rule.
             self.mode = "nodata"
         else:
             self.mode = "gdal"  # alpha band, internal/external mask, or a band subset
@@ -62,8 +63,9 @@ class Validity:
     def band_invalid(self, data: np.ndarray, window: Window) -> np.ndarray | None:
         """Per read band [C, h, w]: True where the value is nodata, masked or non-finite.
 
-        `data` is what the caller read from `window` (bands `indexes`). None
-        when every value is valid.
+        `data` is what the caller read from `window` (bands `indexes`), at full
+        resolution or decimated (`out_shape`): masks are read at data's shape.
+        None when every value is valid.
         """
         bad: np.ndarray | None = None
         if self.mode == "nodata":
@@ -72,7 +74,7 @@ class Validity:
                 if nd is not None:
                     bad[b] = np.isnan(data[b]) if math.isnan(nd) else data[b] == _as(nd, data.dtype)
         elif self.mode == "gdal":
-            bad = self.ds.read_masks(self.indexes, window=window) == 0
+            bad = self.ds.read_masks(self.indexes, window=window, out_shape=data.shape) == 0
         if self.floating or data.dtype.kind == "f":
             nonfinite = ~np.isfinite(data)
             if nonfinite.any():
@@ -97,7 +99,7 @@ class Validity:
         # subset with nothing left to classify in the other modes.
         out = band_invalid.all(axis=0)
         if self.mode == "gdal":
-            out |= self.ds.dataset_mask(window=window) == 0
+            out |= self.ds.dataset_mask(window=window, out_shape=out.shape) == 0
         return out if out.any() else None
 
 

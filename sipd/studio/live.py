@@ -286,7 +286,6 @@ class _LevelReader:
         self.source = tiles.source(path, level)
         self.key = (path, level, tuple(low.tolist()), tuple(span.tolist()))
         self.low, self.span = low[:, None, None], span[:, None, None]
-        self.nodata = info.get("nodata")
 
     def read(
         self, box: tuple[int, int, int, int], halo: int
@@ -305,7 +304,7 @@ class _LevelReader:
         with rasterio.open(self.source) as ds:
             data = ds.read(window=window, out_shape=(ds.count, r1 - r0, c1 - c0),
                            resampling=Resampling.nearest)  # fmt: skip
-        invalid = invalid_mask(data, self.nodata)
+            invalid = invalid_mask(ds, data, window)
         image = (data.astype(np.float32) - self.low) / self.span
         image = np.nan_to_num(image, nan=0.0, posinf=0.0, neginf=0.0)
         return image, invalid, (r - r0, c - c0)

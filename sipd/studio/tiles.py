@@ -29,6 +29,7 @@ from rasterio.windows import Window
 
 from sipd.errors import InvalidArgument
 from sipd.raster import FilesCheck, open_raster
+from sipd.validity import Validity
 
 log = logging.getLogger("sipd.studio")
 
@@ -158,11 +159,12 @@ class SceneTiles:
             scale = max(1.0, max(ds.width, ds.height) / STATS_SIDE)
             shape = (max(1, round(ds.height / scale)), max(1, round(ds.width / scale)))
             data = ds.read(out_shape=(ds.count, *shape), resampling=Resampling.nearest)
-            invalid = invalid_mask(data, ds.nodata)
+            # A band's own nodata or non-finite values are not measurements, even in a
+            # pixel whose other bands are valid (sipd.validity).
+            bad = Validity(ds).band_invalid(data, Window(0, 0, ds.width, ds.height))
         out = []
         for i in range(data.shape[0]):
-            values = data[i][~invalid].astype(np.float64)
-            values = values[np.isfinite(values)]
+            values = (data[i] if bad is None else data[i][~bad[i]]).astype(np.float64)
             if values.size == 0:
                 low = high = p2 = p98 = 0.0
             else:
@@ -210,17 +212,17 @@ class SceneTiles:
                     f"lo and hi need one value per band ({len(bands)}), got {len(lo)} and "
                     f"{len(hi)}"
                 )
-            nodata = ds.nodata
             source = self._source_of(ds, path, z)
             out_shape = (len(bands), *shape)
             if source == path:
                 data = ds.read(bands, window=window, out_shape=out_shape,
                                resampling=Resampling.nearest)  # fmt: skip
+                invalid = invalid_mask(ds, data, window, bands)
             else:
                 with rasterio.open(source) as overviews:
                     data = overviews.read(bands, window=window, out_shape=out_shape,
                                           resampling=Resampling.nearest)  # fmt: skip
-        invalid = invalid_mask(data, nodata)
+                    invalid = invalid_mask(overviews, data, window, bands)
         low = np.asarray(lo, dtype=np.float32)[:, None, None]
         span = np.asarray(hi, dtype=np.float32)[:, None, None] - low
         span[span == 0] = 1.0
@@ -246,11 +248,14 @@ def render_labels_window(ds: Any, window: Window, shape: tuple[int, int]) -> np.
     return lut[labels]
 
 
-def invalid_mask(data: np.ndarray, nodata: float | None) -> np.ndarray:
-    """[H, W] True where any band is nodata or not finite."""
-    invalid = np.zeros(data.shape[1:], dtype=bool)
-    if np.issubdtype(data.dtype, np.floating):
-        invalid |= ~np.isfinite(data).all(axis=0)
-    if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
-        invalid |= (data == nodata).any(axis=0)
-    return invalid
+def invalid_mask(
+    ds: rasterio.DatasetReader, data: np.ndarray, window: Window | None = None,
+    bands: list[int] | None = None,
+) -> np.ndarray:
+    """[H, W] True where a pixel of `data` (bands `bands`, default all, read from `window`
+    of `ds`, maybe decimated) is invalid by the project's one rule (sipd.validity): GDAL's
+    dataset mask is 0, or every band read is nodata or not finite. One band at its
+    nodata value among valid others is a real (dark) pixel and stays visible."""
+    window = window or Window(0, 0, ds.width, ds.height)
+    invalid = Validity(ds, bands).invalid(data, window)
+    return np.zeros(data.shape[1:], dtype=bool) if invalid is None else invalid
