@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shlex
 import shutil
 import signal
@@ -49,6 +48,7 @@ from sipd.bench.quality_data import (
     sample_clicks,
     write_json,
 )
+from sipd.bench.run_record import load_average, machine
 
 METHODS = ("forest-ref", "instant", "sparse", "full")
 DAEMON_METHODS = {"instant": "forest", "sparse": "", "full": ""}  # method -> TrainRequest.arch
@@ -118,34 +118,6 @@ def score(pred: np.ndarray, truth: np.ndarray, classes: Sequence[int]) -> dict[s
     """Overall accuracy, Cohen's kappa, mean IoU and per-class F1/IoU of `pred` against
     `truth` over every pixel whose truth is one of `classes` (0 = ignore). numpy only."""
     return scores_from_confusion(confusion(pred, truth, classes), classes)
-
-
-# -- machine -----------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "cores": os.cpu_count(),
-        "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_model": cpu_model(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-    }
-
-
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 # -- clicks ------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ vs the 1-thread worker), and the scaling efficiency T1 / (2 T2).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import shutil
@@ -28,8 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sipd.bench.quality import load_average, machine
 from sipd.bench.quality_daemon import BenchDaemon
+from sipd.bench.run_record import load_average, machine, write_report
 from sipd.bench.throughput import MODEL_DIR, prepare
 
 PROJECT = "bench"
@@ -78,9 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         "overhead_pct": round(100 * (ray1 - local1) / local1, 1),
         "scaling_efficiency": round(ray1 / (2 * ray2), 3),
     }  # fmt: skip
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = Path(a.json_path) if a.json_path else work / f"ray-{stamp}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    path = write_report(report, a.json_path, work, "ray")
     _print(report)
     print(f"JSON: {path}")
     return 0

@@ -25,8 +25,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from sipd.bench.quality import load_average, machine
 from sipd.bench.quality_daemon import BenchDaemon
+from sipd.bench.run_record import load_average, machine, write_report
 
 CLASSES = ["water", "ice", "land"]
 
@@ -86,9 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         "edits": edits,
         "pans": pans,
     }
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = Path(a.json_path) if a.json_path else work / f"live-{stamp}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    path = write_report(report, a.json_path, work, "live")
     _print(report)
     print(f"JSON: {path}")
     return 0

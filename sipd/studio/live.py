@@ -133,6 +133,7 @@ class LiveModels:
 
         mark = time.perf_counter()
         samples = [self._roi_samples(reader, r) for r in rois]
+        reused = (reader.key, (x, y, w, h)) in self._views
         view = self._view_features(reader, (x, y, w, h))
         features_s = time.perf_counter() - mark
 
@@ -174,7 +175,8 @@ class LiveModels:
             "mean_uncertainty": float(uncertainty[~view.invalid].mean()) if valid.any() else 0.0,
             "suggestions": suggestions,
             "timing": {"features_s": round(features_s, 3), "fit_s": round(fit_s, 3),
-                       "predict_s": round(predict_s, 3), "total_s": round(total, 3)},
+                       "predict_s": round(predict_s, 3), "total_s": round(total, 3),
+                       "view_features_reused": reused},
         }  # fmt: skip
 
     def _view_features(self, reader: _LevelReader, window: tuple[int, int, int, int]) -> _View:

@@ -26,12 +26,12 @@ def test_bench_live_times_edits_and_pans(tmp_path: Path) -> None:
     assert report["edit"]["count"] == 3 and report["pan"]["count"] == 4
     for row in report["edits"] + report["pans"]:
         assert row["round_trip_s"] >= row["total_s"] > 0 and row["bytes"] > 0
-    # A pan computes the new view's features; an edit of the same view reuses them.
-    assert all(p["features_s"] > 0 for p in report["pans"])
-    # An edit still samples its new ROI's features, and on a loaded 2-core machine one
-    # of three can take longer than a pan; the fastest edit shows the reuse.
-    fastest_edit = min(e["features_s"] for e in report["edits"])
-    assert fastest_edit < report["pan"]["median_features_s"]
+    # A pan computes the new view's features; an edit of the same view reuses them (it
+    # still samples its new ROI, so its time alone does not show the reuse on a loaded
+    # machine).
+    assert all(p["features_s"] > 0 and not p["view_features_reused"] for p in report["pans"])
+    assert all(e["view_features_reused"] for e in report["edits"][1:])
+    assert not report["first_answer"]["view_features_reused"]
     assert report["machine"]["cores"] >= 1 and len(report["load_average_after"]) == 3
     assert (tmp_path / "bench-data" / "live").is_dir()
 
