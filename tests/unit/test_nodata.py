@@ -98,6 +98,28 @@ def test_nan_in_float_data(tmp_path: Path) -> None:
     assert np.argwhere(_agrees_with_gdal(tagged)).tolist() == [[1, 1]]
 
 
+def test_decimated_reads_and_reordered_bands(tmp_path: Path) -> None:
+    """The studio reads levels decimated (out_shape) and bands in display order."""
+    data = np.concatenate([_rgb(), np.full((1, H, W), 65535, dtype=np.uint16)])
+    data[3, :4, :8] = 0
+    alpha = _write(tmp_path / "a.tif", data, photometric="RGB", alpha="YES")
+    with rasterio.open(alpha) as ds:
+        win = Window(0, 0, W, H)
+        half = ds.read([3, 1, 2], out_shape=(3, H // 2, W // 2))
+        ours = Validity(ds, [3, 1, 2]).invalid(half, win)
+        assert ours is not None and ours.shape == (H // 2, W // 2)
+        assert np.array_equal(ours, ds.dataset_mask(out_shape=(H // 2, W // 2)) == 0)
+    tagged = _rgb()
+    tagged[:, 2, :] = 0  # every band nodata
+    tagged[0, 3, 3] = 0  # one band: a real pixel
+    path = _write(tmp_path / "n.tif", tagged, nodata=0)
+    with rasterio.open(path) as ds:
+        validity = Validity(ds, [3, 1, 2])
+        assert validity.mode == "nodata"  # every band read: values decide, no mask reads
+        invalid = validity.invalid(ds.read([3, 1, 2]), Window(0, 0, W, H))
+        assert np.array_equal(invalid, ds.dataset_mask() == 0) and not invalid[3, 3]
+
+
 def test_statistics_and_chips_use_the_dataset_mask(tmp_path: Path) -> None:
     data = _rgb()
     data[:, 0, :] = 0
