@@ -23,13 +23,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from sipd.bench.quality import default_data, draw_clicks, score
+from sipd.bench.quality import confusion, default_data, draw_clicks, score
 from sipd.bench.quality_data import DATASETS, Dataset, Item, load_dataset, read_raster
 from sipd.nets.unet import DEFAULT_BANK_SIGMAS, UNet
 from sipd.progress import JobContext
 from sipd.training.data import IGNORE, TrainingData
-from sipd.training.loop import FitConfig, fit
-from sipd.training.priors import correct_priors
+from sipd.training.loop import MAX_VAL_CHIPS, FitConfig, fit
+from sipd.training.priors import (
+    chip_logits,
+    correct_priors,
+    estimate_prior,
+    output_layer,
+    prior_shift,
+    training_prior,
+)
 from sipd.training.train import MIN_STEPS_PER_EPOCH
 
 
@@ -107,25 +114,49 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     sigmas = tuple(float(s) for s in a.bank.split(",")) if a.bank else ()
     net = UNet(x.shape[1], k, a.base, a.depth, bank_sigmas=sigmas)
     cfg = FitConfig(a.epochs, a.batch_size, a.lr, a.patience, True, MIN_STEPS_PER_EPOCH,
-                    max_steps_per_epoch=a.steps)
+                    max_steps_per_epoch=a.steps, max_val_chips=a.max_val_chips or None)
     weight = torch.ones(k)
     started = time.time()
     result = fit(net, data, weight, cfg, device=torch.device("cpu"), rng=rng, ctx=JobContext(),
                  on_epoch=lambda row, best: print(json.dumps(row), file=sys.stderr, flush=True))
     net.load_state_dict(result.best_state)
-    priors = correct_priors(net, data, weight, torch.device("cpu")) if a.priors else None
+    extra: dict[str, Any] = {}
+    if a.shift_report:  # test OA with no shift and with the full EM shift, for comparison
+        net.eval()
+        test = ds.side("test")
+        truth = np.concatenate([i.truth.ravel() for i in test])
+        classes = list(range(1, k + 1))
+        layer = output_layer(net, k)
+        pi = training_prior(data, weight).double()
+        q = estimate_prior(chip_logits(net, data, torch.device("cpu"))[0], pi)
+        shift = prior_shift(q, pi).float()
+        for name, delta in (("oa_no_shift", 0 * shift), ("oa_full_shift", shift)):
+            with torch.no_grad():
+                layer.bias += delta
+            pred = np.concatenate([predict(net, images[i.name]).ravel() for i in test])
+            extra[name] = round(score(pred, truth, classes)["overall_accuracy"], 4)
+            with torch.no_grad():
+                layer.bias -= delta
+        extra["em_prior"] = [round(float(v), 3) for v in q]
+        extra["test_prior"] = [round(float((truth == c).sum() / (truth > 0).sum()), 3)
+                               for c in classes]
+    priors = (correct_priors(*result.trained_through, weight, torch.device("cpu"))
+              if a.priors else None)
     train_s = time.time() - started
     net.eval()
     started = time.time()
     preds = [predict(net, images[i.name]).ravel() for i in ds.side("test")]
     truth = np.concatenate([i.truth.ravel() for i in ds.side("test")])
     s = score(np.concatenate(preds), truth, list(range(1, k + 1)))
+    cm = confusion(np.concatenate(preds), truth, list(range(1, k + 1)))
     return {
         "args": vars(a), "chips": int(x.shape[0]),
         "overall_accuracy": round(s["overall_accuracy"], 4), "kappa": round(s["kappa"], 4),
         "mean_iou": round(s["mean_iou"], 4), "best_epoch": result.best_epoch,
         "best_val_accuracy": result.best_val_accuracy, "prior_shift": priors is not None,
         "train_seconds": round(train_s, 1), "predict_seconds": round(time.time() - started, 1),
+        **extra,
+        "recall": [round(float(r), 3) for r in np.diag(cm[:, :k]) / cm.sum(axis=1).clip(1)],
         "predicted_share": [round(float((np.concatenate(preds) == c).mean()), 3)
                             for c in range(1, k + 1)],
     }
@@ -152,6 +183,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=0.002)
     p.add_argument("--patience", type=int, default=8)
+    p.add_argument("--max-val-chips", type=int, default=MAX_VAL_CHIPS,
+                   help="val chips evaluated per epoch at most; 0 = all")
+    p.add_argument("--shift-report", action="store_true",
+                   help="also report test OA without and with the full prior shift")
     p.add_argument("--no-priors", dest="priors", action="store_false",
                    help="skip the prior shift after training")
     return p.parse_args(argv)

@@ -60,7 +60,8 @@ def chip_logits(
     sampled, checked, labels = [], [], []
     for start in range(0, data.images.shape[0], batch_size):
         batch = slice(start, start + batch_size)
-        logits = net(data.images[batch].to(device)).float().cpu().permute(0, 2, 3, 1)
+        # .float(): cached filter-bank features are stored as float16.
+        logits = net(data.images[batch].to(device).float()).float().cpu().permute(0, 2, 3, 1)
         sampled.append(logits[data.valid[batch]][::stride].double())
         labeled = targets[batch] != IGNORE
         checked.append(logits[labeled].double())

@@ -111,7 +111,7 @@ def train_model(
         ctx.check_cancelled()
         ctx.progress("priors", 0.0, "estimating the scenes' class priors", force=True)
         net.load_state_dict(result.best_state)
-        priors = correct_priors(net, data, weight, device)
+        priors = correct_priors(*result.trained_through, weight, device)
         if priors is None:
             log.line("# class priors: output not shifted (no output bias, or every shift "
                      "cost accuracy on the labeled check pixels)")
@@ -121,6 +121,7 @@ def train_model(
             log.line(f"# class priors: labels {priors['labels_prior']} -> scenes "
                      f"{priors['scene_prior']}; output bias shifted by {priors['logit_shift']}")
 
+    result.trained_through = None  # the cached features' memory goes before the export
     ctx.check_cancelled()
     ctx.progress("export", 0.0, "exporting ONNX", force=True)
     net.to("cpu").load_state_dict(result.best_state)

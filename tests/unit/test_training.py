@@ -290,3 +290,35 @@ def test_filter_bank_features_are_computed_once_and_augment_like_the_chips():
     plain = build_net("unet", 3, 4, base_channels=8, depth=2, bank_sigmas=())
     model, same = cached_features(plain, data, JobContext())
     assert model is plain and same is data
+
+
+def test_each_epoch_is_ranked_on_one_fixed_subset_of_the_val_chips():
+    """FitConfig.max_val_chips: a seeded subset drawn once, so the epochs' val
+    accuracies compare the same labels; its accuracy is what evaluate() gives on it."""
+    from sipd.nets import build_net
+    from sipd.training.data import IGNORE, TrainingData
+    from sipd.training.loop import FitConfig, evaluate, fit
+
+    torch.manual_seed(0)
+    n, size = 10, 32
+    x = torch.randn(n, 3, size, size)
+    targets = torch.full((n, size, size), IGNORE)
+    targets[:, 4, :8] = torch.arange(8) % 2
+    val = torch.full((n, size, size), IGNORE)
+    val[:, 20, :8] = torch.arange(8) % 2
+    data = TrainingData(images=x, train_targets=targets, val_targets=val,
+                        train_idx=np.arange(n), val_idx=np.arange(n), num_classes=2,
+                        valid=torch.ones(n, size, size, dtype=torch.bool))  # fmt: skip
+    net = build_net("unet", 3, 2, base_channels=8, depth=2, bank_sigmas=())
+    cfg = FitConfig(2, 4, 0.002, None, False, 1, max_val_chips=3)
+    result = fit(net, data, torch.ones(2), cfg, device=torch.device("cpu"),
+                 rng=np.random.default_rng(0), ctx=JobContext(), on_epoch=lambda r, b: None)
+    model, seen = result.trained_through
+    assert seen.val_idx.size == 3 and set(seen.val_idx) <= set(range(n))
+    assert seen.val_idx.tolist() == sorted(seen.val_idx.tolist())
+    accuracy, _ = evaluate(model, seen, torch.device("cpu"), False, JobContext())
+    assert result.history[-1]["val_accuracy"] == accuracy
+    everything = FitConfig(1, 4, 0.002, None, False, 1, max_val_chips=None)
+    result = fit(net, data, torch.ones(2), everything, device=torch.device("cpu"),
+                 rng=np.random.default_rng(0), ctx=JobContext(), on_epoch=lambda r, b: None)
+    assert result.trained_through[1].val_idx.size == n

@@ -96,3 +96,37 @@ def test_a_shift_that_gives_up_a_rare_class_is_cut_back():
     labeled = val != -1
     assert bool((predicted[labeled] == val[labeled]).all()), "every labeled pixel kept"
     assert record["check_accuracy"][1] >= record["check_accuracy"][0] - 0.005
+
+
+def test_the_shift_through_cached_bank_features_equals_the_nets_own():
+    """Training hands the prior shift the model it trained through (the filter bank's
+    features cached as float16): the shift must be the one the net itself gives."""
+    from sipd.nets.unet import UNet
+    from sipd.progress import JobContext
+    from sipd.training.data import TrainingData
+    from sipd.training.loop import cached_features
+    from sipd.training.priors import correct_priors
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    k, n, size = 3, 4, 32
+    images = torch.from_numpy(rng.normal(size=(n, 2, size, size)).astype(np.float32))
+    train = torch.full((n, size, size), -1, dtype=torch.int64)
+    train[:, 3, :9] = torch.arange(9) % k  # balanced clicks
+    val = torch.full((n, size, size), -1, dtype=torch.int64)
+    val[:, 20, :9] = torch.arange(9) % k
+    data = TrainingData(images=images, train_targets=train, val_targets=val,
+                        train_idx=np.arange(n), val_idx=np.arange(n), num_classes=k,
+                        valid=torch.ones(n, size, size, dtype=torch.bool))  # fmt: skip
+    net = UNet(2, k, 8, 2, bank_sigmas=(1.0,)).eval()
+    with torch.no_grad():
+        net.head.bias.copy_(torch.tensor([1.5, 0.0, -1.5]))  # skewed: a shift to find
+    state = {key: v.clone() for key, v in net.state_dict().items()}
+    own = correct_priors(net, data, torch.ones(k), torch.device("cpu"))
+    net.load_state_dict(state)
+    model, features = cached_features(net, data, JobContext())
+    assert features.images.dtype == torch.float16
+    cached = correct_priors(model, features, torch.ones(k), torch.device("cpu"))
+    assert own is not None and cached is not None
+    np.testing.assert_allclose(cached["scene_prior"], own["scene_prior"], atol=2e-3)
+    np.testing.assert_allclose(cached["logit_shift"], own["logit_shift"], atol=2e-2)
