@@ -129,7 +129,8 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
         classes = list(range(1, k + 1))
         layer = output_layer(net, k)
         pi = training_prior(data, weight).double()
-        q = estimate_prior(chip_logits(net, data, torch.device("cpu"))[0], pi)
+        # Through the cached bank features, as correct_priors does below.
+        q = estimate_prior(chip_logits(*result.trained_through, torch.device("cpu"))[0], pi)
         shift = prior_shift(q, pi).float()
         for name, delta in (("oa_no_shift", 0 * shift), ("oa_full_shift", shift)):
             with torch.no_grad():

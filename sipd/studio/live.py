@@ -133,8 +133,7 @@ class LiveModels:
 
         mark = time.perf_counter()
         samples = [self._roi_samples(reader, r) for r in rois]
-        reused = (reader.key, (x, y, w, h)) in self._views
-        view = self._view_features(reader, (x, y, w, h))
+        view, reused = self._view_features(reader, (x, y, w, h))
         features_s = time.perf_counter() - mark
 
         mark = time.perf_counter()
@@ -179,10 +178,13 @@ class LiveModels:
                        "view_features_reused": reused},
         }  # fmt: skip
 
-    def _view_features(self, reader: _LevelReader, window: tuple[int, int, int, int]) -> _View:
+    def _view_features(
+        self, reader: _LevelReader, window: tuple[int, int, int, int]
+    ) -> tuple[_View, bool]:
+        """The view's features, and whether they were already computed (reused)."""
         key = (reader.key, window)
         if key in self._views:
-            return self._views[key]
+            return self._views[key], True
         x, y, w, h = window
         f = 2**reader.level
         box = (x // f, y // f, math.ceil(w / f), math.ceil(h / f))
@@ -194,7 +196,7 @@ class LiveModels:
         valid = ~invalid.reshape(-1)
         view = _View(key, rows if valid.all() else rows[valid], invalid)
         self._views[key] = view
-        return view
+        return view, False
 
     def _roi_samples(self, reader: _LevelReader, roi: dict[str, Any]) -> _RoiSamples:
         key = (reader.key, roi["id"])
