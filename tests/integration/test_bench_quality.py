@@ -45,6 +45,12 @@ def test_bench_quality_on_generated_scenes(tmp_path: Path) -> None:
         assert 0 <= m["kappa"] <= 1 and 0 <= m["mean_iou"] <= 1
         assert m["predict_seconds"] > 0 and m["predict_s_per_mpx"] > 0
         assert len(m["per_class"]) == 3 and len(m["per_image"]) == 1
+    # The per-image table: the one test image, each method's OA of it.
+    image = ref["per_image"][0]["image"]
+    row = next(line for line in table.splitlines() if line.startswith(f"| {image} |"))
+    assert row == (f"| {image} | {ref['per_image'][0]['overall_accuracy']:.4f} | "
+                   f"{sparse['per_image'][0]['overall_accuracy']:.4f} |")
+    assert "| test image | forest-ref | sparse |" in table
     # The daemon is gone and its data dir removed; the log stays beside it.
     daemon = tmp_path / "work" / "daemon"
     assert [p.suffix for p in daemon.iterdir()] == [".log"]
