@@ -36,10 +36,13 @@ from sipd.labeling.geometry import RoiSpec, parse_wkt
 from sipd.labeling.rasterize import footprint
 from sipd.projects import Projects
 from sipd.studio.png import encode_png
-from sipd.studio.tiles import SceneTiles, invalid_mask, max_level
+from sipd.studio.tiles import SceneTiles, max_level
+from sipd.validity import Validity
 
 # Two scales keep the view's features near 1.5 s per megapixel (RGB, two cores).
 LIVE_SIGMAS = (1.0, 3.5)
+# A band's normalized value where it alone is nodata: the middle of its p2..p98 stretch.
+BAND_FILL = 0.5
 TREES = 32
 # Feature values of one view at most (float32: 4 bytes each, 400 MB): a larger view
 # (more pixels or more bands) is computed one level coarser. An RGB megapixel is 45M.
@@ -308,9 +311,17 @@ class _LevelReader:
         with rasterio.open(self.source) as ds:
             data = ds.read(window=window, out_shape=(ds.count, r1 - r0, c1 - c0),
                            resampling=Resampling.nearest)  # fmt: skip
-            invalid = invalid_mask(ds, data, window)
+            validity = Validity(ds)
+            band_bad = validity.band_invalid(data, window)
+            invalid = validity.invalid(data, window, band_bad)
         image = (data.astype(np.float32) - self.low) / self.span
-        image = np.nan_to_num(image, nan=0.0, posinf=0.0, neginf=0.0)
+        if band_bad is not None:
+            # As the predictor does (sipd.inference.tiling): a valid pixel with one band
+            # at nodata is classified from its other bands. That band gets the middle of
+            # its stretch, so a fill value like -9999 never reaches the features.
+            image[band_bad] = BAND_FILL
+        if invalid is None:
+            invalid = np.zeros(data.shape[1:], dtype=bool)
         return image, invalid, (r - r0, c - c0)
 
 

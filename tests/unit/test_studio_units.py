@@ -55,3 +55,39 @@ def test_png_round_trips_through_gdal(channels: int) -> None:
             np.testing.assert_array_equal(np.moveaxis(ds.read(), 0, -1), pixels)
     with pytest.raises(ValueError, match="uint8"):
         encode_png(pixels.astype(np.uint16))
+
+
+def test_live_reader_fills_a_band_that_alone_is_nodata(tmp_path) -> None:
+    """sipd.validity's rule in the live view: a pixel with every band nodata is invalid;
+    one band at nodata among valid others is a real pixel, classified from its other
+    bands with that band at its stretch's middle (the -9999 never reaches the bank)."""
+    import rasterio
+
+    from sipd.studio.live import BAND_FILL, _LevelReader
+    from sipd.studio.tiles import SceneTiles
+
+    data = np.random.default_rng(0).uniform(100, 200, (3, 40, 50)).astype(np.float32)
+    data[0, 5, 7] = -9999  # band 1 alone
+    data[:, 30:, 40:] = -9999  # every band: nodata
+    data[2, 12, 3] = np.nan  # a float band's NaN is nodata too
+    path = tmp_path / "scene.tif"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path, "w", driver="GTiff", width=50, height=40, count=3,
+                           dtype="float32", nodata=-9999) as ds:  # fmt: skip
+            ds.write(data)
+    low, span = np.full(3, 100, np.float32), np.full(3, 100, np.float32)
+    reader = _LevelReader(SceneTiles(tmp_path / "cache"), str(path), 0,
+                          {"width": 50, "height": 40}, low, span)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        image, invalid, origin = reader.read((0, 0, 50, 40), halo=0)
+    assert origin == (0, 0) and image.shape == (3, 40, 50) and np.isfinite(image).all()
+    expected = np.zeros((40, 50), dtype=bool)
+    expected[30:, 40:] = True
+    np.testing.assert_array_equal(invalid, expected)
+    assert image[0, 5, 7] == BAND_FILL and image[2, 12, 3] == BAND_FILL
+    assert image[1, 5, 7] == pytest.approx((data[1, 5, 7] - 100) / 100)
+    ok = ~expected
+    ok[5, 7] = ok[12, 3] = False
+    np.testing.assert_allclose(image[:, ok], (data[:, ok] - 100) / 100, rtol=1e-6)
