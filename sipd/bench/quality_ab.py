@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sipd.bench.quality import confusion, default_data, draw_clicks, score
+from sipd.bench.quality import default_data, draw_clicks, score
 from sipd.bench.quality_data import DATASETS, Dataset, Item, load_dataset, read_raster
 from sipd.nets.unet import DEFAULT_BANK_SIGMAS, UNet
 from sipd.progress import JobContext
@@ -148,10 +148,10 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     train_s = time.time() - started - report_s
     net.eval()
     started = time.time()
-    preds = [predict(net, images[i.name]).ravel() for i in ds.side("test")]
+    pred = np.concatenate([predict(net, images[i.name]).ravel() for i in ds.side("test")])
     truth = np.concatenate([i.truth.ravel() for i in ds.side("test")])
-    s = score(np.concatenate(preds), truth, list(range(1, k + 1)))
-    cm = confusion(np.concatenate(preds), truth, list(range(1, k + 1)))
+    s = score(pred, truth, list(range(1, k + 1)))
+    cm = np.asarray(s["confusion_matrix"])
     return {
         "args": vars(a), "chips": int(x.shape[0]),
         "overall_accuracy": round(s["overall_accuracy"], 4), "kappa": round(s["kappa"], 4),
@@ -160,8 +160,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
         "train_seconds": round(train_s, 1), "predict_seconds": round(time.time() - started, 1),
         **extra,
         "recall": [round(float(r), 3) for r in np.diag(cm[:, :k]) / cm.sum(axis=1).clip(1)],
-        "predicted_share": [round(float((np.concatenate(preds) == c).mean()), 3)
-                            for c in range(1, k + 1)],
+        "predicted_share": [round(float((pred == c).mean()), 3) for c in range(1, k + 1)],
     }
 
 
