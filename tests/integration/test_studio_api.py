@@ -344,6 +344,37 @@ def test_a_scene_file_gone_missing_is_a_clear_error(studio: Any) -> None:
         assert code == 400 and "does not exist" in json.loads(body)["error"], body
 
 
+def test_live_view_classifies_a_pixel_whose_one_band_is_nodata(studio: Any) -> None:
+    """Through the live API, sipd.validity's rule: a pixel with one band at its nodata
+    value (-9999) is valid, shown and classified well. (The value that band takes in
+    the features is checked exactly in tests/unit/test_studio_units.py.)"""
+    d, http, root = studio
+    path = root / "onebandnd.tif"
+    truth = np.asarray(make_scene(path, width=256, height=256, bands=3, dtype="float32",
+                                  seed=5))  # fmt: skip
+    with rasterio.open(path) as ds:
+        data = ds.read()
+    data[0, :, 128:] = -9999  # band 1 gone on the right half; bands 2 and 3 intact
+    write_raster(path, data, nodata=-9999)  # make_scene's grid and CRS
+    d.sipctl("scene", "add", "p", str(path), "--name", "onebandnd")
+    base = "/api/projects/p/scenes/onebandnd"
+    rois = sample_rois(truth, seed=6, n_lines_per_class=3, n_points_per_class=4,
+                       splits={"train": 1.0})  # fmt: skip
+    for r in rois:
+        http.json("POST", f"{base}/rois", {"class_name": CLASSES[r["class_value"] - 1],
+                  "wkt": r["wkt"], "width": 3}, d.token, status=201)  # fmt: skip
+    live = http.json("POST", f"{base}/live", {"x": 0, "y": 0, "width": 256, "height": 256,
+                                              "level": 0}, d.token)  # fmt: skip
+    labels = _png(_data(live["labels"]))
+    assert (labels[3] == 255).all(), "one band at nodata leaves the pixel valid"
+    values = np.zeros((256, 256), dtype=np.uint8)
+    for v, c in enumerate(COLOURS):
+        rgb = np.array([int(c[i : i + 2], 16) for i in (1, 3, 5)])
+        values[(labels[:3] == rgb[:, None, None]).all(axis=0)] = v + 1
+    right = values[:, 128:] == truth[:, 128:]
+    assert right.mean() > 0.9, right.mean()
+
+
 def test_live_update_trains_the_instant_model_and_labels_the_view(studio: Any) -> None:
     d, http, root = studio
     truth = _scene(d, root, "live", width=512, height=512)
